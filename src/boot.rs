@@ -1,0 +1,457 @@
+//! `mkstick boot`: boot an image in QEMU under UEFI (OVMF) to try a stick
+//! before flashing it. QEMU writes to a snapshot, so the image never changes.
+//! With --expect, the serial console is watched for a marker: the tests use
+//! this to prove an image boots.
+
+use crate::cli::{Accel, BootArgs};
+use crate::progress::Progress;
+use anyhow::{bail, Context, Result};
+use std::io::{Read, Write};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitCode, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+const QEMU: &str = "qemu-system-x86_64";
+
+/// OVMF builds that hold code and variables in one file (for `-bios`).
+const OVMF_COMBINED: &[&str] = &[
+    "/usr/share/ovmf/OVMF.fd",
+    "/usr/share/OVMF/OVMF.fd",
+    "/usr/share/qemu/OVMF.fd",
+];
+
+/// Split OVMF builds: code (read-only) and a variable store to copy.
+const OVMF_SPLIT: &[(&str, &str)] = &[
+    (
+        "/usr/share/OVMF/OVMF_CODE_4M.fd",
+        "/usr/share/OVMF/OVMF_VARS_4M.fd",
+    ),
+    (
+        "/usr/share/OVMF/OVMF_CODE.fd",
+        "/usr/share/OVMF/OVMF_VARS.fd",
+    ),
+    (
+        "/usr/share/edk2/ovmf/OVMF_CODE.fd",
+        "/usr/share/edk2/ovmf/OVMF_VARS.fd",
+    ),
+    (
+        "/usr/share/edk2/x64/OVMF_CODE.fd",
+        "/usr/share/edk2/x64/OVMF_VARS.fd",
+    ),
+];
+
+/// One `--data-disk` argument, parsed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DataDisk {
+    pub source: DiskSource,
+    pub serial: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DiskSource {
+    /// A blank temporary disk of this many bytes.
+    Blank(u64),
+    /// An image file, used in place and kept.
+    File(PathBuf),
+}
+
+/// Parse `8G`, `512M`, `1024K` or a plain byte count (binary units).
+pub fn parse_size(s: &str) -> Option<u64> {
+    let s = s.trim();
+    let (num, mult) = match s.char_indices().last()? {
+        (i, 'K' | 'k') => (&s[..i], 1u64 << 10),
+        (i, 'M' | 'm') => (&s[..i], 1 << 20),
+        (i, 'G' | 'g') => (&s[..i], 1 << 30),
+        (i, 'T' | 't') => (&s[..i], 1 << 40),
+        _ => (s, 1),
+    };
+    if num.is_empty() || !num.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    num.parse::<u64>()
+        .ok()?
+        .checked_mul(mult)
+        .filter(|&n| n > 0)
+}
+
+pub fn parse_data_disk(spec: &str, index: usize) -> Result<DataDisk> {
+    let (what, opts) = match spec.split_once(",serial=") {
+        Some((w, s)) => (w, Some(s)),
+        None => (spec, None),
+    };
+    let serial = opts.map_or_else(|| format!("data{index}"), str::to_string);
+    if serial.is_empty()
+        || serial.len() > 20
+        || !serial
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+    {
+        bail!("--data-disk {spec}: the serial must be 1 to 20 letters, digits, `-` or `_` (virtio's limit)");
+    }
+    let path = Path::new(what);
+    let source = if path.exists() {
+        DiskSource::File(path.to_path_buf())
+    } else if let Some(bytes) = parse_size(what) {
+        DiskSource::Blank(bytes)
+    } else {
+        bail!("--data-disk {spec}: no file {what} exists and it is not a size; give a size like 8G for a blank disk, or an image file");
+    };
+    Ok(DataDisk { source, serial })
+}
+
+/// The firmware arguments for QEMU, and a temp dir holding a VARS copy.
+fn firmware_args(given: Option<&Path>, tmp: &Path) -> Result<Vec<String>> {
+    if let Some(fw) = given {
+        if !fw.is_file() {
+            bail!("--firmware {}: no such file", fw.display());
+        }
+        return Ok(vec!["-bios".into(), fw.display().to_string()]);
+    }
+    if let Some(fw) = OVMF_COMBINED.iter().find(|p| Path::new(p).is_file()) {
+        return Ok(vec!["-bios".into(), fw.to_string()]);
+    }
+    for (code, vars) in OVMF_SPLIT {
+        if Path::new(code).is_file() && Path::new(vars).is_file() {
+            let copy = tmp.join("OVMF_VARS.fd");
+            std::fs::copy(vars, &copy).with_context(|| format!("copying {vars}"))?;
+            return Ok(vec![
+                "-drive".into(),
+                format!("if=pflash,format=raw,readonly=on,file={code}"),
+                "-drive".into(),
+                format!("if=pflash,format=raw,file={}", copy.display()),
+            ]);
+        }
+    }
+    bail!("no UEFI firmware found; install OVMF (Debian/Ubuntu: apt-get install ovmf; Fedora: dnf install edk2-ovmf) or pass --firmware FILE")
+}
+
+/// QEMU's `file=` option value, with its commas doubled as QEMU requires.
+fn qemu_path(p: &Path) -> String {
+    p.display().to_string().replace(',', ",,")
+}
+
+/// Does KVM really run a guest here? Some hosts open /dev/kvm fine and then
+/// fail at the first instruction ("KVM internal error"), so run OVMF briefly.
+fn kvm_works(firmware: &[String]) -> bool {
+    if std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open("/dev/kvm")
+        .is_err()
+    {
+        return false;
+    }
+    let mut cmd = Command::new(QEMU);
+    cmd.args(["-machine", "q35,accel=kvm", "-cpu", "host", "-m", "64"])
+        .args(firmware)
+        .args([
+            "-display",
+            "none",
+            "-monitor",
+            "none",
+            "-serial",
+            "none",
+            "-nic",
+            "none",
+            "-no-reboot",
+        ])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped());
+    let Ok(mut child) = cmd.spawn() else {
+        return false;
+    };
+    let errors = Arc::new(Mutex::new(Vec::new()));
+    let reader = child.stderr.take().map(|mut s| {
+        let errors = Arc::clone(&errors);
+        std::thread::spawn(move || {
+            let mut buf = [0u8; 4096];
+            while let Ok(n) = s.read(&mut buf) {
+                if n == 0 {
+                    break;
+                }
+                errors
+                    .lock()
+                    .map(|mut e| e.extend_from_slice(&buf[..n]))
+                    .ok();
+            }
+        })
+    });
+    let started = Instant::now();
+    let works = loop {
+        let failed = errors.lock().map(|e| {
+            let text = String::from_utf8_lossy(&e);
+            text.contains("KVM internal error") || text.contains("failed to initialize")
+        });
+        if failed.unwrap_or(true) {
+            break false;
+        }
+        if let Ok(Some(_)) = child.try_wait() {
+            break false;
+        }
+        if started.elapsed() > Duration::from_secs(3) {
+            break true;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    let _ = child.kill();
+    let _ = child.wait();
+    if let Some(r) = reader {
+        let _ = r.join();
+    }
+    works
+}
+
+pub fn run(a: &BootArgs, progress: &Progress) -> Result<ExitCode> {
+    if !a.image.is_file() {
+        bail!(
+            "{}: no such image; build one with `mkstick build`",
+            a.image.display()
+        );
+    }
+    if which(QEMU).is_none() {
+        bail!("{QEMU} is not installed; install QEMU (Debian/Ubuntu: apt-get install qemu-system-x86 ovmf)");
+    }
+    let tmp = tempfile::tempdir().context("creating a temporary directory")?;
+    let firmware = firmware_args(a.firmware.as_deref(), tmp.path())?;
+    let use_kvm = match a.accel {
+        Accel::Kvm => true,
+        Accel::Tcg => false,
+        Accel::Auto => kvm_works(&firmware),
+    };
+    progress.note(if use_kvm {
+        "boot: using KVM"
+    } else {
+        "boot: KVM is not usable here, using TCG (software emulation, slower)"
+    });
+
+    let mut args: Vec<String> = vec![
+        "-machine".into(),
+        format!("q35,accel={}", if use_kvm { "kvm" } else { "tcg" }),
+        "-cpu".into(),
+        if use_kvm { "host" } else { "max" }.into(),
+        "-m".into(),
+        a.memory_mib.to_string(),
+        "-smp".into(),
+        a.cpus.to_string(),
+    ];
+    args.extend(firmware);
+    args.extend(
+        [
+            "-display",
+            "none",
+            "-monitor",
+            "none",
+            "-serial",
+            "stdio",
+            "-no-reboot",
+            "-nic",
+            "none",
+        ]
+        .map(String::from),
+    );
+    args.push("-drive".into());
+    args.push(format!(
+        "if=none,id=stick,format=raw,snapshot=on,file={}",
+        qemu_path(&a.image)
+    ));
+    args.extend([
+        "-device".into(),
+        "virtio-blk-pci,drive=stick,bootindex=0".into(),
+    ]);
+    for (i, spec) in a.data_disks.iter().enumerate() {
+        let disk = parse_data_disk(spec, i)?;
+        let path = match &disk.source {
+            DiskSource::File(p) => p.clone(),
+            DiskSource::Blank(bytes) => {
+                let p = tmp.path().join(format!("{}.img", disk.serial));
+                let f = std::fs::File::create(&p)
+                    .with_context(|| format!("creating {}", p.display()))?;
+                f.set_len(*bytes)
+                    .with_context(|| format!("sizing {}", p.display()))?;
+                p
+            }
+        };
+        args.push("-drive".into());
+        args.push(format!(
+            "if=none,id=data{i},format=raw,file={}",
+            qemu_path(&path)
+        ));
+        args.push("-device".into());
+        args.push(format!(
+            "virtio-blk-pci,drive=data{i},serial={}",
+            disk.serial
+        ));
+        progress.note(&format!(
+            "boot: data disk {} is /dev/disk/by-id/virtio-{}",
+            path.display(),
+            disk.serial
+        ));
+    }
+
+    let watching = a.expect.is_some() || !a.fail_on.is_empty() || a.timeout > 0;
+    let mut cmd = Command::new(QEMU);
+    cmd.args(&args);
+    if !watching {
+        progress.note("boot: the serial console follows; press Ctrl-A then X to stop QEMU");
+        let status = cmd
+            .status()
+            .with_context(|| format!("running {QEMU} {}", args.join(" ")))?;
+        return Ok(if status.success() {
+            ExitCode::SUCCESS
+        } else {
+            ExitCode::FAILURE
+        });
+    }
+    cmd.stdin(Stdio::null()).stdout(Stdio::piped());
+    let child = cmd
+        .spawn()
+        .with_context(|| format!("running {QEMU} {}", args.join(" ")))?;
+    watch(child, a)
+}
+
+enum Seen {
+    Expected,
+    Failure(String),
+    Exited(std::process::ExitStatus),
+    TimedOut,
+}
+
+/// Copy the serial console to stdout and stop at a marker, exit or timeout.
+fn watch(mut child: Child, a: &BootArgs) -> Result<ExitCode> {
+    let log = Arc::new(Mutex::new(Vec::<u8>::new()));
+    let mut stdout = child.stdout.take().context("QEMU's output is not piped")?;
+    let copier = {
+        let log = Arc::clone(&log);
+        std::thread::spawn(move || {
+            let mut buf = [0u8; 8192];
+            let mut out = std::io::stdout();
+            while let Ok(n) = stdout.read(&mut buf) {
+                if n == 0 {
+                    break;
+                }
+                let _ = out.write_all(&buf[..n]);
+                let _ = out.flush();
+                if let Ok(mut l) = log.lock() {
+                    l.extend_from_slice(&buf[..n]);
+                }
+            }
+        })
+    };
+    let started = Instant::now();
+    let mut scanned = 0usize;
+    let seen = loop {
+        let exited = child.try_wait().context("waiting for QEMU")?;
+        let text = {
+            let l = log
+                .lock()
+                .map_err(|_| anyhow::anyhow!("the console reader failed"))?;
+            let from = scanned.saturating_sub(256);
+            scanned = l.len();
+            String::from_utf8_lossy(&l[from..]).into_owned()
+        };
+        if let Some(f) = a.fail_on.iter().find(|f| text.contains(f.as_str())) {
+            break Seen::Failure(f.clone());
+        }
+        if a.expect.as_ref().is_some_and(|e| text.contains(e.as_str())) {
+            break Seen::Expected;
+        }
+        if let Some(status) = exited {
+            // Read what is left before deciding.
+            let _ = copier.is_finished();
+            std::thread::sleep(Duration::from_millis(200));
+            let l = log
+                .lock()
+                .map_err(|_| anyhow::anyhow!("the console reader failed"))?;
+            let rest = String::from_utf8_lossy(&l[scanned.saturating_sub(256)..]).into_owned();
+            if let Some(f) = a.fail_on.iter().find(|f| rest.contains(f.as_str())) {
+                break Seen::Failure(f.clone());
+            }
+            if a.expect.as_ref().is_some_and(|e| rest.contains(e.as_str())) {
+                break Seen::Expected;
+            }
+            break Seen::Exited(status);
+        }
+        if a.timeout > 0 && started.elapsed() > Duration::from_secs(a.timeout) {
+            break Seen::TimedOut;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    // A guest that printed its marker powers itself off; give it a moment.
+    if matches!(seen, Seen::Expected) {
+        let grace = Instant::now();
+        while grace.elapsed() < Duration::from_secs(20) && child.try_wait().ok().flatten().is_none()
+        {
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    let _ = copier.join();
+    let secs = started.elapsed().as_secs();
+    match seen {
+        Seen::Expected => {
+            eprintln!("boot: saw {:?} after {secs} s", a.expect.as_deref().unwrap_or(""));
+            Ok(ExitCode::SUCCESS)
+        }
+        Seen::Failure(f) => bail!("the guest printed {f:?} after {secs} s; see the console output above"),
+        Seen::Exited(status) => match &a.expect {
+            Some(e) => bail!("QEMU stopped ({status}) after {secs} s without printing {e:?}; see the console output above"),
+            None if status.success() => Ok(ExitCode::SUCCESS),
+            None => bail!("QEMU failed ({status})"),
+        },
+        Seen::TimedOut => bail!(
+            "timed out after {} s{}; see the console output above",
+            a.timeout,
+            a.expect.as_ref().map(|e| format!(" waiting for {e:?}")).unwrap_or_default()
+        ),
+    }
+}
+
+fn which(name: &str) -> Option<PathBuf> {
+    std::env::var_os("PATH")?
+        .to_str()?
+        .split(':')
+        .map(|d| Path::new(d).join(name))
+        .find(|p| p.is_file())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sizes_parse_in_binary_units() {
+        assert_eq!(parse_size("8G"), Some(8 << 30));
+        assert_eq!(parse_size("512m"), Some(512 << 20));
+        assert_eq!(parse_size("4096"), Some(4096));
+        for bad in ["", "G", "0", "1.5G", "-1G", "8GB", "99999999999999T"] {
+            assert_eq!(parse_size(bad), None, "{bad}");
+        }
+    }
+
+    #[test]
+    fn data_disks_get_stable_serials() {
+        let d = parse_data_disk("1G", 2).unwrap();
+        assert_eq!(
+            d,
+            DataDisk {
+                source: DiskSource::Blank(1 << 30),
+                serial: "data2".into()
+            }
+        );
+        let d = parse_data_disk("1G,serial=fast-ssd", 0).unwrap();
+        assert_eq!(d.serial, "fast-ssd");
+        assert!(parse_data_disk("1G,serial=bad name", 0).is_err());
+        assert!(parse_data_disk("/no/such/file.img", 0)
+            .unwrap_err()
+            .to_string()
+            .contains("give a size"));
+    }
+
+    #[test]
+    fn qemu_paths_escape_commas() {
+        assert_eq!(qemu_path(Path::new("/a,b/c.img")), "/a,,b/c.img");
+    }
+}

@@ -1,0 +1,156 @@
+//! Command-line types (clap derive) and nothing else.
+
+use clap::{Args, Parser, Subcommand};
+use std::path::PathBuf;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "mkstick",
+    version,
+    about = "Turn one mkstick.toml into a USB stick that boots a home server",
+    long_about = "Turn one mkstick.toml into a USB stick that boots a home server live \
+into a CoreOS, configured by Ignition at every boot.\n\n\
+Start with `mkstick init`, check with `mkstick plan`, then `mkstick build`.",
+    term_width = 80
+)]
+pub struct Cli {
+    /// Print no progress, only results and errors
+    #[arg(long, short, global = true)]
+    pub quiet: bool,
+
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Write a commented starter mkstick.toml
+    Init(InitArgs),
+    /// Check the config and the OS files, build nothing
+    Check(ConfigArgs),
+    /// Say in plain words what the stick will do
+    Plan(ConfigArgs),
+    /// Build the stick image
+    Build(BuildArgs),
+    /// Show what is inside a stick image
+    Inspect(InspectArgs),
+    /// Boot a stick image in QEMU, leaving the image unchanged
+    Boot(BootArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct InitArgs {
+    /// Where to write the config
+    #[arg(long, short, default_value = "mkstick.toml")]
+    pub output: PathBuf,
+    /// Replace an existing file
+    #[arg(long)]
+    pub force: bool,
+}
+
+#[derive(Debug, Args, Clone)]
+pub struct ConfigArgs {
+    /// The config file
+    #[arg(long, short, default_value = "mkstick.toml")]
+    pub config: PathBuf,
+    /// An OS directory (holding os.json); overrides [os] path
+    #[arg(long, value_name = "DIR")]
+    pub os_dir: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub struct BuildArgs {
+    #[command(flatten)]
+    pub config: ConfigArgs,
+    /// The image file to write
+    #[arg(long, short, default_value = "mkstick.img")]
+    pub output: PathBuf,
+    /// Replace an existing image
+    #[arg(long)]
+    pub force: bool,
+    /// Derive the disk IDs from this text instead of from the inputs
+    #[arg(long, conflicts_with = "random_guids")]
+    pub seed: Option<String>,
+    /// Use random disk IDs (the image is then not reproducible)
+    #[arg(long)]
+    pub random_guids: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct InspectArgs {
+    /// The image (or stick) to read
+    pub image: PathBuf,
+    /// Print one JSON document
+    #[arg(long)]
+    pub json: bool,
+    /// Print the whole embedded Ignition config, secrets included
+    #[arg(long)]
+    pub show_config: bool,
+    /// Check every file against mkstick/manifest.json
+    #[arg(long)]
+    pub verify: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct BootArgs {
+    /// The image to boot; QEMU writes to a snapshot, never to the image
+    pub image: PathBuf,
+    /// Attach a data disk: a size (8G, 512M) for a blank temporary disk, or a
+    /// raw image file to use and keep; add ",serial=NAME" to name it
+    /// (default data0, data1, ...; it appears as /dev/disk/by-id/virtio-NAME)
+    #[arg(long = "data-disk", value_name = "SIZE|FILE")]
+    pub data_disks: Vec<String>,
+    /// Guest memory in MiB (Fedora CoreOS live needs about 4096)
+    #[arg(long, default_value_t = 4096)]
+    pub memory_mib: u32,
+    /// Virtual CPUs
+    #[arg(long, default_value_t = 2)]
+    pub cpus: u32,
+    /// UEFI firmware (default: OVMF from the usual places)
+    #[arg(long, value_name = "FILE")]
+    pub firmware: Option<PathBuf>,
+    /// Stop with success when this text appears on the serial console
+    #[arg(long, value_name = "TEXT")]
+    pub expect: Option<String>,
+    /// Stop with failure when this text appears on the serial console
+    #[arg(long, value_name = "TEXT")]
+    pub fail_on: Vec<String>,
+    /// Give up after this many seconds (0: never)
+    #[arg(long, default_value_t = 0, value_name = "SECS")]
+    pub timeout: u64,
+    /// Use KVM, TCG (software) or whichever works
+    #[arg(long, value_enum, default_value_t = Accel::Auto)]
+    pub accel: Accel,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Accel {
+    Auto,
+    Kvm,
+    Tcg,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn cli_is_consistent() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn help_fits_in_80_columns() {
+        let mut cmd = Cli::command();
+        let mut texts = vec![cmd.render_long_help().to_string()];
+        for sub in cmd.get_subcommands_mut() {
+            texts.push(sub.render_long_help().to_string());
+        }
+        for text in texts {
+            for line in text.lines() {
+                assert!(line.chars().count() <= 80, "too wide: {line:?}");
+            }
+        }
+    }
+}

@@ -1,0 +1,59 @@
+//! The commented starter config that `mkstick init` writes.
+
+/// A starter `mkstick.toml`. `ssh_key` is the user's public key, if one was found.
+pub fn starter_config(ssh_key: Option<&str>) -> String {
+    let keys = match ssh_key {
+        Some(k) => format!(
+            "# Picked up from your ~/.ssh. Add more keys as more strings.\nssh-authorized-keys = [\n  \"{}\",\n]",
+            k.trim()
+        ),
+        None => "# No ~/.ssh/id_*.pub was found. Paste your public key here, for example:\n# ssh-authorized-keys = [\"ssh-ed25519 AAAA... you@laptop\"]\nssh-authorized-keys = []".to_string(),
+    };
+    format!(
+        r#"# mkstick.toml: everything mkstick needs to build your server's boot stick.
+# Check it with `mkstick check`, see what the stick will do with `mkstick plan`,
+# then build it with `mkstick build`.
+
+[node]
+# The server's name on your network.
+hostname = "kube1"
+# You log in as user `core` with one of these SSH keys.
+{keys}
+# Optional: allow console login with a password. Never put the password itself
+# here, only its hash: run `mkpasswd --method=yescrypt` and paste the result.
+# password-hash = "$y$..."
+# IANA time zone name; UTC when left out.
+timezone = "UTC"
+
+[os]
+# An OS directory: one holding `os.json` with the kernel, initramfs, rootfs and
+# EFI boot files (relative to this file). `--os-dir` overrides it.
+path = "os"
+
+[boot]
+# Extra kernel arguments, one string each.
+kernel-args = []
+# Show the boot console on the first serial port too (ttyS0, 115200 baud).
+serial-console = true
+
+[extra]
+# Your own Ignition configs (spec 3.0.0 to 3.3.0), merged over mkstick's.
+ignition = []
+"#
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::path::Path;
+
+    #[test]
+    fn starter_parses_with_and_without_a_key() {
+        let key = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIIiI12AOmJheE4nbgJvDhe47oAV8xqWv1169OlfLBIpZ test@mkstick\n";
+        let c = crate::config::parse(Path::new("s.toml"), &starter_config(Some(key))).unwrap();
+        assert_eq!(c.node.ssh_authorized_keys.len(), 1);
+        let c = crate::config::parse(Path::new("s.toml"), &starter_config(None)).unwrap();
+        assert!(c.node.ssh_authorized_keys.is_empty());
+    }
+}

@@ -1,0 +1,387 @@
+//! The FAT32 EFI system partition: sizing, formatting with fixed IDs and
+//! timestamps, and reading a FAT tree back.
+
+use crate::io::Slice;
+use anyhow::{bail, Context, Result};
+use fatfs::{FatType, FileSystem, FormatVolumeOptions, FsOptions, ReadWriteSeek};
+use std::fs::File;
+use std::io::{Cursor, Read};
+use std::os::unix::fs::FileExt;
+
+/// The volume label, also the GPT partition name (11 bytes, space-padded).
+pub const VOLUME_LABEL: &[u8; 11] = b"MKSTICK    ";
+
+/// FAT32 needs at least this many clusters (Microsoft's FAT specification,
+/// "FAT Type Determination"); below it a volume is FAT16.
+const FAT32_MIN_CLUSTERS: u64 = 65_525;
+/// Reserved sectors fatfs puts before the FAT on FAT32.
+const RESERVED_SECTORS: u64 = 8;
+const SECTOR: u64 = 512;
+const MIB: u64 = 1 << 20;
+
+/// The size of the partition and of its clusters.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FatLayout {
+    pub size_bytes: u64,
+    pub cluster_bytes: u32,
+}
+
+/// Clusters left for data in a FAT32 volume of `size` bytes (two FATs).
+fn data_clusters(size: u64, cluster: u64) -> u64 {
+    let entries = size / cluster + 2;
+    let fat_bytes = (entries * 4).div_ceil(SECTOR) * SECTOR;
+    size.saturating_sub(RESERVED_SECTORS * SECTOR + 2 * fat_bytes) / cluster
+}
+
+/// Choose the smallest whole-MiB FAT32 partition that holds files of these
+/// sizes in `dirs` directories, with a little slack, and the largest cluster
+/// size (fewer, larger writes) that still keeps it FAT32.
+pub fn layout(file_sizes: &[u64], dirs: usize) -> FatLayout {
+    let mut best: Option<FatLayout> = None;
+    for cluster in [32768u64, 16384, 8192, 4096, 2048, 1024, 512] {
+        let data: u64 = file_sizes
+            .iter()
+            .map(|s| s.div_ceil(cluster).max(1) * cluster)
+            .sum::<u64>()
+            + (dirs as u64 + 1) * cluster;
+        // 2 % and 4 MiB of slack: room for directory growth and a later
+        // `mkstick` copying a slightly larger config onto the same stick.
+        let want = data + data / 50 + 4 * MIB;
+        let mut size = want.div_ceil(MIB) * MIB;
+        while data_clusters(size, cluster) * cluster < want - 4 * MIB + cluster
+            || data_clusters(size, cluster) < FAT32_MIN_CLUSTERS + 64
+        {
+            size += MIB;
+        }
+        let candidate = FatLayout {
+            size_bytes: size,
+            cluster_bytes: cluster as u32,
+        };
+        if best.is_none_or(|b| size < b.size_bytes) {
+            best = Some(candidate);
+        }
+    }
+    best.expect("the cluster list is not empty")
+}
+
+/// Format `len` bytes at `start` of `file` as FAT32.
+pub fn format(file: &File, start: u64, layout: FatLayout, volume_id: u32) -> Result<()> {
+    let mut disk = Slice::new(file, start, layout.size_bytes);
+    fatfs::format_volume(
+        &mut disk,
+        FormatVolumeOptions::new()
+            .fat_type(FatType::Fat32)
+            .bytes_per_cluster(layout.cluster_bytes)
+            .volume_id(volume_id)
+            .volume_label(*VOLUME_LABEL),
+    )
+    .context("formatting the EFI partition as FAT32")?;
+    disk.finish().context("writing the FAT32 structures")?;
+    Ok(())
+}
+
+/// Bytes from the start of a FAT32 volume to its first data cluster: the
+/// region fatfs updates in small writes, worth caching in memory.
+pub fn metadata_bytes(file: &File, start: u64) -> Result<u64> {
+    let mut bpb = [0u8; 48];
+    file.read_exact_at(&mut bpb, start)
+        .context("reading the FAT boot sector")?;
+    let bytes_per_sector = u16::from_le_bytes([bpb[11], bpb[12]]) as u64;
+    let reserved = u16::from_le_bytes([bpb[14], bpb[15]]) as u64;
+    let fats = bpb[16] as u64;
+    let sectors_per_fat = u32::from_le_bytes([bpb[36], bpb[37], bpb[38], bpb[39]]) as u64;
+    Ok((reserved + fats * sectors_per_fat) * bytes_per_sector)
+}
+
+const DIR_ENTRY_BYTES: usize = 32;
+const ATTR_LFN: u8 = 0x0f;
+const ATTR_DIRECTORY: u8 = 0x10;
+const DELETED: u8 = 0xe5;
+const DOT: &[u8; 11] = b".          ";
+const DOTDOT: &[u8; 11] = b"..         ";
+
+/// Repair what fatfs 0.3.6 writes into every new directory: a long-name
+/// (LFN) entry before `.` and another before `..` (fixed upstream after 0.3;
+/// no later release is published). The FAT specification requires `.` and
+/// `..` to be the first two entries, and `fsck.fat` rejects the volume
+/// otherwise. Each directory's first four slots become `.`, `..` and two
+/// deleted entries. `..` of a directory in the root also gets cluster 0, as
+/// the specification requires (fatfs writes the root's cluster number).
+/// Call this after the filesystem is unmounted.
+pub fn fix_dot_entries(file: &File, start: u64) -> Result<()> {
+    let mut bpb = [0u8; 48];
+    file.read_exact_at(&mut bpb, start)
+        .context("reading the FAT boot sector")?;
+    let bytes_per_sector = u16::from_le_bytes([bpb[11], bpb[12]]) as u64;
+    let cluster_bytes = bytes_per_sector * bpb[13] as u64;
+    let data_start = start + metadata_bytes(file, start)?;
+    let fat_start = start + u16::from_le_bytes([bpb[14], bpb[15]]) as u64 * bytes_per_sector;
+    let root = u32::from_le_bytes([bpb[44], bpb[45], bpb[46], bpb[47]]);
+    let cluster_at = |c: u32| data_start + (c as u64 - 2) * cluster_bytes;
+    let next = |c: u32| -> Result<u32> {
+        let mut e = [0u8; 4];
+        file.read_exact_at(&mut e, fat_start + c as u64 * 4)
+            .context("reading the FAT")?;
+        Ok(u32::from_le_bytes(e) & 0x0fff_ffff)
+    };
+    let mut todo = vec![(root, None::<bool>)];
+    let mut seen = 0usize;
+    while let Some((first, parent_is_root)) = todo.pop() {
+        seen += 1;
+        if seen > 100_000 {
+            bail!("the new FAT volume's directories loop (internal error)");
+        }
+        // Read the whole directory (its cluster chain).
+        let mut dir = Vec::new();
+        let mut c = first;
+        while (2..0x0fff_fff8).contains(&c) && dir.len() < (1 << 24) {
+            let mut buf = vec![0u8; cluster_bytes as usize];
+            file.read_exact_at(&mut buf, cluster_at(c))
+                .context("reading a directory")?;
+            dir.extend_from_slice(&buf);
+            c = next(c)?;
+        }
+        for e in dir.chunks_exact(DIR_ENTRY_BYTES) {
+            if e[0] == 0 {
+                break;
+            }
+            let name = &e[..11];
+            if e[0] == DELETED
+                || e[11] == ATTR_LFN
+                || e[11] & ATTR_DIRECTORY == 0
+                || name == DOT
+                || name == DOTDOT
+            {
+                continue;
+            }
+            let sub = (u16::from_le_bytes([e[20], e[21]]) as u32) << 16
+                | u16::from_le_bytes([e[26], e[27]]) as u32;
+            todo.push((sub, Some(parent_is_root.is_none())));
+        }
+        let Some(parent_is_root) = parent_is_root else {
+            continue; // the root has no `.` or `..`
+        };
+        if dir.len() < 4 * DIR_ENTRY_BYTES {
+            continue;
+        }
+        let slot = |i: usize| &dir[i * DIR_ENTRY_BYTES..(i + 1) * DIR_ENTRY_BYTES];
+        let broken = slot(0)[11] == ATTR_LFN
+            && &slot(1)[..11] == DOT
+            && slot(2)[11] == ATTR_LFN
+            && &slot(3)[..11] == DOTDOT;
+        if broken {
+            let mut fixed = Vec::with_capacity(4 * DIR_ENTRY_BYTES);
+            fixed.extend_from_slice(slot(1));
+            let mut dotdot = slot(3).to_vec();
+            if parent_is_root {
+                for i in [20, 21, 26, 27] {
+                    dotdot[i] = 0;
+                }
+            }
+            fixed.extend_from_slice(&dotdot);
+            for _ in 0..2 {
+                let mut deleted = [0u8; DIR_ENTRY_BYTES];
+                deleted[0] = DELETED;
+                fixed.extend_from_slice(&deleted);
+            }
+            file.write_all_at(&fixed, cluster_at(first))
+                .context("repairing a directory")?;
+        }
+    }
+    Ok(())
+}
+
+/// FAT timestamps from `SOURCE_DATE_EPOCH`, never from the clock.
+#[derive(Debug)]
+pub struct FixedTime(fatfs::DateTime);
+
+impl FixedTime {
+    /// The time for `epoch_secs` (UTC), or 1980-01-01 00:00, FAT's first
+    /// representable instant, when there is none.
+    pub fn new(epoch_secs: Option<i64>) -> Result<FixedTime> {
+        let Some(secs) = epoch_secs else {
+            return Ok(FixedTime(dos_time(1980, 1, 1, 0, 0, 0)));
+        };
+        let days = secs.div_euclid(86_400);
+        let rem = secs.rem_euclid(86_400);
+        let (y, m, d) = civil_from_days(days);
+        if !(1980..=2107).contains(&y) {
+            bail!("SOURCE_DATE_EPOCH={secs} is year {y}; FAT timestamps hold 1980 to 2107");
+        }
+        Ok(FixedTime(dos_time(
+            y as u16,
+            m,
+            d,
+            (rem / 3600) as u16,
+            (rem / 60 % 60) as u16,
+            (rem % 60) as u16,
+        )))
+    }
+}
+
+fn dos_time(year: u16, month: u16, day: u16, hour: u16, min: u16, sec: u16) -> fatfs::DateTime {
+    fatfs::DateTime {
+        date: fatfs::Date { year, month, day },
+        time: fatfs::Time {
+            hour,
+            min,
+            sec,
+            millis: 0,
+        },
+    }
+}
+
+/// Days since 1970-01-01 to a proleptic Gregorian date (Howard Hinnant's algorithm).
+fn civil_from_days(z: i64) -> (i64, u16, u16) {
+    let z = z + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = (doy - (153 * mp + 2) / 5 + 1) as u16;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u16;
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    (y, m, d)
+}
+
+impl fatfs::TimeProvider for FixedTime {
+    fn get_current_date(&self) -> fatfs::Date {
+        self.0.date
+    }
+    fn get_current_date_time(&self) -> fatfs::DateTime {
+        self.0
+    }
+}
+
+/// Options for opening a FAT volume with fixed timestamps.
+pub fn fs_options(time: &'static FixedTime) -> FsOptions {
+    FsOptions::new()
+        .update_accessed_date(false)
+        .time_provider(time)
+}
+
+/// Visit every file of a FAT volume, depth first in name order, with its
+/// `/`-separated path and an open handle.
+pub fn walk<T: ReadWriteSeek>(
+    fs: &FileSystem<T>,
+    mut visit: impl FnMut(&str, &mut fatfs::File<T>) -> Result<()>,
+) -> Result<()> {
+    fn dir_level<T: ReadWriteSeek>(
+        dir: fatfs::Dir<T>,
+        prefix: &str,
+        visit: &mut dyn FnMut(&str, &mut fatfs::File<T>) -> Result<()>,
+        depth: usize,
+    ) -> Result<()> {
+        if depth > 32 {
+            bail!("directories nest deeper than 32 levels under {prefix}; the FAT volume looks damaged");
+        }
+        let mut entries = Vec::new();
+        for e in dir.iter() {
+            let e = e.context("reading a FAT directory")?;
+            let name = e.file_name();
+            if name != "." && name != ".." {
+                entries.push(e);
+            }
+        }
+        entries.sort_by_key(|e| e.file_name());
+        for e in entries {
+            let path = format!("{prefix}{}", e.file_name());
+            if e.is_dir() {
+                dir_level(e.to_dir(), &format!("{path}/"), visit, depth + 1)?;
+            } else {
+                visit(&path, &mut e.to_file())?;
+            }
+        }
+        Ok(())
+    }
+    dir_level(fs.root_dir(), "", &mut visit, 0)
+}
+
+/// Every file of an in-memory FAT image (such as FCOS's `efiboot.img`).
+pub fn read_tree(image: &[u8]) -> Result<Vec<(String, Vec<u8>)>> {
+    let fs = FileSystem::new(Cursor::new(image.to_vec()), FsOptions::new())
+        .context("not a FAT filesystem")?;
+    let mut out = Vec::new();
+    walk(&fs, |path, file| {
+        let mut data = Vec::new();
+        file.read_to_end(&mut data)
+            .with_context(|| format!("reading {path}"))?;
+        out.push((path.to_string(), data));
+        Ok(())
+    })?;
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn layout_is_fat32_and_holds_the_files() {
+        for sizes in [
+            vec![10u64],
+            vec![900 << 20, 100 << 20, 12 << 20],
+            vec![3 << 30],
+        ] {
+            let l = layout(&sizes, 4);
+            let c = l.cluster_bytes as u64;
+            assert!(
+                data_clusters(l.size_bytes, c) >= FAT32_MIN_CLUSTERS,
+                "{l:?}"
+            );
+            let need: u64 = sizes.iter().map(|s| s.div_ceil(c) * c).sum();
+            assert!(data_clusters(l.size_bytes, c) * c >= need, "{l:?}");
+            assert_eq!(l.size_bytes % MIB, 0);
+            let total: u64 = sizes.iter().sum();
+            assert!(
+                l.size_bytes <= (total + total / 20 + 64 * MIB).max(40 * MIB),
+                "little slack: {l:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn epoch_converts_to_fat_time() {
+        // 2021-03-04 05:06:07 UTC
+        let t = FixedTime::new(Some(1_614_834_367)).unwrap().0;
+        assert_eq!((t.date.year, t.date.month, t.date.day), (2021, 3, 4));
+        assert_eq!((t.time.hour, t.time.min, t.time.sec), (5, 6, 7));
+        let t = FixedTime::new(None).unwrap().0;
+        assert_eq!((t.date.year, t.date.month, t.date.day), (1980, 1, 1));
+        assert!(
+            FixedTime::new(Some(0)).is_err(),
+            "1970 is before FAT's epoch"
+        );
+        assert_eq!(civil_from_days(0), (1970, 1, 1));
+        assert_eq!(civil_from_days(11_016), (2000, 2, 29));
+    }
+
+    #[test]
+    fn formats_writes_and_reads_back() {
+        let f = tempfile::tempfile().unwrap();
+        let l = layout(&[5000, 70_000], 2);
+        f.set_len(l.size_bytes).unwrap();
+        format(&f, 0, l, 0xdead_beef).unwrap();
+        let head = metadata_bytes(&f, 0).unwrap();
+        let mut disk = Slice::new(&f, 0, l.size_bytes)
+            .with_head_cache(head)
+            .unwrap();
+        {
+            let time: &'static FixedTime = Box::leak(Box::new(FixedTime::new(None).unwrap()));
+            let fs = FileSystem::new(&mut disk, fs_options(time)).unwrap();
+            assert_eq!(fs.fat_type(), FatType::Fat32);
+            fs.root_dir().create_dir("EFI").unwrap();
+            let mut w = fs.root_dir().create_file("EFI/a.txt").unwrap();
+            std::io::Write::write_all(&mut w, &[7u8; 5000]).unwrap();
+            drop(w);
+            fs.unmount().unwrap();
+        }
+        disk.finish().unwrap();
+        let mut bytes = vec![0u8; l.size_bytes as usize];
+        f.read_exact_at(&mut bytes, 0).unwrap();
+        let tree = read_tree(&bytes).unwrap();
+        assert_eq!(tree, vec![("EFI/a.txt".to_string(), vec![7u8; 5000])]);
+        assert!(read_tree(&[0u8; 4096]).is_err());
+    }
+}

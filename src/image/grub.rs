@@ -1,0 +1,87 @@
+//! The boot entry: a straight-line grub.cfg with no menu. It finds this
+//! stick's partition by its FAT volume id, loads the kernel and the three
+//! initrds, and boots. Every failure path prints why and ends in `halt`.
+
+use crate::config::types::KernelArg;
+
+/// Where the boot files live on the EFI partition.
+pub const KERNEL: &str = "os/vmlinuz";
+pub const INITRAMFS: &str = "os/initramfs.img";
+pub const ROOTFS: &str = "os/rootfs.img";
+pub const CONFIG_INITRD: &str = "mkstick/ignition.img";
+
+/// GRUB's spelling of a FAT volume id, as `search --fs-uuid` expects it.
+pub fn fat_uuid(volume_id: u32) -> String {
+    format!("{:04X}-{:04X}", volume_id >> 16, volume_id & 0xffff)
+}
+
+pub struct GrubArgs<'a> {
+    pub title: &'a str,
+    pub volume_id: u32,
+    pub serial_console: bool,
+    pub kernel_args: &'a [KernelArg],
+}
+
+/// The grub.cfg text. Kernel arguments are single-quoted; [`KernelArg`]
+/// refuses quotes, so nothing in them is expanded by GRUB.
+pub fn config(a: &GrubArgs) -> String {
+    let uuid = fat_uuid(a.volume_id);
+    let args: Vec<String> = a.kernel_args.iter().map(|k| format!("'{k}'")).collect();
+    let terminal = if a.serial_console {
+        "serial --unit=0 --speed=115200\nterminal_input console serial\nterminal_output console serial\n"
+    } else {
+        ""
+    };
+    let title = a.title.replace(
+        |c: char| !(c.is_ascii_alphanumeric() || " .-_+:()/".contains(c)),
+        "_",
+    );
+    format!(
+        "# Written by mkstick. Boots {title} live from this stick; no menu.\n\
+{terminal}\
+if search --no-floppy --fs-uuid --set=root {uuid}; then
+  echo 'mkstick: booting {title}'
+  if linux /{KERNEL} {args}; then
+    echo 'mkstick: loading the initramfs, the root filesystem and the config'
+    if initrd /{INITRAMFS} /{ROOTFS} /{CONFIG_INITRD}; then
+      boot
+      echo 'mkstick: the kernel did not start'
+    else
+      echo 'mkstick: cannot load the initrds from the stick; rebuild it'
+    fi
+  else
+    echo 'mkstick: cannot load the kernel /{KERNEL}; rebuild the stick'
+  fi
+else
+  echo 'mkstick: cannot find the stick partition {uuid}; rebuild the stick'
+fi
+sleep 10
+halt
+",
+        args = args.join(" ")
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_path_ends_in_halt_and_args_are_quoted() {
+        let args: Vec<KernelArg> = ["ignition.firstboot", "console=ttyS0,115200n8"]
+            .iter()
+            .map(|s| s.parse().unwrap())
+            .collect();
+        let cfg = config(&GrubArgs {
+            title: "Fedora CoreOS 41 'x'",
+            volume_id: 0x1234abcd,
+            serial_console: true,
+            kernel_args: &args,
+        });
+        assert!(cfg.contains("--fs-uuid --set=root 1234-ABCD"));
+        assert!(cfg.contains("'ignition.firstboot' 'console=ttyS0,115200n8'"));
+        assert!(cfg.trim_end().ends_with("halt"));
+        assert!(!cfg.contains("'x'"), "titles cannot inject quotes: {cfg}");
+        assert_eq!(cfg.matches("if ").count(), cfg.matches("fi\n").count());
+    }
+}

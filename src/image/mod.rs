@@ -1,0 +1,175 @@
+//! Stage 3 (assemble): [`Payload`] -> [`Image`], a raw disk image written
+//! through a temp file in the target directory, mode 0600, then persisted.
+//!
+//! Layout: protective MBR and GPT in the first MiB, the FAT32 EFI partition
+//! from 1 MiB, and the backup GPT in the last MiB. Every OS file is streamed
+//! once: read, hashed and written in one pass, and checked against os.json.
+
+pub mod fat;
+pub mod gpt;
+pub mod grub;
+pub mod initrd;
+
+use crate::io::{HashReader, ProgressReader, Slice, BUFFER_SIZE};
+use crate::os::check_digest;
+use crate::payload::{Payload, Source};
+use crate::plan::Plan;
+use crate::progress::Progress;
+use anyhow::{bail, Context, Result};
+use fat::FatLayout;
+use std::io::{Read, Write};
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+
+const MIB: u64 = 1 << 20;
+
+/// The image as written.
+#[derive(Debug, Clone)]
+pub struct Image {
+    pub path: PathBuf,
+    pub size_bytes: u64,
+    pub esp: FatLayout,
+    pub files: usize,
+    pub data_bytes: u64,
+}
+
+/// Total image size for an EFI partition of this layout: 1 MiB in front for
+/// the GPT, 1 MiB behind for the backup GPT.
+pub fn image_size_bytes(esp: FatLayout) -> u64 {
+    MIB + esp.size_bytes + MIB
+}
+
+/// Refuse to replace an existing file unless `force` is set.
+pub fn check_output(out: &Path, force: bool) -> Result<()> {
+    if out.exists() && !force {
+        bail!(
+            "refusing to overwrite {}; pass --force to replace it, or choose another --output",
+            out.display()
+        );
+    }
+    if out.is_dir() {
+        bail!(
+            "{} is a directory; name an image file with --output",
+            out.display()
+        );
+    }
+    Ok(())
+}
+
+pub fn assemble(
+    plan: &Plan,
+    payload: &Payload,
+    out: &Path,
+    force: bool,
+    progress: &Progress,
+) -> Result<Image> {
+    check_output(out, force)?;
+    let sizes: Vec<u64> = payload.files.iter().map(|f| f.size_bytes).collect();
+    let dirs = payload.dirs();
+    let esp = fat::layout(&sizes, dirs.len());
+    let size_bytes = image_size_bytes(esp);
+
+    let parent = match out.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p,
+        _ => Path::new("."),
+    };
+    let tmp = tempfile::Builder::new()
+        .prefix(".mkstick-")
+        .suffix(".tmp")
+        .tempfile_in(parent)
+        .with_context(|| format!("creating a temporary file in {}", parent.display()))?;
+    let file = tmp.as_file();
+    file.set_permissions(std::fs::Permissions::from_mode(0o600))
+        .context("making the image private (mode 0600)")?;
+    file.set_len(size_bytes)
+        .with_context(|| format!("making a {size_bytes}-byte image in {}", parent.display()))?;
+
+    gpt::write(file, plan.ids.disk_guid, plan.ids.esp_guid, esp.size_bytes)?;
+    let esp_start = gpt::ESP_FIRST_LBA * gpt::SECTOR_BYTES;
+    fat::format(file, esp_start, esp, plan.ids.volume_id)?;
+
+    let head = fat::metadata_bytes(file, esp_start)?;
+    let mut disk = Slice::new(file, esp_start, esp.size_bytes).with_head_cache(head)?;
+    // fatfs wants a 'static time provider; one small value per build.
+    let time: &'static fat::FixedTime =
+        Box::leak(Box::new(fat::FixedTime::new(plan.source_date_epoch)?));
+    let bar = progress.bar("writing image", payload.total_bytes());
+    {
+        let fs = fatfs::FileSystem::new(&mut disk, fat::fs_options(time))
+            .context("opening the new FAT32 partition")?;
+        write_files(&fs, &dirs, payload, &bar)?;
+        // Counting the free clusters makes unmount record them in FSInfo.
+        fs.stats()
+            .context("counting free space on the FAT32 partition")?;
+        fs.unmount().context("closing the FAT32 partition")?;
+    }
+    disk.finish().context("writing the FAT32 tables")?;
+    fat::fix_dot_entries(file, esp_start)?;
+    bar.finish();
+    file.sync_all().context("syncing the image to disk")?;
+    let persisted = if force {
+        tmp.persist(out).map_err(|e| e.error)
+    } else {
+        tmp.persist_noclobber(out).map_err(|e| e.error)
+    };
+    persisted.with_context(|| format!("saving the image as {}", out.display()))?;
+    Ok(Image {
+        path: out.to_path_buf(),
+        size_bytes,
+        esp,
+        files: payload.files.len(),
+        data_bytes: payload.total_bytes(),
+    })
+}
+
+/// Create the directories, then stream every file in path order.
+fn write_files<T: fatfs::ReadWriteSeek>(
+    fs: &fatfs::FileSystem<T>,
+    dirs: &[String],
+    payload: &Payload,
+    bar: &crate::progress::Bar,
+) -> Result<()> {
+    let root = fs.root_dir();
+    for d in dirs {
+        root.create_dir(d)
+            .with_context(|| format!("creating {d}/ on the stick"))?;
+    }
+    let mut buf = vec![0u8; BUFFER_SIZE];
+    for f in &payload.files {
+        let mut w = root
+            .create_file(&f.path)
+            .with_context(|| format!("creating {} on the stick", f.path))?;
+        match &f.source {
+            Source::Bytes(b) => {
+                w.write_all(b)
+                    .with_context(|| format!("writing {}", f.path))?;
+                bar.inc(b.len() as u64);
+            }
+            Source::Os(path) => {
+                let src = std::fs::File::open(path)
+                    .with_context(|| format!("opening {}", path.display()))?;
+                let mut r = HashReader::new(ProgressReader::new(src, |n| bar.inc(n)));
+                loop {
+                    let n = r
+                        .read(&mut buf)
+                        .with_context(|| format!("reading {}", path.display()))?;
+                    if n == 0 {
+                        break;
+                    }
+                    w.write_all(&buf[..n])
+                        .with_context(|| format!("writing {}", f.path))?;
+                }
+                let (digest, len) = r.finish();
+                check_digest(path, f.sha256, digest)?;
+                if len != f.size_bytes {
+                    bail!(
+                        "{} changed size while it was copied; try again",
+                        path.display()
+                    );
+                }
+            }
+        }
+        w.flush().with_context(|| format!("writing {}", f.path))?;
+    }
+    Ok(())
+}

@@ -1,0 +1,192 @@
+//! Domain-free I/O adapters: hashing readers, an offset window over a file,
+//! and the one buffer size every stage uses.
+
+mod slice;
+
+pub use slice::Slice;
+
+use sha2::{Digest, Sha256};
+use std::io::{self, Read};
+
+/// The buffer size for every streaming copy (256 KiB).
+pub const BUFFER_SIZE: usize = 256 * 1024;
+
+/// A sha256 digest, printed as 64 lowercase hex digits.
+#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Sha256Digest(pub [u8; 32]);
+
+impl Sha256Digest {
+    pub fn of(bytes: &[u8]) -> Self {
+        Sha256Digest(Sha256::digest(bytes).into())
+    }
+
+    /// The first 12 hex digits, enough to tell two values apart in a report.
+    pub fn short(&self) -> String {
+        self.to_string()[..12].to_string()
+    }
+}
+
+impl std::fmt::Display for Sha256Digest {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        for b in self.0 {
+            write!(f, "{b:02x}")?;
+        }
+        Ok(())
+    }
+}
+
+impl std::fmt::Debug for Sha256Digest {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "sha256:{self}")
+    }
+}
+
+impl std::str::FromStr for Sha256Digest {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        if s.len() != 64
+            || !s
+                .bytes()
+                .all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase())
+        {
+            return Err(format!(
+                "`{s}` is not a sha256 digest (64 lowercase hex digits)"
+            ));
+        }
+        let mut out = [0u8; 32];
+        for (i, chunk) in s.as_bytes().chunks(2).enumerate() {
+            let pair = std::str::from_utf8(chunk).map_err(|e| e.to_string())?;
+            out[i] = u8::from_str_radix(pair, 16).map_err(|e| e.to_string())?;
+        }
+        Ok(Sha256Digest(out))
+    }
+}
+
+impl serde::Serialize for Sha256Digest {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for Sha256Digest {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        s.parse().map_err(serde::de::Error::custom)
+    }
+}
+
+/// A reader that hashes everything read through it.
+pub struct HashReader<R> {
+    inner: R,
+    hasher: Sha256,
+    bytes: u64,
+}
+
+impl<R: Read> HashReader<R> {
+    pub fn new(inner: R) -> Self {
+        HashReader {
+            inner,
+            hasher: Sha256::new(),
+            bytes: 0,
+        }
+    }
+
+    /// The digest and length of everything read so far.
+    pub fn finish(self) -> (Sha256Digest, u64) {
+        (Sha256Digest(self.hasher.finalize().into()), self.bytes)
+    }
+}
+
+impl<R: Read> Read for HashReader<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.hasher.update(&buf[..n]);
+        self.bytes += n as u64;
+        Ok(n)
+    }
+}
+
+/// A reader that reports every byte read to a progress callback.
+pub struct ProgressReader<R, F: FnMut(u64)> {
+    inner: R,
+    on_read: F,
+}
+
+impl<R: Read, F: FnMut(u64)> ProgressReader<R, F> {
+    pub fn new(inner: R, on_read: F) -> Self {
+        ProgressReader { inner, on_read }
+    }
+}
+
+impl<R: Read, F: FnMut(u64)> Read for ProgressReader<R, F> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        (self.on_read)(n as u64);
+        Ok(n)
+    }
+}
+
+/// Hash a whole reader in `BUFFER_SIZE` chunks.
+pub fn sha256_reader<R: Read>(reader: R) -> io::Result<(Sha256Digest, u64)> {
+    let mut hr = HashReader::new(reader);
+    let mut buf = vec![0u8; BUFFER_SIZE];
+    while hr.read(&mut buf)? != 0 {}
+    Ok(hr.finish())
+}
+
+/// Write `bytes` lowercase-hex encoded.
+pub fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A reader that hands out at most `step` bytes per call.
+    struct Trickle<'a>(&'a [u8], usize);
+    impl Read for Trickle<'_> {
+        fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+            let n = self.0.len().min(self.1).min(buf.len());
+            buf[..n].copy_from_slice(&self.0[..n]);
+            self.0 = &self.0[n..];
+            Ok(n)
+        }
+    }
+
+    #[test]
+    fn hash_reader_matches_one_shot_digest_for_odd_read_sizes() {
+        let data: Vec<u8> = (0..100_003u32).map(|i| (i * 7 % 251) as u8).collect();
+        let want = Sha256Digest::of(&data);
+        for step in [1, 7, 4096, BUFFER_SIZE + 3] {
+            let (got, len) = sha256_reader(Trickle(&data, step)).unwrap();
+            assert_eq!(got, want, "step {step}");
+            assert_eq!(len, data.len() as u64);
+        }
+    }
+
+    #[test]
+    fn digest_parses_and_prints_round_trip() {
+        let d = Sha256Digest::of(b"abc");
+        assert_eq!(
+            d.to_string(),
+            "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
+        );
+        assert_eq!(d.to_string().parse::<Sha256Digest>().unwrap(), d);
+        assert!("BA7816BF".parse::<Sha256Digest>().is_err());
+        assert!(d
+            .to_string()
+            .to_uppercase()
+            .parse::<Sha256Digest>()
+            .is_err());
+    }
+
+    #[test]
+    fn progress_reader_counts_every_byte() {
+        let data = vec![1u8; 10_000];
+        let mut seen = 0u64;
+        let mut r = ProgressReader::new(Trickle(&data, 333), |n| seen += n);
+        io::copy(&mut r, &mut io::sink()).unwrap();
+        assert_eq!(seen, 10_000);
+    }
+}

@@ -1,0 +1,245 @@
+//! mkstick: one mkstick.toml -> a USB stick image that boots a server live.
+//!
+//! ```text
+//! StickConfig -plan-> Plan -render-> Payload -assemble-> Image
+//!  config/            plan/  ignition/, payload.rs  image/
+//! ```
+
+pub mod boot;
+pub mod cli;
+pub mod config;
+pub mod ignition;
+pub mod image;
+pub mod inspect;
+pub mod io;
+pub mod os;
+pub mod overlays;
+pub mod payload;
+pub mod plan;
+pub mod progress;
+
+use anyhow::{Context, Result};
+use cli::{BuildArgs, Cli, Command, ConfigArgs, InitArgs};
+use plan::{PlanArgs, SeedChoice};
+use progress::Progress;
+use serde::Serialize;
+use std::collections::BTreeMap;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+/// Run one command. Output goes to stdout; progress and notes to stderr.
+pub fn run(cli: Cli, progress: &Progress) -> Result<ExitCode> {
+    let mut out = std::io::stdout().lock();
+    match cli.command {
+        Command::Init(a) => init(&a, &mut out),
+        Command::Check(a) => check(&a, progress, &mut out),
+        Command::Plan(a) => {
+            let (plan, payload) = plan_and_render(&a, SeedChoice::Derived)?;
+            write!(out, "{}", plan::describe(&plan, &payload))?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Build(a) => build(&a, progress, &mut out),
+        Command::Inspect(a) => inspect::run(&a, progress, &mut out),
+        Command::Boot(a) => boot::run(&a, progress),
+    }
+}
+
+/// `SOURCE_DATE_EPOCH`, the reproducible-builds convention for "now".
+fn source_date_epoch() -> Result<Option<i64>> {
+    match std::env::var("SOURCE_DATE_EPOCH") {
+        Ok(v) if !v.is_empty() => Ok(Some(v.trim().parse().with_context(|| {
+            format!("SOURCE_DATE_EPOCH={v:?} is not a number of seconds; unset it or fix it")
+        })?)),
+        _ => Ok(None),
+    }
+}
+
+fn plan_and_render(a: &ConfigArgs, seed: SeedChoice) -> Result<(plan::Plan, payload::Payload)> {
+    let loaded = config::load(&a.config)?;
+    let plan = plan::plan(
+        &loaded,
+        &PlanArgs {
+            os_dir: a.os_dir.clone(),
+            seed,
+            source_date_epoch: source_date_epoch()?,
+        },
+    )?;
+    let payload = payload::render(&plan)?;
+    Ok((plan, payload))
+}
+
+fn init(a: &InitArgs, out: &mut impl Write) -> Result<ExitCode> {
+    image::check_output(&a.output, a.force)?;
+    let key = find_ssh_key();
+    let text = config::starter_config(key.as_ref().map(|(_, k)| k.as_str()));
+    write_private(&a.output, text.as_bytes(), a.force)?;
+    match &key {
+        Some((path, _)) => writeln!(
+            out,
+            "wrote {} with your key {}",
+            a.output.display(),
+            path.display()
+        )?,
+        None => writeln!(
+            out,
+            "wrote {}; no ~/.ssh/id_*.pub was found, so add your public key to it",
+            a.output.display()
+        )?,
+    }
+    writeln!(out, "next: set [os] path, then run `mkstick plan`")?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// The user's first valid public key, preferring ed25519.
+fn find_ssh_key() -> Option<(PathBuf, String)> {
+    let home = std::env::var_os("HOME")?;
+    let dir = Path::new(&home).join(".ssh");
+    let mut keys: Vec<PathBuf> = std::fs::read_dir(&dir)
+        .ok()?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| {
+            let name = p.file_name().and_then(|n| n.to_str()).unwrap_or("");
+            name.starts_with("id_") && name.ends_with(".pub")
+        })
+        .collect();
+    keys.sort_by_key(|p| (!p.to_string_lossy().contains("ed25519"), p.clone()));
+    keys.into_iter().find_map(|p| {
+        let text = std::fs::read_to_string(&p).ok()?;
+        let key: config::types::SshPublicKey = text.trim().parse().ok()?;
+        Some((p, key.to_string()))
+    })
+}
+
+/// Write a file with mode 0600 through a temp file in the same directory.
+fn write_private(path: &Path, bytes: &[u8], force: bool) -> Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = match path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p,
+        _ => Path::new("."),
+    };
+    let mut tmp = tempfile::Builder::new()
+        .prefix(".mkstick-")
+        .tempfile_in(dir)
+        .with_context(|| format!("creating a temporary file in {}", dir.display()))?;
+    tmp.as_file()
+        .set_permissions(std::fs::Permissions::from_mode(0o600))
+        .context("making the file private (mode 0600)")?;
+    tmp.write_all(bytes)
+        .with_context(|| format!("writing {}", path.display()))?;
+    tmp.as_file()
+        .sync_all()
+        .with_context(|| format!("syncing {}", path.display()))?;
+    let r = if force {
+        tmp.persist(path).map_err(|e| e.error)
+    } else {
+        tmp.persist_noclobber(path).map_err(|e| e.error)
+    };
+    r.with_context(|| format!("saving {}", path.display()))?;
+    Ok(())
+}
+
+fn check(a: &ConfigArgs, progress: &Progress, out: &mut impl Write) -> Result<ExitCode> {
+    let (plan, payload) = plan_and_render(a, SeedChoice::Derived)?;
+    let total = plan.kernel.size_bytes + plan.initramfs.size_bytes + plan.rootfs.size_bytes;
+    let bar = progress.bar("checking OS", total);
+    plan.os.verify(|n| bar.inc(n))?;
+    bar.finish();
+    writeln!(
+        out,
+        "{} is valid: {} on {} {}, {} files on the stick; the OS files match os.json",
+        a.config.display(),
+        plan.node.hostname,
+        plan.os.manifest.name,
+        plan.os.manifest.version,
+        payload.files.len()
+    )?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `<image>.manifest.json`: how an image was made, to reproduce or audit it.
+#[derive(Serialize)]
+#[serde(rename_all = "kebab-case")]
+struct BuildRecord {
+    mkstick_version: &'static str,
+    seed: String,
+    source_date_epoch: Option<i64>,
+    inputs: BTreeMap<String, String>,
+    image: ImageRecord,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "kebab-case")]
+struct ImageRecord {
+    size_bytes: u64,
+    sha256: String,
+}
+
+fn build(a: &BuildArgs, progress: &Progress, out: &mut impl Write) -> Result<ExitCode> {
+    let seed = match (&a.seed, a.random_guids) {
+        (Some(s), _) => SeedChoice::Given(s.clone()),
+        (None, true) => SeedChoice::Random,
+        (None, false) => SeedChoice::Derived,
+    };
+    let record_path = PathBuf::from(format!("{}.manifest.json", a.output.display()));
+    image::check_output(&a.output, a.force)?;
+    image::check_output(&record_path, a.force)?;
+    let (plan, payload) = plan_and_render(&a.config, seed)?;
+    let img = image::assemble(&plan, &payload, &a.output, a.force, progress)?;
+
+    let bar = progress.bar("hashing image", img.size_bytes);
+    let f = std::fs::File::open(&img.path)
+        .with_context(|| format!("opening {}", img.path.display()))?;
+    let (digest, _) = io::sha256_reader(io::ProgressReader::new(f, |n| bar.inc(n)))
+        .with_context(|| format!("reading {}", img.path.display()))?;
+    bar.finish();
+
+    let mut inputs = BTreeMap::new();
+    inputs.insert(
+        format!("config:{}", plan.config_path.display()),
+        plan.config_sha256.to_string(),
+    );
+    for (name, f) in [
+        ("kernel", &plan.kernel),
+        ("initramfs", &plan.initramfs),
+        ("rootfs", &plan.rootfs),
+    ] {
+        inputs.insert(format!("os:{name}"), f.sha256.to_string());
+    }
+    for x in &plan.extra_ignition {
+        inputs.insert(format!("extra-ignition:{}", x.name), x.sha256.to_string());
+    }
+    let record = BuildRecord {
+        mkstick_version: plan::MKSTICK_VERSION,
+        seed: plan.ids.seed_hex(),
+        source_date_epoch: plan.source_date_epoch,
+        inputs,
+        image: ImageRecord {
+            size_bytes: img.size_bytes,
+            sha256: digest.to_string(),
+        },
+    };
+    let mut json = serde_json::to_vec_pretty(&record)?;
+    json.push(b'\n');
+    write_private(&record_path, &json, a.force)?;
+
+    writeln!(
+        out,
+        "built {}: {:.1} MiB, {} files, sha256 {}",
+        img.path.display(),
+        img.size_bytes as f64 / (1u64 << 20) as f64,
+        img.files,
+        digest
+    )?;
+    writeln!(out, "try it:   mkstick boot {}", img.path.display())?;
+    writeln!(
+        out,
+        "write it: sudo dd if={} of=/dev/sdX bs=4M conv=fsync status=progress",
+        img.path.display()
+    )?;
+    writeln!(
+        out,
+        "          (the whole stick is overwritten; check /dev/sdX with lsblk first)"
+    )?;
+    Ok(ExitCode::SUCCESS)
+}

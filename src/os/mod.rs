@@ -1,0 +1,264 @@
+//! Where the CoreOS comes from: an OS directory with `os.json` -> [`OsDir`].
+//!
+//! Local OS directories and (later) downloaded ones share this format. Every
+//! file named in `os.json` carries a sha256; the big files are checked while
+//! they are copied onto the stick, the small EFI files when they are read.
+
+use crate::config::types::KernelArg;
+use crate::config::SourceError;
+use crate::io::{self, Sha256Digest};
+use anyhow::{bail, Context, Result};
+use serde::{Deserialize, Serialize};
+use std::path::{Path, PathBuf};
+
+pub const MANIFEST_NAME: &str = "os.json";
+pub const FORMAT: u32 = 1;
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct OsManifest {
+    pub format: u32,
+    /// A short machine name: `fedora-coreos`, `flatcar`, `debian-test-os`.
+    pub id: String,
+    pub name: String,
+    pub version: String,
+    pub kernel: FileRef,
+    pub initramfs: FileRef,
+    /// A newc cpio holding `root.squashfs`, loaded as a second initrd.
+    pub rootfs: FileRef,
+    pub efi: EfiSource,
+    /// Where on the EFI partition GRUB looks for `grub.cfg`.
+    pub grub_cfg: Vec<String>,
+    pub kernel_args: Vec<KernelArg>,
+    /// Where in the initramfs the Ignition config belongs (`config.ign` for FCOS).
+    pub ignition_config_path: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileRef {
+    pub path: String,
+    pub sha256: Sha256Digest,
+}
+
+/// The OS's EFI boot chain: a directory tree, or a FAT image (FCOS's `efiboot.img`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum EfiSource {
+    Dir(EfiDir),
+    FatImage(FileRef),
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EfiDir {
+    pub path: String,
+    pub files: Vec<FileRef>,
+}
+
+/// A loaded OS directory whose files were all found.
+#[derive(Debug, Clone)]
+pub struct OsDir {
+    pub dir: PathBuf,
+    pub manifest: OsManifest,
+}
+
+/// One file of the OS, as found on disk.
+#[derive(Debug, Clone, PartialEq)]
+pub struct OsFile {
+    pub path: PathBuf,
+    pub size_bytes: u64,
+    pub sha256: Sha256Digest,
+}
+
+/// One file of the EFI boot chain, read and checked.
+#[derive(Debug, Clone, PartialEq)]
+pub struct EfiFile {
+    /// Path on the EFI partition, `/`-separated, no leading slash.
+    pub esp_path: String,
+    pub contents: Vec<u8>,
+}
+
+/// A relative path that stays inside its directory.
+fn check_rel_path(what: &str, p: &str) -> Result<()> {
+    let bad = p.is_empty()
+        || p.starts_with('/')
+        || p.contains('\\')
+        || p.split('/').any(|c| c.is_empty() || c == "." || c == "..");
+    if bad {
+        bail!("{what} `{p}` must be a relative path inside the directory, without `.` or `..`");
+    }
+    Ok(())
+}
+
+impl OsDir {
+    /// Read `dir/os.json` and check that the files it names exist.
+    pub fn load(dir: &Path) -> Result<OsDir> {
+        let manifest_path = dir.join(MANIFEST_NAME);
+        let text = std::fs::read_to_string(&manifest_path).with_context(|| {
+            format!(
+                "reading {}; an OS directory holds os.json (see README.md, \"The OS directory\")",
+                manifest_path.display()
+            )
+        })?;
+        let manifest: OsManifest = serde_json::from_str(&text).map_err(|e| {
+            SourceError::json(
+                &manifest_path,
+                &text,
+                &e,
+                "fix os.json or rebuild the OS directory",
+            )
+        })?;
+        if manifest.format != FORMAT {
+            bail!(
+                "{}: format {} is not one this mkstick reads (it reads format {FORMAT}); use a matching mkstick or rebuild the OS directory",
+                manifest_path.display(),
+                manifest.format
+            );
+        }
+        let os = OsDir {
+            dir: dir.to_path_buf(),
+            manifest,
+        };
+        os.check_paths()
+            .with_context(|| format!("checking {}", manifest_path.display()))?;
+        Ok(os)
+    }
+
+    fn check_paths(&self) -> Result<()> {
+        let m = &self.manifest;
+        for (what, f) in self.main_refs() {
+            check_rel_path(what, &f.path)?;
+        }
+        match &m.efi {
+            EfiSource::Dir(d) => {
+                check_rel_path("efi.dir.path", &d.path)?;
+                if d.files.is_empty() {
+                    bail!("efi.dir.files is empty; list the EFI boot files with their sha256");
+                }
+                for f in &d.files {
+                    check_rel_path("an EFI file", &f.path)?;
+                }
+            }
+            EfiSource::FatImage(f) => check_rel_path("efi.fat-image.path", &f.path)?,
+        }
+        if m.grub_cfg.is_empty() {
+            bail!("grub-cfg is empty; name where GRUB reads grub.cfg, e.g. \"EFI/BOOT/grub.cfg\"");
+        }
+        for g in &m.grub_cfg {
+            check_rel_path("grub-cfg", g)?;
+        }
+        check_rel_path("ignition-config-path", &m.ignition_config_path)?;
+        if let Some(a) = m
+            .kernel_args
+            .iter()
+            .find(|a| a.as_str().starts_with("console="))
+        {
+            bail!("kernel-args holds `{a}`; leave console= out, mkstick sets it from [boot] serial-console");
+        }
+        Ok(())
+    }
+
+    fn main_refs(&self) -> [(&'static str, &FileRef); 3] {
+        let m = &self.manifest;
+        [
+            ("kernel", &m.kernel),
+            ("initramfs", &m.initramfs),
+            ("rootfs", &m.rootfs),
+        ]
+    }
+
+    /// Stat one referenced file.
+    fn stat(&self, what: &str, f: &FileRef) -> Result<OsFile> {
+        let path = self.dir.join(&f.path);
+        let meta = std::fs::metadata(&path).with_context(|| {
+            format!(
+                "the OS's {what} {} is missing; os.json names it, so the OS directory is incomplete: rebuild or re-download it",
+                path.display()
+            )
+        })?;
+        if !meta.is_file() {
+            bail!("the OS's {what} {} is not a regular file", path.display());
+        }
+        Ok(OsFile {
+            path,
+            size_bytes: meta.len(),
+            sha256: f.sha256,
+        })
+    }
+
+    pub fn kernel(&self) -> Result<OsFile> {
+        self.stat("kernel", &self.manifest.kernel)
+    }
+
+    pub fn initramfs(&self) -> Result<OsFile> {
+        self.stat("initramfs", &self.manifest.initramfs)
+    }
+
+    pub fn rootfs(&self) -> Result<OsFile> {
+        self.stat("rootfs", &self.manifest.rootfs)
+    }
+
+    /// Read the EFI boot files and check each one's sha256.
+    pub fn efi_files(&self) -> Result<Vec<EfiFile>> {
+        let mut out = Vec::new();
+        match &self.manifest.efi {
+            EfiSource::Dir(d) => {
+                for f in &d.files {
+                    let file = self.stat(
+                        "EFI file",
+                        &FileRef {
+                            path: format!("{}/{}", d.path, f.path),
+                            sha256: f.sha256,
+                        },
+                    )?;
+                    let contents = std::fs::read(&file.path)
+                        .with_context(|| format!("reading {}", file.path.display()))?;
+                    check_digest(&file.path, f.sha256, Sha256Digest::of(&contents))?;
+                    out.push(EfiFile {
+                        esp_path: f.path.clone(),
+                        contents,
+                    });
+                }
+            }
+            EfiSource::FatImage(f) => {
+                let file = self.stat("EFI image", f)?;
+                let bytes = std::fs::read(&file.path)
+                    .with_context(|| format!("reading {}", file.path.display()))?;
+                check_digest(&file.path, f.sha256, Sha256Digest::of(&bytes))?;
+                out = crate::image::fat::read_tree(&bytes)
+                    .with_context(|| format!("reading the FAT image {}", file.path.display()))?
+                    .into_iter()
+                    .map(|(esp_path, contents)| EfiFile { esp_path, contents })
+                    .collect();
+            }
+        }
+        out.sort_by(|a, b| a.esp_path.cmp(&b.esp_path));
+        Ok(out)
+    }
+
+    /// Read every big file once and compare its sha256 with os.json.
+    pub fn verify(&self, mut on_read: impl FnMut(u64)) -> Result<()> {
+        for (what, f) in self.main_refs() {
+            let file = self.stat(what, f)?;
+            let reader = std::fs::File::open(&file.path)
+                .with_context(|| format!("opening {}", file.path.display()))?;
+            let (got, _) = io::sha256_reader(io::ProgressReader::new(reader, &mut on_read))
+                .with_context(|| format!("reading {}", file.path.display()))?;
+            check_digest(&file.path, f.sha256, got)?;
+        }
+        self.efi_files()?;
+        Ok(())
+    }
+}
+
+/// The error every sha256 mismatch of an OS file gives.
+pub fn check_digest(path: &Path, want: Sha256Digest, got: Sha256Digest) -> Result<()> {
+    if want != got {
+        bail!(
+            "sha256 mismatch for {}: os.json says {want}, the file has {got}; the OS directory is damaged or was changed after os.json was written: rebuild or re-download it",
+            path.display()
+        );
+    }
+    Ok(())
+}

@@ -1,0 +1,12 @@
+//! The files of `overlays/`, embedded at compile time by `build.rs`.
+
+/// One file of `overlays/<group>/<path>`.
+#[derive(Debug)]
+pub struct EmbeddedFile {
+    pub group: &'static str,
+    pub path: &'static str,
+    pub executable: bool,
+    pub contents: &'static [u8],
+}
+
+include!(concat!(env!("OUT_DIR"), "/overlays.rs"));

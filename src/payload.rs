@@ -1,0 +1,214 @@
+//! Stage 2 (render): [`Plan`] -> [`Payload`], every file of the EFI
+//! partition with its size and sha256, in path order. Small files are
+//! rendered into memory; the OS's big files stay on disk until `assemble`
+//! streams them.
+
+use crate::ignition;
+use crate::image::{grub, initrd};
+use crate::io::Sha256Digest;
+use crate::plan::{Plan, MKSTICK_VERSION};
+use anyhow::{bail, Result};
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+/// Where the stick keeps its manifest, config copy and config initrd.
+pub const MANIFEST_PATH: &str = "mkstick/manifest.json";
+pub const CONFIG_COPY_PATH: &str = "mkstick/config.toml";
+pub const README_PATH: &str = "README.txt";
+
+#[derive(Debug, Clone)]
+pub struct Payload {
+    pub ignition: ignition::Config,
+    pub ignition_json: Vec<u8>,
+    /// Every file, sorted by path, `mkstick/manifest.json` included.
+    pub files: Vec<EspFile>,
+}
+
+#[derive(Debug, Clone)]
+pub struct EspFile {
+    /// `/`-separated path on the EFI partition, no leading slash.
+    pub path: String,
+    pub size_bytes: u64,
+    pub sha256: Sha256Digest,
+    pub source: Source,
+}
+
+#[derive(Debug, Clone)]
+pub enum Source {
+    Bytes(Vec<u8>),
+    /// A file of the OS directory; its sha256 is checked while it is copied.
+    Os(PathBuf),
+}
+
+/// `mkstick/manifest.json`: what is on the stick, so it can be verified.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case", deny_unknown_fields)]
+pub struct StickManifest {
+    pub mkstick_version: String,
+    pub os: ManifestOs,
+    pub seed: String,
+    pub files: BTreeMap<String, ManifestFile>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case", deny_unknown_fields)]
+pub struct ManifestOs {
+    pub id: String,
+    pub name: String,
+    pub version: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case", deny_unknown_fields)]
+pub struct ManifestFile {
+    pub size_bytes: u64,
+    pub sha256: Sha256Digest,
+}
+
+fn bytes_file(path: &str, bytes: Vec<u8>) -> EspFile {
+    EspFile {
+        path: path.to_string(),
+        size_bytes: bytes.len() as u64,
+        sha256: Sha256Digest::of(&bytes),
+        source: Source::Bytes(bytes),
+    }
+}
+
+pub fn render(plan: &Plan) -> Result<Payload> {
+    let config = ignition::render(plan);
+    let ignition_json = ignition::to_json(&config);
+    let m = &plan.os.manifest;
+
+    let mut files: BTreeMap<String, EspFile> = BTreeMap::new();
+    for f in &plan.efi_files {
+        files.insert(
+            f.esp_path.clone(),
+            bytes_file(&f.esp_path, f.contents.clone()),
+        );
+    }
+    // Our grub.cfg replaces any the OS ships (FCOS's efiboot.img has one for its ISO).
+    let title = format!("{} {}", m.name, m.version);
+    let grub_cfg = grub::config(&grub::GrubArgs {
+        title: &title,
+        volume_id: plan.ids.volume_id,
+        serial_console: plan.serial_console,
+        kernel_args: &plan.kernel_args,
+    });
+    for p in &m.grub_cfg {
+        files.insert(p.clone(), bytes_file(p, grub_cfg.clone().into_bytes()));
+    }
+    let mut own = vec![
+        bytes_file(
+            grub::CONFIG_INITRD,
+            initrd::wrap(&m.ignition_config_path, &ignition_json),
+        ),
+        bytes_file(CONFIG_COPY_PATH, plan.redacted_config.clone().into_bytes()),
+        bytes_file(README_PATH, readme(plan).into_bytes()),
+    ];
+    for (path, f) in [
+        (grub::KERNEL, &plan.kernel),
+        (grub::INITRAMFS, &plan.initramfs),
+        (grub::ROOTFS, &plan.rootfs),
+    ] {
+        own.push(EspFile {
+            path: path.to_string(),
+            size_bytes: f.size_bytes,
+            sha256: f.sha256,
+            source: Source::Os(f.path.clone()),
+        });
+    }
+    for f in own {
+        if files.contains_key(&f.path) {
+            bail!(
+                "the OS's EFI files include {}, which mkstick writes itself; remove it from os.json",
+                f.path
+            );
+        }
+        files.insert(f.path.clone(), f);
+    }
+
+    let manifest = StickManifest {
+        mkstick_version: MKSTICK_VERSION.to_string(),
+        os: ManifestOs {
+            id: m.id.clone(),
+            name: m.name.clone(),
+            version: m.version.clone(),
+        },
+        seed: plan.ids.seed_hex(),
+        files: files
+            .values()
+            .map(|f| {
+                (
+                    f.path.clone(),
+                    ManifestFile {
+                        size_bytes: f.size_bytes,
+                        sha256: f.sha256,
+                    },
+                )
+            })
+            .collect(),
+    };
+    let mut manifest_json = serde_json::to_vec_pretty(&manifest)?;
+    manifest_json.push(b'\n');
+    files.insert(
+        MANIFEST_PATH.to_string(),
+        bytes_file(MANIFEST_PATH, manifest_json),
+    );
+
+    Ok(Payload {
+        ignition: config,
+        ignition_json,
+        files: files.into_values().collect(),
+    })
+}
+
+impl Payload {
+    pub fn ignition_sha256(&self) -> Sha256Digest {
+        Sha256Digest::of(&self.ignition_json)
+    }
+
+    pub fn total_bytes(&self) -> u64 {
+        self.files.iter().map(|f| f.size_bytes).sum()
+    }
+
+    /// Every directory that holds a file, parents before children.
+    pub fn dirs(&self) -> Vec<String> {
+        let mut dirs = std::collections::BTreeSet::new();
+        for f in &self.files {
+            let parts: Vec<&str> = f.path.split('/').collect();
+            for i in 1..parts.len() {
+                dirs.insert(parts[..i].join("/"));
+            }
+        }
+        dirs.into_iter().collect()
+    }
+}
+
+fn readme(plan: &Plan) -> String {
+    let m = &plan.os.manifest;
+    format!(
+        "This USB stick boots the server {host} into {name} {version}.\n\
+\n\
+The OS runs live, from RAM: /etc and /var start fresh at every boot, and\n\
+Ignition applies the server's settings again each time. To change them,\n\
+edit mkstick.toml, rebuild the stick and boot from it again.\n\
+\n\
+To use it, plug it into the server and boot from USB in UEFI mode.\n\
+\n\
+What is on it:\n\
+  EFI/                  the boot loader\n\
+  os/                   the kernel, the initramfs and the root filesystem\n\
+  mkstick/ignition.img  the server's Ignition config: it holds the SSH keys\n\
+                        and any password hash, so keep the stick as safe as\n\
+                        a key to the server\n\
+  mkstick/config.toml   the mkstick.toml it was built from, secrets removed\n\
+  mkstick/manifest.json the sha256 of every file; `mkstick inspect --verify`\n\
+                        checks them\n\
+\n\
+Made by mkstick {MKSTICK_VERSION}.\n",
+        host = plan.node.hostname,
+        name = m.name,
+        version = m.version,
+    )
+}

@@ -1,0 +1,385 @@
+//! Stage 1: [`LoadedConfig`] + OS directory -> immutable [`Plan`].
+//!
+//! All validation happens here. The Plan holds every resolved input (with
+//! its hash), the boot command line and the IDs derived from the seed; later
+//! stages never look at the raw config again.
+
+mod describe;
+
+pub use describe::describe;
+
+use crate::config::types::{KernelArg, PasswordHash};
+use crate::config::{LoadedConfig, NodeConfig, SourceError};
+use crate::io::{hex, Sha256Digest};
+use crate::os::{EfiFile, OsDir, OsFile};
+use crate::overlays::OVERLAYS;
+use anyhow::{bail, Context, Result};
+use sha2::{Digest, Sha256, Sha512};
+use std::path::PathBuf;
+
+pub const MKSTICK_VERSION: &str = env!("CARGO_PKG_VERSION");
+
+/// The newest Ignition spec a merged fragment may use: the one mkstick emits.
+const NEWEST_FRAGMENT_SPEC: (u32, u32) = (3, 3);
+
+/// How the IDs of the image are chosen.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub enum SeedChoice {
+    /// Derived from the inputs: the same inputs give the same image.
+    #[default]
+    Derived,
+    /// `--seed TEXT`.
+    Given(String),
+    /// `--random-guids`.
+    Random,
+}
+
+/// What the command line adds to the config.
+#[derive(Debug, Clone, Default)]
+pub struct PlanArgs {
+    /// `--os-dir`, which wins over `[os] path`.
+    pub os_dir: Option<PathBuf>,
+    pub seed: SeedChoice,
+    /// `SOURCE_DATE_EPOCH`, read by the caller.
+    pub source_date_epoch: Option<i64>,
+}
+
+#[derive(Debug, Clone)]
+pub struct Plan {
+    pub config_path: PathBuf,
+    pub config_sha256: Sha256Digest,
+    pub redacted_config: String,
+    pub node: NodeConfig,
+    pub os: OsDir,
+    pub kernel: OsFile,
+    pub initramfs: OsFile,
+    pub rootfs: OsFile,
+    pub efi_files: Vec<EfiFile>,
+    pub serial_console: bool,
+    /// The whole kernel command line: the OS's, the console, the user's.
+    pub kernel_args: Vec<KernelArg>,
+    pub overlay: Vec<OverlayFile>,
+    pub extra_ignition: Vec<ExtraIgnition>,
+    pub ids: Ids,
+    pub source_date_epoch: Option<i64>,
+}
+
+/// A file from `overlays/`, as it will be placed into the booted OS.
+#[derive(Debug, Clone, PartialEq)]
+pub enum OverlayFile {
+    Unit {
+        name: String,
+        contents: String,
+    },
+    File {
+        path: String,
+        mode: u32,
+        contents: Vec<u8>,
+    },
+}
+
+/// A user Ignition config merged over mkstick's.
+#[derive(Debug, Clone)]
+pub struct ExtraIgnition {
+    /// As written in the config.
+    pub name: String,
+    pub path: PathBuf,
+    pub contents: Vec<u8>,
+    pub sha256: Sha256Digest,
+    pub sha512_hex: String,
+}
+
+/// Every ID in the image, derived from one seed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Ids {
+    pub seed: [u8; 32],
+    pub disk_guid: uuid::Uuid,
+    pub esp_guid: uuid::Uuid,
+    pub volume_id: u32,
+}
+
+impl Ids {
+    /// `sha256(seed ‖ label)`, the first 16 bytes made a version-4 UUID.
+    pub fn from_seed(seed: [u8; 32]) -> Ids {
+        let derive = |label: &str| -> [u8; 32] {
+            let mut h = Sha256::new();
+            h.update(seed);
+            h.update(label.as_bytes());
+            h.finalize().into()
+        };
+        let uuid = |label: &str| {
+            let d = derive(label);
+            let mut b = [0u8; 16];
+            b.copy_from_slice(&d[..16]);
+            uuid::Builder::from_random_bytes(b).into_uuid()
+        };
+        let v = derive("fat-volume-id");
+        Ids {
+            seed,
+            disk_guid: uuid("disk"),
+            esp_guid: uuid("esp"),
+            volume_id: u32::from_be_bytes([v[0], v[1], v[2], v[3]]),
+        }
+    }
+
+    pub fn seed_hex(&self) -> String {
+        hex(&self.seed)
+    }
+}
+
+/// Resolve and check everything the stick needs.
+pub fn plan(loaded: &LoadedConfig, args: &PlanArgs) -> Result<Plan> {
+    let cfg = &loaded.config;
+    let node = cfg.node.clone();
+    if node.ssh_authorized_keys.is_empty() && node.password_hash.is_none() {
+        bail!(
+            "{}: [node] has neither ssh-authorized-keys nor password-hash, so nobody could log in; add ssh-authorized-keys = [\"ssh-ed25519 AAAA... you@laptop\"] (your ~/.ssh/id_ed25519.pub)",
+            loaded.path.display()
+        );
+    }
+
+    let os_dir = match (&args.os_dir, &cfg.os.path) {
+        (Some(dir), _) => dir.clone(),
+        (None, Some(p)) => {
+            let dir = loaded.resolve(p.get_ref());
+            if !dir.is_dir() {
+                return Err(loaded
+                    .error_at(
+                        p,
+                        format!(
+                            "the OS directory {} does not exist; build one (scripts/build-test-os DIR) or fix the path",
+                            dir.display()
+                        ),
+                    )
+                    .into());
+            }
+            dir
+        }
+        (None, None) => bail!(
+            "{}: no OS to put on the stick; set [os] path = \"DIR\" to an OS directory, or pass --os-dir DIR",
+            loaded.path.display()
+        ),
+    };
+    let os = OsDir::load(&os_dir)?;
+    let kernel = os.kernel()?;
+    let initramfs = os.initramfs()?;
+    let rootfs = os.rootfs()?;
+    let efi_files = os.efi_files()?;
+
+    let mut kernel_args = os.manifest.kernel_args.clone();
+    let console: &[&str] = if cfg.boot.serial_console {
+        &["console=tty0", "console=ttyS0,115200n8"]
+    } else {
+        &["console=tty0"]
+    };
+    kernel_args.extend(
+        console
+            .iter()
+            .map(|c| c.parse().expect("console args are valid")),
+    );
+    kernel_args.extend(cfg.boot.kernel_args.iter().cloned());
+
+    let extra_ignition = cfg
+        .extra
+        .ignition
+        .iter()
+        .map(|p| load_fragment(loaded, p))
+        .collect::<Result<Vec<_>>>()?;
+
+    let overlay = overlay_files("base")?;
+
+    let mut plan = Plan {
+        config_path: loaded.path.clone(),
+        config_sha256: loaded.sha256(),
+        redacted_config: loaded.redacted_text()?,
+        node,
+        os,
+        kernel,
+        initramfs,
+        rootfs,
+        efi_files,
+        serial_console: cfg.boot.serial_console,
+        kernel_args,
+        overlay,
+        extra_ignition,
+        ids: Ids::from_seed([0; 32]),
+        source_date_epoch: args.source_date_epoch,
+    };
+    let seed: [u8; 32] = match &args.seed {
+        SeedChoice::Derived => plan.fingerprint(),
+        SeedChoice::Given(text) => Sha256::digest(text.as_bytes()).into(),
+        SeedChoice::Random => {
+            let mut s = [0u8; 32];
+            s[..16].copy_from_slice(uuid::Uuid::new_v4().as_bytes());
+            s[16..].copy_from_slice(uuid::Uuid::new_v4().as_bytes());
+            s
+        }
+    };
+    plan.ids = Ids::from_seed(seed);
+    Ok(plan)
+}
+
+impl Plan {
+    /// A hash of every input that reaches the image: the default seed.
+    pub fn fingerprint(&self) -> [u8; 32] {
+        let mut h = Sha256::new();
+        let mut field = |name: &str, value: &[u8]| {
+            h.update((name.len() as u64).to_le_bytes());
+            h.update(name.as_bytes());
+            h.update((value.len() as u64).to_le_bytes());
+            h.update(value);
+        };
+        field("mkstick", MKSTICK_VERSION.as_bytes());
+        field("config", &self.config_sha256.0);
+        let os = serde_json::to_vec(&self.os.manifest).expect("the OS manifest serializes");
+        field("os", &os);
+        for x in &self.extra_ignition {
+            field("extra", &x.sha256.0);
+        }
+        for o in &self.overlay {
+            let (name, bytes) = match o {
+                OverlayFile::Unit { name, contents } => (name.as_str(), contents.as_bytes()),
+                OverlayFile::File { path, contents, .. } => (path.as_str(), contents.as_slice()),
+            };
+            field(name, bytes);
+        }
+        field(
+            "source-date-epoch",
+            self.source_date_epoch
+                .map(|e| e.to_string())
+                .unwrap_or_default()
+                .as_bytes(),
+        );
+        h.finalize().into()
+    }
+
+    /// `/etc/mkstick/release`: shell-sourceable facts about this stick.
+    pub fn release_file(&self) -> String {
+        let quote = |s: &str| format!("'{}'", s.replace('\'', r"'\''"));
+        let m = &self.os.manifest;
+        [
+            ("MKSTICK_VERSION", MKSTICK_VERSION),
+            ("OS_ID", &m.id),
+            ("OS_NAME", &m.name),
+            ("OS_VERSION", &m.version),
+            ("STICK_ID", &self.ids.seed_hex()[..12]),
+        ]
+        .iter()
+        .map(|(k, v)| format!("{k}={}\n", quote(v)))
+        .collect()
+    }
+
+    pub fn password_hash(&self) -> Option<&PasswordHash> {
+        self.node.password_hash.as_ref()
+    }
+}
+
+/// The files of one `overlays/` group, sorted.
+fn overlay_files(group: &str) -> Result<Vec<OverlayFile>> {
+    let unit_suffixes = [
+        ".service", ".mount", ".target", ".timer", ".path", ".socket",
+    ];
+    let mut out = Vec::new();
+    for f in OVERLAYS.iter().filter(|f| f.group == group) {
+        let unit_name = f
+            .path
+            .strip_prefix("etc/systemd/system/")
+            .filter(|n| !n.contains('/') && unit_suffixes.iter().any(|s| n.ends_with(s)));
+        out.push(match unit_name {
+            Some(name) => OverlayFile::Unit {
+                name: name.to_string(),
+                contents: String::from_utf8(f.contents.to_vec())
+                    .with_context(|| format!("overlay unit {} is not UTF-8", f.path))?,
+            },
+            None => OverlayFile::File {
+                path: format!("/{}", f.path),
+                mode: if f.executable { 0o755 } else { 0o644 },
+                contents: f.contents.to_vec(),
+            },
+        });
+    }
+    Ok(out)
+}
+
+/// Read one `[extra] ignition` file and check that Ignition can merge it.
+fn load_fragment(loaded: &LoadedConfig, p: &toml::Spanned<PathBuf>) -> Result<ExtraIgnition> {
+    let path = loaded.resolve(p.get_ref());
+    let contents = std::fs::read(&path).map_err(|e| {
+        loaded.error_at(
+            p,
+            format!(
+                "cannot read the extra Ignition config {}: {e}; fix the path or remove it from [extra] ignition",
+                path.display()
+            ),
+        )
+    })?;
+    let text = String::from_utf8_lossy(&contents);
+    #[derive(serde::Deserialize)]
+    struct Head {
+        ignition: Option<HeadIgnition>,
+    }
+    #[derive(serde::Deserialize)]
+    struct HeadIgnition {
+        version: Option<String>,
+    }
+    let head: Head = serde_json::from_slice(&contents).map_err(|e| {
+        SourceError::json(
+            &path,
+            &text,
+            &e,
+            "an [extra] ignition file must be an Ignition config (JSON), not Butane YAML",
+        )
+    })?;
+    let version = head.ignition.and_then(|i| i.version).ok_or_else(|| {
+        anyhow::anyhow!(
+            "{}: no ignition.version; an Ignition config starts with {{\"ignition\": {{\"version\": \"3.3.0\"}}}}",
+            path.display()
+        )
+    })?;
+    let parsed: Option<(u32, u32)> = version
+        .strip_prefix("3.")
+        .and_then(|rest| rest.split('.').next())
+        .and_then(|minor| minor.parse().ok())
+        .map(|minor| (3, minor));
+    match parsed {
+        Some(v) if v <= NEWEST_FRAGMENT_SPEC && !version.contains("experimental") => {}
+        _ => bail!(
+            "{}: Ignition spec {version} cannot be merged into mkstick's 3.3.0 config; write it as spec 3.0.0 to 3.3.0 (Butane: variant fcos, version 1.4.0 or 1.5.0)",
+            path.display()
+        ),
+    }
+    Ok(ExtraIgnition {
+        name: p.get_ref().display().to_string(),
+        path,
+        sha256: Sha256Digest::of(&contents),
+        sha512_hex: hex(&Sha512::digest(&contents)),
+        contents,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ids_are_fixed_by_the_seed_and_are_v4_uuids() {
+        let a = Ids::from_seed([1; 32]);
+        assert_eq!(a, Ids::from_seed([1; 32]));
+        assert_ne!(a.disk_guid, Ids::from_seed([2; 32]).disk_guid);
+        assert_ne!(a.disk_guid, a.esp_guid);
+        assert_eq!(a.disk_guid.get_version_num(), 4);
+        assert_eq!(a.esp_guid.get_variant(), uuid::Variant::RFC4122);
+    }
+
+    #[test]
+    fn base_overlay_has_the_banner_unit_and_its_script() {
+        let files = overlay_files("base").unwrap();
+        assert!(files.iter().any(
+            |f| matches!(f, OverlayFile::Unit { name, .. } if name == "mkstick-banner.service")
+        ));
+        assert!(files.iter().any(|f| matches!(
+            f,
+            OverlayFile::File { path, mode: 0o755, .. } if path == "/usr/local/bin/mkstick-banner"
+        )));
+    }
+}
