@@ -316,12 +316,12 @@ pub fn run(a: &InspectArgs, progress: &Progress, out: &mut impl Write) -> Result
 }
 
 fn print_text(r: &Report, out: &mut impl Write) -> Result<()> {
-    let mib = |b: u64| format!("{:.1} MiB", b as f64 / (1u64 << 20) as f64);
+    let size = crate::io::human_bytes;
     writeln!(
         out,
         "{}: {}, GPT disk {}",
         r.image,
-        mib(r.size_bytes),
+        size(r.size_bytes),
         r.disk_guid
     )?;
     let p = &r.partition;
@@ -331,7 +331,7 @@ fn print_text(r: &Report, out: &mut impl Write) -> Result<()> {
         p.name,
         p.guid,
         p.fat_volume_id,
-        mib(p.size_bytes),
+        size(p.size_bytes),
         p.first_lba,
         p.cluster_bytes
     )?;
@@ -351,7 +351,7 @@ fn print_text(r: &Report, out: &mut impl Write) -> Result<()> {
             out,
             "  {:<28} {:>10}  {}",
             f.path,
-            mib(f.size_bytes),
+            size(f.size_bytes),
             f.sha256
         )?;
     }

@@ -6,9 +6,7 @@ use crate::image;
 use crate::payload::Payload;
 use std::fmt::Write as _;
 
-fn mib(bytes: u64) -> String {
-    format!("{:.1} MiB", bytes as f64 / (1u64 << 20) as f64)
-}
+use crate::io::human_bytes as size;
 
 fn plural(n: usize, one: &str, many: &str) -> String {
     format!("{n} {}", if n == 1 { one } else { many })
@@ -118,21 +116,21 @@ pub fn describe(plan: &Plan, payload: &Payload) -> String {
     let _ = writeln!(
         s,
         "  {} in all: a GPT with one FAT32 EFI partition labelled MKSTICK ({})",
-        mib(image::image_size_bytes(layout)),
-        mib(layout.size_bytes)
+        size(image::image_size_bytes(layout)),
+        size(layout.size_bytes)
     );
     let _ = writeln!(
         s,
         "  {} files, {} of data:",
         payload.files.len(),
-        mib(payload.total_bytes())
+        size(payload.total_bytes())
     );
     for f in &payload.files {
         let _ = writeln!(
             s,
             "    {:<28} {:>10}  sha256 {}",
             f.path,
-            mib(f.size_bytes),
+            size(f.size_bytes),
             f.sha256.short()
         );
     }

@@ -1,0 +1,161 @@
+//! The CLI's main error paths, as the user sees them on stderr.
+
+use crate::common::*;
+
+#[test]
+fn unknown_key_names_file_line_and_the_right_key() {
+    let s = Scratch::new(&format!(
+        "[node]\nhostname = \"kube1\"\nssh-authorised-keys = [\"{KEY}\"]\n[os]\npath = \"os\"\n"
+    ));
+    let err = fails(s.run(&["check"]));
+    assert!(
+        err.contains("error: mkstick.toml:3:1: unknown key `ssh-authorised-keys`; did you mean `ssh-authorized-keys`?"),
+        "{err}"
+    );
+}
+
+#[test]
+fn bad_ssh_key_points_at_the_key() {
+    let s = Scratch::new(&format!(
+        "[node]\nhostname = \"kube1\"\nssh-authorized-keys = [\n  \"{KEY}\",\n  \"ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIIiI12\",\n]\n[os]\npath = \"os\"\n"
+    ));
+    let err = fails(s.run(&["build"]));
+    assert!(err.contains("mkstick.toml:5:3: the ssh-ed25519 key's data is"), "{err}");
+    assert!(err.contains("paste one line of your ~/.ssh/id_ed25519.pub"), "{err}");
+    assert!(!s.path("mkstick.img").exists());
+}
+
+#[test]
+fn invalid_hostname_and_plain_password_are_refused() {
+    let s = Scratch::new(&format!(
+        "[node]\nhostname = \"My_Server\"\nssh-authorized-keys = [\"{KEY}\"]\n[os]\npath = \"os\"\n"
+    ));
+    let err = fails(s.run(&["check"]));
+    assert!(err.contains("mkstick.toml:2:12: hostname `My_Server` contains 'M'"), "{err}");
+    s.write(
+        "mkstick.toml",
+        &format!("[node]\nhostname = \"kube1\"\nssh-authorized-keys = [\"{KEY}\"]\npassword-hash = \"hunter2\"\n[os]\npath = \"os\"\n"),
+    );
+    let err = fails(s.run(&["check"]));
+    assert!(err.contains("mkstick.toml:4:17: password-hash does not look like a crypt(3) hash"), "{err}");
+    assert!(err.contains("mkpasswd --method=yescrypt"), "{err}");
+}
+
+#[test]
+fn nobody_could_log_in() {
+    let s = Scratch::new("[node]\nhostname = \"kube1\"\n[os]\npath = \"os\"\n");
+    let err = fails(s.run(&["plan"]));
+    assert!(err.contains("neither ssh-authorized-keys nor password-hash"), "{err}");
+}
+
+#[test]
+fn missing_os_file_is_named() {
+    let s = Scratch::new(&minimal_config());
+    std::fs::remove_file(s.path("os/rootfs.img")).unwrap();
+    let err = fails(s.run(&["build"]));
+    assert!(err.contains("the OS's rootfs"), "{err}");
+    assert!(err.contains("os/rootfs.img is missing"), "{err}");
+    assert!(err.contains("rebuild or re-download it"), "{err}");
+}
+
+#[test]
+fn sha256_mismatch_fails_and_leaves_nothing_behind() {
+    let s = Scratch::new(&minimal_config());
+    let mut rootfs = std::fs::read(s.path("os/rootfs.img")).unwrap();
+    let want = sha256_hex(&rootfs);
+    rootfs[1000] ^= 1;
+    let got = sha256_hex(&rootfs);
+    std::fs::write(s.path("os/rootfs.img"), &rootfs).unwrap();
+    let err = fails(s.run(&["build"]));
+    assert!(err.contains("sha256 mismatch for"), "{err}");
+    assert!(err.contains(&format!("os.json says {want}, the file has {got}")), "{err}");
+    let left: Vec<_> = std::fs::read_dir(s.dir.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n.ends_with(".img") || n.starts_with(".mkstick-"))
+        .collect();
+    assert!(left.is_empty(), "a failed build left {left:?}");
+    // `check` reads every OS file and says the same.
+    let err = fails(s.run(&["check"]));
+    assert!(err.contains("sha256 mismatch for"), "{err}");
+}
+
+#[test]
+fn damaged_os_json_is_located() {
+    let s = Scratch::new(&minimal_config());
+    let text = std::fs::read_to_string(s.path("os/os.json")).unwrap();
+    std::fs::write(s.path("os/os.json"), text.replace("\"id\"", "\"idd\"")).unwrap();
+    let err = fails(s.run(&["plan"]));
+    assert!(err.contains("os/os.json:3:7: unknown field `idd`"), "{err}");
+}
+
+#[test]
+fn refuses_to_overwrite_without_force() {
+    let s = Scratch::new(&minimal_config());
+    s.write("mkstick.img", "precious");
+    let err = fails(s.run(&["build"]));
+    assert!(err.contains("refusing to overwrite mkstick.img; pass --force"), "{err}");
+    assert_eq!(std::fs::read(s.path("mkstick.img")).unwrap(), b"precious");
+    ok(s.run(&["build", "--force"]));
+    assert_ne!(std::fs::read(s.path("mkstick.img")).unwrap(), b"precious");
+}
+
+#[test]
+fn extra_ignition_errors_are_located_and_explained() {
+    let s = Scratch::new(&format!("{}\n[extra]\nignition = [\"extra.ign\"]\n", minimal_config()));
+    let err = fails(s.run(&["check"]));
+    assert!(err.contains("mkstick.toml:9:13: cannot read the extra Ignition config"), "{err}");
+    s.write("extra.ign", "{\n  \"ignition\": {\"version\": \"3.3.0\"},\n  oops\n}\n");
+    let err = fails(s.run(&["check"]));
+    assert!(err.contains("extra.ign:3:3: key must be a string"), "{err}");
+    s.write("extra.ign", r#"{"ignition": {"version": "3.4.0"}}"#);
+    let err = fails(s.run(&["check"]));
+    assert!(err.contains("Ignition spec 3.4.0 cannot be merged"), "{err}");
+}
+
+#[test]
+fn usage_errors_exit_2_and_help_exits_0() {
+    let s = Scratch::new(&minimal_config());
+    let o = s.run(&["build", "--no-such-flag"]);
+    assert_eq!(o.status.code(), Some(2));
+    let o = s.run(&["--help"]);
+    assert_eq!(o.status.code(), Some(0));
+    assert!(stdout(&o).contains("mkstick init"));
+}
+
+#[test]
+fn init_writes_a_config_with_the_users_key() {
+    let home = tempfile::tempdir().unwrap();
+    std::fs::create_dir(home.path().join(".ssh")).unwrap();
+    std::fs::write(home.path().join(".ssh/id_rsa.pub"), "not a key\n").unwrap();
+    std::fs::write(home.path().join(".ssh/id_ed25519.pub"), format!("{KEY}\n")).unwrap();
+    let s = Scratch::new("");
+    std::fs::remove_file(s.path("mkstick.toml")).unwrap();
+    let home_s = home.path().to_str().unwrap();
+    let out = ok(s.run_env(&["init"], &[("HOME", home_s)]));
+    assert!(out.contains("with your key"), "{out}");
+    let text = std::fs::read_to_string(s.path("mkstick.toml")).unwrap();
+    assert!(text.contains(KEY), "{text}");
+    // The starter points at ./os, which the scratch dir has: it checks out.
+    ok(s.run(&["check"]));
+    let err = fails(s.run_env(&["init"], &[("HOME", home_s)]));
+    assert!(err.contains("refusing to overwrite mkstick.toml"), "{err}");
+}
+
+#[test]
+fn plan_shows_hashes_never_secrets() {
+    let s = Scratch::new(&format!(
+        "[node]\nhostname = \"kube1\"\nssh-authorized-keys = [\"{KEY}\"]\npassword-hash = \"{HASH}\"\n[os]\npath = \"os\"\n"
+    ));
+    let out = ok(s.run(&["plan"]));
+    assert!(!out.contains(HASH) && !out.contains("$y$"), "{out}");
+    assert!(out.contains("let core log in on the console with a password (hash sha256:"), "{out}");
+    ok(s.run(&["build"]));
+    let text = ok(s.run(&["inspect", "mkstick.img"]));
+    assert!(!text.contains("$y$"), "{text}");
+    assert!(text.contains("password set (hash redacted)"), "{text}");
+    let copy = String::from_utf8(esp_file(&s.path("mkstick.img"), "mkstick/config.toml")).unwrap();
+    assert!(!copy.contains("$y$") && copy.contains("removed: node.password-hash"), "{copy}");
+    let full = ok(s.run(&["inspect", "mkstick.img", "--show-config"]));
+    assert!(full.contains(HASH), "--show-config prints the whole config");
+}

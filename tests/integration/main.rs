@@ -1,0 +1,10 @@
+//! mkstick's one integration test binary.
+
+mod common;
+
+mod cli;
+mod golden;
+mod image;
+
+#[cfg(feature = "boot-tests")]
+mod boot;
