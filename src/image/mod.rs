@@ -10,14 +10,14 @@ pub mod gpt;
 pub mod grub;
 pub mod initrd;
 
-use crate::io::{HashReader, ProgressReader, Slice, BUFFER_SIZE};
+use crate::io::{copy_hashed, ProgressReader, Slice};
 use crate::os::check_digest;
 use crate::payload::{Payload, Source};
 use crate::plan::Plan;
 use crate::progress::Progress;
 use anyhow::{bail, Context, Result};
 use fat::FatLayout;
-use std::io::{Read, Write};
+use std::io::Write;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
@@ -134,7 +134,6 @@ fn write_files<T: fatfs::ReadWriteSeek>(
         root.create_dir(d)
             .with_context(|| format!("creating {d}/ on the stick"))?;
     }
-    let mut buf = vec![0u8; BUFFER_SIZE];
     for f in &payload.files {
         let mut w = root
             .create_file(&f.path)
@@ -148,18 +147,9 @@ fn write_files<T: fatfs::ReadWriteSeek>(
             Source::Os(path) => {
                 let src = std::fs::File::open(path)
                     .with_context(|| format!("opening {}", path.display()))?;
-                let mut r = HashReader::new(ProgressReader::new(src, |n| bar.inc(n)));
-                loop {
-                    let n = r
-                        .read(&mut buf)
-                        .with_context(|| format!("reading {}", path.display()))?;
-                    if n == 0 {
-                        break;
-                    }
-                    w.write_all(&buf[..n])
-                        .with_context(|| format!("writing {}", f.path))?;
-                }
-                let (digest, len) = r.finish();
+                let (digest, len) =
+                    copy_hashed(ProgressReader::new(src, |n| bar.inc(n)), &mut w)
+                        .with_context(|| format!("copying {} to {}", path.display(), f.path))?;
                 check_digest(path, f.sha256, digest)?;
                 if len != f.size_bytes {
                     bail!(

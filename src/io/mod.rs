@@ -126,6 +126,61 @@ impl<R: Read, F: FnMut(u64)> Read for ProgressReader<R, F> {
     }
 }
 
+/// Copy `reader` to `writer`, hashing the bytes on a second thread while the
+/// next chunk is read and written, so a copy costs about as much as the
+/// slower of copying and hashing, not their sum. Memory stays at
+/// `POOL_BUFFERS` × `BUFFER_SIZE` whatever the size of the stream.
+pub fn copy_hashed<R: Read, W: std::io::Write>(
+    mut reader: R,
+    writer: &mut W,
+) -> io::Result<(Sha256Digest, u64)> {
+    const POOL_BUFFERS: usize = 8;
+    use std::sync::mpsc::{channel, sync_channel};
+    let (full_tx, full_rx) = sync_channel::<(Vec<u8>, usize)>(POOL_BUFFERS);
+    let (free_tx, free_rx) = channel::<Vec<u8>>();
+    for _ in 0..POOL_BUFFERS {
+        free_tx
+            .send(vec![0u8; BUFFER_SIZE])
+            .expect("the pool's receiver is alive here");
+    }
+    let hasher = std::thread::spawn(move || {
+        let mut h = Sha256::new();
+        let mut bytes = 0u64;
+        for (buf, n) in full_rx {
+            h.update(&buf[..n]);
+            bytes += n as u64;
+            // The copier may have stopped early; then nobody needs the buffer.
+            let _ = free_tx.send(buf);
+        }
+        (Sha256Digest(h.finalize().into()), bytes)
+    });
+    let copied = (|| -> io::Result<()> {
+        loop {
+            let mut buf = free_rx
+                .recv()
+                .map_err(|_| io::Error::other("the hashing thread stopped"))?;
+            let n = loop {
+                match reader.read(&mut buf) {
+                    Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                    r => break r?,
+                }
+            };
+            if n == 0 {
+                return Ok(());
+            }
+            writer.write_all(&buf[..n])?;
+            full_tx
+                .send((buf, n))
+                .map_err(|_| io::Error::other("the hashing thread stopped"))?;
+        }
+    })();
+    drop(full_tx);
+    let result = hasher
+        .join()
+        .map_err(|_| io::Error::other("the hashing thread panicked"))?;
+    copied.map(|()| result)
+}
+
 /// Hash a whole reader in `BUFFER_SIZE` chunks.
 pub fn sha256_reader<R: Read>(reader: R) -> io::Result<(Sha256Digest, u64)> {
     let mut hr = HashReader::new(reader);
@@ -194,6 +249,39 @@ mod tests {
             .to_uppercase()
             .parse::<Sha256Digest>()
             .is_err());
+    }
+
+    #[test]
+    fn copy_hashed_copies_and_hashes_for_odd_read_sizes() {
+        let data: Vec<u8> = (0..3 * BUFFER_SIZE as u32 + 17)
+            .map(|i| (i % 253) as u8)
+            .collect();
+        for step in [1000, BUFFER_SIZE - 1, BUFFER_SIZE, 5 * BUFFER_SIZE] {
+            let mut out = Vec::new();
+            let (d, n) = copy_hashed(Trickle(&data, step), &mut out).unwrap();
+            assert_eq!(
+                (d, n),
+                (Sha256Digest::of(&data), data.len() as u64),
+                "step {step}"
+            );
+            assert_eq!(out, data);
+        }
+    }
+
+    #[test]
+    fn copy_hashed_reports_a_failing_writer() {
+        struct Full;
+        impl std::io::Write for Full {
+            fn write(&mut self, _: &[u8]) -> io::Result<usize> {
+                Err(io::Error::other("disk full"))
+            }
+            fn flush(&mut self) -> io::Result<()> {
+                Ok(())
+            }
+        }
+        let data = vec![1u8; 3 * BUFFER_SIZE];
+        let e = copy_hashed(&data[..], &mut Full).unwrap_err();
+        assert_eq!(e.to_string(), "disk full");
     }
 
     #[test]

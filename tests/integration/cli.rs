@@ -20,8 +20,14 @@ fn bad_ssh_key_points_at_the_key() {
         "[node]\nhostname = \"kube1\"\nssh-authorized-keys = [\n  \"{KEY}\",\n  \"ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIIiI12\",\n]\n[os]\npath = \"os\"\n"
     ));
     let err = fails(s.run(&["build"]));
-    assert!(err.contains("mkstick.toml:5:3: the ssh-ed25519 key's data is"), "{err}");
-    assert!(err.contains("paste one line of your ~/.ssh/id_ed25519.pub"), "{err}");
+    assert!(
+        err.contains("mkstick.toml:5:3: the ssh-ed25519 key's data is"),
+        "{err}"
+    );
+    assert!(
+        err.contains("paste one line of your ~/.ssh/id_ed25519.pub"),
+        "{err}"
+    );
     assert!(!s.path("mkstick.img").exists());
 }
 
@@ -31,13 +37,19 @@ fn invalid_hostname_and_plain_password_are_refused() {
         "[node]\nhostname = \"My_Server\"\nssh-authorized-keys = [\"{KEY}\"]\n[os]\npath = \"os\"\n"
     ));
     let err = fails(s.run(&["check"]));
-    assert!(err.contains("mkstick.toml:2:12: hostname `My_Server` contains 'M'"), "{err}");
+    assert!(
+        err.contains("mkstick.toml:2:12: hostname `My_Server` contains 'M'"),
+        "{err}"
+    );
     s.write(
         "mkstick.toml",
         &format!("[node]\nhostname = \"kube1\"\nssh-authorized-keys = [\"{KEY}\"]\npassword-hash = \"hunter2\"\n[os]\npath = \"os\"\n"),
     );
     let err = fails(s.run(&["check"]));
-    assert!(err.contains("mkstick.toml:4:17: password-hash does not look like a crypt(3) hash"), "{err}");
+    assert!(
+        err.contains("mkstick.toml:4:17: password-hash does not look like a crypt(3) hash"),
+        "{err}"
+    );
     assert!(err.contains("mkpasswd --method=yescrypt"), "{err}");
 }
 
@@ -45,7 +57,10 @@ fn invalid_hostname_and_plain_password_are_refused() {
 fn nobody_could_log_in() {
     let s = Scratch::new("[node]\nhostname = \"kube1\"\n[os]\npath = \"os\"\n");
     let err = fails(s.run(&["plan"]));
-    assert!(err.contains("neither ssh-authorized-keys nor password-hash"), "{err}");
+    assert!(
+        err.contains("neither ssh-authorized-keys nor password-hash"),
+        "{err}"
+    );
 }
 
 #[test]
@@ -68,7 +83,10 @@ fn sha256_mismatch_fails_and_leaves_nothing_behind() {
     std::fs::write(s.path("os/rootfs.img"), &rootfs).unwrap();
     let err = fails(s.run(&["build"]));
     assert!(err.contains("sha256 mismatch for"), "{err}");
-    assert!(err.contains(&format!("os.json says {want}, the file has {got}")), "{err}");
+    assert!(
+        err.contains(&format!("os.json says {want}, the file has {got}")),
+        "{err}"
+    );
     let left: Vec<_> = std::fs::read_dir(s.dir.path())
         .unwrap()
         .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
@@ -94,7 +112,10 @@ fn refuses_to_overwrite_without_force() {
     let s = Scratch::new(&minimal_config());
     s.write("mkstick.img", "precious");
     let err = fails(s.run(&["build"]));
-    assert!(err.contains("refusing to overwrite mkstick.img; pass --force"), "{err}");
+    assert!(
+        err.contains("refusing to overwrite mkstick.img; pass --force"),
+        "{err}"
+    );
     assert_eq!(std::fs::read(s.path("mkstick.img")).unwrap(), b"precious");
     ok(s.run(&["build", "--force"]));
     assert_ne!(std::fs::read(s.path("mkstick.img")).unwrap(), b"precious");
@@ -102,15 +123,27 @@ fn refuses_to_overwrite_without_force() {
 
 #[test]
 fn extra_ignition_errors_are_located_and_explained() {
-    let s = Scratch::new(&format!("{}\n[extra]\nignition = [\"extra.ign\"]\n", minimal_config()));
+    let s = Scratch::new(&format!(
+        "{}\n[extra]\nignition = [\"extra.ign\"]\n",
+        minimal_config()
+    ));
     let err = fails(s.run(&["check"]));
-    assert!(err.contains("mkstick.toml:9:13: cannot read the extra Ignition config"), "{err}");
-    s.write("extra.ign", "{\n  \"ignition\": {\"version\": \"3.3.0\"},\n  oops\n}\n");
+    assert!(
+        err.contains("mkstick.toml:9:13: cannot read the extra Ignition config"),
+        "{err}"
+    );
+    s.write(
+        "extra.ign",
+        "{\n  \"ignition\": {\"version\": \"3.3.0\"},\n  oops\n}\n",
+    );
     let err = fails(s.run(&["check"]));
     assert!(err.contains("extra.ign:3:3: key must be a string"), "{err}");
     s.write("extra.ign", r#"{"ignition": {"version": "3.4.0"}}"#);
     let err = fails(s.run(&["check"]));
-    assert!(err.contains("Ignition spec 3.4.0 cannot be merged"), "{err}");
+    assert!(
+        err.contains("Ignition spec 3.4.0 cannot be merged"),
+        "{err}"
+    );
 }
 
 #[test]
@@ -149,13 +182,19 @@ fn plan_shows_hashes_never_secrets() {
     ));
     let out = ok(s.run(&["plan"]));
     assert!(!out.contains(HASH) && !out.contains("$y$"), "{out}");
-    assert!(out.contains("let core log in on the console with a password (hash sha256:"), "{out}");
+    assert!(
+        out.contains("let core log in on the console with a password (hash sha256:"),
+        "{out}"
+    );
     ok(s.run(&["build"]));
     let text = ok(s.run(&["inspect", "mkstick.img"]));
     assert!(!text.contains("$y$"), "{text}");
     assert!(text.contains("password set (hash redacted)"), "{text}");
     let copy = String::from_utf8(esp_file(&s.path("mkstick.img"), "mkstick/config.toml")).unwrap();
-    assert!(!copy.contains("$y$") && copy.contains("removed: node.password-hash"), "{copy}");
+    assert!(
+        !copy.contains("$y$") && copy.contains("removed: node.password-hash"),
+        "{copy}"
+    );
     let full = ok(s.run(&["inspect", "mkstick.img", "--show-config"]));
     assert!(full.contains(HASH), "--show-config prints the whole config");
 }

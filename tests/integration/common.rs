@@ -5,11 +5,15 @@ use sha2::{Digest, Sha256};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
-pub const KEY: &str = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIIiI12AOmJheE4nbgJvDhe47oAV8xqWv1169OlfLBIpZ test@mkstick";
+pub const KEY: &str =
+    "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIIiI12AOmJheE4nbgJvDhe47oAV8xqWv1169OlfLBIpZ test@mkstick";
 pub const HASH: &str = "$y$j9T$abcdefghijklmnop$ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789abcdefg";
 
 pub fn sha256_hex(bytes: &[u8]) -> String {
-    Sha256::digest(bytes).iter().map(|b| format!("{b:02x}")).collect()
+    Sha256::digest(bytes)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
 }
 
 /// Deterministic filler bytes, so fake OS files (and golden hashes) are stable.
@@ -58,7 +62,10 @@ pub fn fake_os(dir: &Path, efi: Efi) {
             let img = fat_image(&[
                 ("EFI/BOOT/BOOTX64.EFI", &boot),
                 ("EFI/fedora/grubx64.efi", &filler(30_000, 5)),
-                ("EFI/fedora/grub.cfg", b"# the OS's own grub.cfg, for its ISO\n"),
+                (
+                    "EFI/fedora/grub.cfg",
+                    b"# the OS's own grub.cfg, for its ISO\n",
+                ),
             ]);
             std::fs::write(dir.join("efiboot.img"), &img).unwrap();
             format!(
@@ -149,12 +156,16 @@ impl Scratch {
 }
 
 pub fn minimal_config() -> String {
-    format!("[node]\nhostname = \"kube1\"\nssh-authorized-keys = [\"{KEY}\"]\n\n[os]\npath = \"os\"\n")
+    format!(
+        "[node]\nhostname = \"kube1\"\nssh-authorized-keys = [\"{KEY}\"]\n\n[os]\npath = \"os\"\n"
+    )
 }
 
 pub fn mkstick(cwd: &Path, args: &[&str], env: &[(&str, &str)]) -> Output {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_mkstick"));
-    cmd.current_dir(cwd).args(args).env_remove("SOURCE_DATE_EPOCH");
+    cmd.current_dir(cwd)
+        .args(args)
+        .env_remove("SOURCE_DATE_EPOCH");
     for (k, v) in env {
         cmd.env(k, v);
     }
@@ -171,13 +182,23 @@ pub fn stdout(o: &Output) -> String {
 
 /// Assert success and return stdout.
 pub fn ok(o: Output) -> String {
-    assert!(o.status.success(), "mkstick failed: {}\n{}", stderr(&o), stdout(&o));
+    assert!(
+        o.status.success(),
+        "mkstick failed: {}\n{}",
+        stderr(&o),
+        stdout(&o)
+    );
     stdout(&o)
 }
 
 /// Assert a failure with exit code 1 and return stderr.
 pub fn fails(o: Output) -> String {
-    assert_eq!(o.status.code(), Some(1), "expected failure; stdout: {}", stdout(&o));
+    assert_eq!(
+        o.status.code(),
+        Some(1),
+        "expected failure; stdout: {}",
+        stdout(&o)
+    );
     stderr(&o)
 }
 
@@ -235,7 +256,9 @@ pub fn embedded_ignition(image: &Path) -> Vec<u8> {
 
 /// Run `ignition-validate` on a config, if it is installed.
 pub fn ignition_validate(config: &[u8]) {
-    let Some(tool) = tool("ignition-validate") else { return };
+    let Some(tool) = tool("ignition-validate") else {
+        return;
+    };
     let dir = tempfile::tempdir().unwrap();
     let p = dir.path().join("config.ign");
     std::fs::write(&p, config).unwrap();

@@ -12,8 +12,12 @@ fn check_golden(case: &Path, name: &str, got: &[u8]) {
         std::fs::write(&path, got).unwrap();
         return;
     }
-    let want = std::fs::read(&path)
-        .unwrap_or_else(|e| panic!("{}: {e}; run with MKSTICK_BLESS=1 to create it", path.display()));
+    let want = std::fs::read(&path).unwrap_or_else(|e| {
+        panic!(
+            "{}: {e}; run with MKSTICK_BLESS=1 to create it",
+            path.display()
+        )
+    });
     if want != got {
         let (w, g) = (String::from_utf8_lossy(&want), String::from_utf8_lossy(got));
         let mut diff = String::new();
@@ -23,14 +27,23 @@ fn check_golden(case: &Path, name: &str, got: &[u8]) {
             }
         }
         if w.lines().count() != g.lines().count() {
-            diff.push_str(&format!("{} lines expected, {} rendered\n", w.lines().count(), g.lines().count()));
+            diff.push_str(&format!(
+                "{} lines expected, {} rendered\n",
+                w.lines().count(),
+                g.lines().count()
+            ));
         }
-        panic!("{} differs from what mkstick renders (MKSTICK_BLESS=1 to accept):\n{diff}", path.display());
+        panic!(
+            "{} differs from what mkstick renders (MKSTICK_BLESS=1 to accept):\n{diff}",
+            path.display()
+        );
     }
 }
 
 fn run_case(name: &str) {
-    let case = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/golden").join(name);
+    let case = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/golden")
+        .join(name);
     let s = Scratch::new("");
     for e in std::fs::read_dir(case.join("input")).unwrap() {
         let e = e.unwrap();
@@ -46,7 +59,11 @@ fn run_case(name: &str) {
     check_golden(&case, "grub.cfg", &esp_file(&img, "EFI/BOOT/grub.cfg"));
     let config: mkstick::ignition::Config = serde_json::from_slice(&ignition).unwrap();
     for u in &config.systemd.units {
-        check_golden(&case, &format!("units/{}", u.name), u.contents.as_deref().unwrap_or("").as_bytes());
+        check_golden(
+            &case,
+            &format!("units/{}", u.name),
+            u.contents.as_deref().unwrap_or("").as_bytes(),
+        );
     }
 }
 

@@ -7,7 +7,10 @@ use std::process::Command;
 
 fn built(efi: Efi) -> Scratch {
     let s = Scratch::with_efi(
-        &format!("{}\n[extra]\nignition = [\"extra.ign\"]\n", minimal_config()),
+        &format!(
+            "{}\n[extra]\nignition = [\"extra.ign\"]\n",
+            minimal_config()
+        ),
         efi,
     );
     s.write(
@@ -23,10 +26,18 @@ fn round_trip_every_file_matches_the_manifest_and_the_sources() {
     let s = built(Efi::Dir);
     let img = s.path("mkstick.img");
     let files = esp_files(&img);
-    let manifest_bytes = &files.iter().find(|(p, _)| p == "mkstick/manifest.json").unwrap().1;
+    let manifest_bytes = &files
+        .iter()
+        .find(|(p, _)| p == "mkstick/manifest.json")
+        .unwrap()
+        .1;
     let manifest: StickManifest = serde_json::from_slice(manifest_bytes).unwrap();
     assert_eq!(manifest.os.id, "fake-os");
-    let on_stick: Vec<&str> = files.iter().map(|(p, _)| p.as_str()).filter(|p| *p != "mkstick/manifest.json").collect();
+    let on_stick: Vec<&str> = files
+        .iter()
+        .map(|(p, _)| p.as_str())
+        .filter(|p| *p != "mkstick/manifest.json")
+        .collect();
     let listed: Vec<&str> = manifest.files.keys().map(String::as_str).collect();
     assert_eq!(on_stick, listed);
     for (path, data) in &files {
@@ -41,23 +52,39 @@ fn round_trip_every_file_matches_the_manifest_and_the_sources() {
         ("os/rootfs.img", "os/rootfs.img"),
         ("EFI/BOOT/BOOTX64.EFI", "os/efi/EFI/BOOT/BOOTX64.EFI"),
     ] {
-        assert_eq!(esp_file(&img, on_esp), std::fs::read(s.path(source)).unwrap(), "{on_esp}");
+        assert_eq!(
+            esp_file(&img, on_esp),
+            std::fs::read(s.path(source)).unwrap(),
+            "{on_esp}"
+        );
     }
     let grub = String::from_utf8(esp_file(&img, "EFI/BOOT/grub.cfg")).unwrap();
-    assert!(grub.contains("initrd /os/initramfs.img /os/rootfs.img /mkstick/ignition.img"), "{grub}");
+    assert!(
+        grub.contains("initrd /os/initramfs.img /os/rootfs.img /mkstick/ignition.img"),
+        "{grub}"
+    );
     // The image is private: it holds the login keys.
     use std::os::unix::fs::PermissionsExt;
-    assert_eq!(std::fs::metadata(&img).unwrap().permissions().mode() & 0o777, 0o600);
+    assert_eq!(
+        std::fs::metadata(&img).unwrap().permissions().mode() & 0o777,
+        0o600
+    );
     // `inspect --verify` agrees, and catches a flipped byte inside a file.
     let out = ok(s.run(&["inspect", "-q", "--verify", "mkstick.img"]));
     assert!(out.contains("verified: all 8 files match"), "{out}");
     let mut bytes = std::fs::read(&img).unwrap();
     let rootfs = std::fs::read(s.path("os/rootfs.img")).unwrap();
-    let at = bytes.windows(64).position(|w| w == &rootfs[500_000..500_064]).unwrap();
+    let at = bytes
+        .windows(64)
+        .position(|w| w == &rootfs[500_000..500_064])
+        .unwrap();
     bytes[at] ^= 0xff;
     std::fs::write(s.path("bad.img"), &bytes).unwrap();
     let err = fails(s.run(&["inspect", "-q", "--verify", "bad.img"]));
-    assert!(err.contains("failed verification: os/rootfs.img: sha256"), "{err}");
+    assert!(
+        err.contains("failed verification: os/rootfs.img: sha256"),
+        "{err}"
+    );
 }
 
 #[test]
@@ -72,14 +99,27 @@ fn embedded_config_is_valid_ignition_with_our_settings() {
     assert_eq!(c.ignition.config.merge.len(), 1);
     let merged = mkstick::ignition::decode_data_url(&c.ignition.config.merge[0].source).unwrap();
     assert_eq!(merged, std::fs::read(s.path("extra.ign")).unwrap());
-    let hash = c.ignition.config.merge[0].verification.hash.clone().unwrap();
-    assert!(hash.starts_with("sha512-") && hash.len() == 7 + 128, "{hash}");
+    let hash = c.ignition.config.merge[0]
+        .verification
+        .hash
+        .clone()
+        .unwrap();
+    assert!(
+        hash.starts_with("sha512-") && hash.len() == 7 + 128,
+        "{hash}"
+    );
     for f in &c.storage.files {
         assert_eq!(f.overwrite, Some(true), "{}", f.path);
         assert!(f.mode.is_some(), "{}", f.path);
     }
-    let hostname = c.storage.files.iter().find(|f| f.path == "/etc/hostname").unwrap();
-    let body = mkstick::ignition::decode_data_url(&hostname.contents.as_ref().unwrap().source).unwrap();
+    let hostname = c
+        .storage
+        .files
+        .iter()
+        .find(|f| f.path == "/etc/hostname")
+        .unwrap();
+    let body =
+        mkstick::ignition::decode_data_url(&hostname.contents.as_ref().unwrap().source).unwrap();
     assert_eq!(body, b"kube1\n");
 }
 
@@ -90,19 +130,34 @@ fn external_checkers_accept_the_image() {
     if let Some(sgdisk) = tool("sgdisk") {
         let o = Command::new(sgdisk).arg("-v").arg(&img).output().unwrap();
         let text = String::from_utf8_lossy(&o.stdout);
-        assert!(o.status.success() && text.contains("No problems found"), "sgdisk -v: {text}");
+        assert!(
+            o.status.success() && text.contains("No problems found"),
+            "sgdisk -v: {text}"
+        );
     }
     if let Some(fsck) = tool("fsck.fat") {
         // fsck.fat has no offset option: check a copy of the partition.
         let f = std::fs::File::open(&img).unwrap();
         let esp = mkstick::image::gpt::read_esp(&f).unwrap();
         let bytes = std::fs::read(&img).unwrap();
-        let part = &bytes[esp.start_bytes() as usize..(esp.start_bytes() + esp.size_bytes()) as usize];
+        let part =
+            &bytes[esp.start_bytes() as usize..(esp.start_bytes() + esp.size_bytes()) as usize];
         std::fs::write(s.path("esp.img"), part).unwrap();
-        let o = Command::new(fsck).arg("-n").arg(s.path("esp.img")).output().unwrap();
+        let o = Command::new(fsck)
+            .arg("-n")
+            .arg(s.path("esp.img"))
+            .output()
+            .unwrap();
         let text = String::from_utf8_lossy(&o.stdout);
-        assert!(o.status.success(), "fsck.fat -n: {text}{}", String::from_utf8_lossy(&o.stderr));
-        assert!(!text.contains("Fixing") && !text.contains("should be"), "fsck.fat -n: {text}");
+        assert!(
+            o.status.success(),
+            "fsck.fat -n: {text}{}",
+            String::from_utf8_lossy(&o.stderr)
+        );
+        assert!(
+            !text.contains("Fixing") && !text.contains("should be"),
+            "fsck.fat -n: {text}"
+        );
     }
     if let Some(cpio) = tool("cpio") {
         let gz = esp_file(&img, "mkstick/ignition.img");
@@ -115,9 +170,18 @@ fn external_checkers_accept_the_image() {
             .output()
             .unwrap();
         let list = String::from_utf8_lossy(&o.stdout);
-        assert!(o.status.success(), "cpio -t: {}", String::from_utf8_lossy(&o.stderr));
+        assert!(
+            o.status.success(),
+            "cpio -t: {}",
+            String::from_utf8_lossy(&o.stderr)
+        );
         assert_eq!(list.lines().count(), 1, "{list}");
-        assert!(list.starts_with("-rw-------") && list.contains(" root ") && list.trim_end().ends_with("config.ign"), "{list}");
+        assert!(
+            list.starts_with("-rw-------")
+                && list.contains(" root ")
+                && list.trim_end().ends_with("config.ign"),
+            "{list}"
+        );
     }
 }
 
@@ -126,10 +190,21 @@ fn builds_are_reproducible_and_ids_follow_the_seed() {
     let s = built(Efi::Dir);
     ok(s.run(&["build", "-q", "-o", "again.img"]));
     let a = std::fs::read(s.path("mkstick.img")).unwrap();
-    assert!(a == std::fs::read(s.path("again.img")).unwrap(), "two builds differ");
+    assert!(
+        a == std::fs::read(s.path("again.img")).unwrap(),
+        "two builds differ"
+    );
     if let Some(cmp) = tool("cmp") {
-        let o = Command::new(cmp).arg(s.path("mkstick.img")).arg(s.path("again.img")).output().unwrap();
-        assert!(o.status.success(), "cmp: {}", String::from_utf8_lossy(&o.stdout));
+        let o = Command::new(cmp)
+            .arg(s.path("mkstick.img"))
+            .arg(s.path("again.img"))
+            .output()
+            .unwrap();
+        assert!(
+            o.status.success(),
+            "cmp: {}",
+            String::from_utf8_lossy(&o.stdout)
+        );
     }
     let guids = |name: &str| {
         let f = std::fs::File::open(s.path(name)).unwrap();
@@ -149,8 +224,13 @@ fn builds_are_reproducible_and_ids_follow_the_seed() {
 fn source_date_epoch_sets_every_timestamp() {
     let s = Scratch::new(&minimal_config());
     ok(s.run_env(&["build", "-q"], &[("SOURCE_DATE_EPOCH", "1700000000")]));
-    ok(s.run_env(&["build", "-q", "-o", "b.img"], &[("SOURCE_DATE_EPOCH", "1700000000")]));
-    assert!(std::fs::read(s.path("mkstick.img")).unwrap() == std::fs::read(s.path("b.img")).unwrap());
+    ok(s.run_env(
+        &["build", "-q", "-o", "b.img"],
+        &[("SOURCE_DATE_EPOCH", "1700000000")],
+    ));
+    assert!(
+        std::fs::read(s.path("mkstick.img")).unwrap() == std::fs::read(s.path("b.img")).unwrap()
+    );
     let f = std::fs::File::open(s.path("mkstick.img")).unwrap();
     let esp = mkstick::image::gpt::read_esp(&f).unwrap();
     let mut disk = mkstick::io::Slice::new(&f, esp.start_bytes(), esp.size_bytes());
@@ -162,9 +242,18 @@ fn source_date_epoch_sets_every_timestamp() {
         assert_eq!((t.time.hour, t.time.min, t.time.sec), (22, 13, 20));
     }
     let record = std::fs::read_to_string(s.path("mkstick.img.manifest.json")).unwrap();
-    assert!(record.contains("\"source-date-epoch\": 1700000000"), "{record}");
-    let err = fails(s.run_env(&["build", "-q", "-o", "c.img"], &[("SOURCE_DATE_EPOCH", "soon")]));
-    assert!(err.contains("SOURCE_DATE_EPOCH=\"soon\" is not a number"), "{err}");
+    assert!(
+        record.contains("\"source-date-epoch\": 1700000000"),
+        "{record}"
+    );
+    let err = fails(s.run_env(
+        &["build", "-q", "-o", "c.img"],
+        &[("SOURCE_DATE_EPOCH", "soon")],
+    ));
+    assert!(
+        err.contains("SOURCE_DATE_EPOCH=\"soon\" is not a number"),
+        "{err}"
+    );
 }
 
 #[test]
@@ -187,9 +276,25 @@ fn inspect_json_is_one_document() {
     assert_eq!(v["os"]["id"], "fake-os");
     assert_eq!(v["verify"]["ok"], true);
     assert_eq!(v["config"]["users"][0]["name"], "core");
-    assert!(v.get("ignition").is_none(), "secrets only with --show-config");
-    let kargs: Vec<&str> = v["kernel-args"].as_array().unwrap().iter().map(|a| a.as_str().unwrap()).collect();
-    assert_eq!(kargs, ["ignition.firstboot", "ignition.platform.id=metal", "console=tty0", "console=ttyS0,115200n8"]);
+    assert!(
+        v.get("ignition").is_none(),
+        "secrets only with --show-config"
+    );
+    let kargs: Vec<&str> = v["kernel-args"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a.as_str().unwrap())
+        .collect();
+    assert_eq!(
+        kargs,
+        [
+            "ignition.firstboot",
+            "ignition.platform.id=metal",
+            "console=tty0",
+            "console=ttyS0,115200n8"
+        ]
+    );
     let err = fails(s.run(&["inspect", "-q", "mkstick.toml"]));
     assert!(err.contains("not an mkstick image"), "{err}");
 }

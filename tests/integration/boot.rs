@@ -1,0 +1,172 @@
+//! QEMU boot tests (--features boot-tests): an image built by mkstick boots
+//! under UEFI (OVMF, TCG) into the Debian test OS (scripts/build-test-os),
+//! and the real Ignition applies our config. The proof is effects checked
+//! inside the booted system by a unit that an [extra] ignition fragment
+//! delivers, so a pass also proves the merge. The test passes only on the
+//! positive marker; a failure marker, a timeout or a silent poweroff fails it.
+
+use crate::common::*;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::{Mutex, OnceLock};
+
+/// One VM at a time: TCG is CPU-bound and the machine has 2 cores.
+static VM: Mutex<()> = Mutex::new(());
+
+/// The test OS, built (or taken from its cache) once per test run.
+fn test_os() -> PathBuf {
+    static OS: OnceLock<PathBuf> = OnceLock::new();
+    OS.get_or_init(|| {
+        let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+        let out = Path::new(env!("CARGO_TARGET_TMPDIR")).join("test-os");
+        let status = Command::new(root.join("scripts/build-test-os"))
+            .arg(&out)
+            .status()
+            .expect("running scripts/build-test-os");
+        assert!(status.success(), "scripts/build-test-os failed");
+        out
+    })
+    .clone()
+}
+
+const EXTRA_TEXT: &str = "merged fragment says hello";
+
+/// The check the booted system runs. Every failed check is named.
+fn check_script(issue_sha256: &str) -> String {
+    let key_blob = KEY.split_whitespace().nth(1).unwrap();
+    format!(
+        r#"#!/bin/sh
+# Runs inside the booted test OS; reports on the serial console.
+fail=""
+check() {{ desc="$1"; shift; if ! "$@" >/dev/null 2>&1; then fail="$fail [$desc]"; fi; }}
+check hostname test "$(hostname)" = mkstick-boot
+check etc-hostname test "$(cat /etc/hostname)" = mkstick-boot
+check ssh-key grep -rqF "{key_blob}" /home/core/.ssh
+check password-hash test "$(getent shadow core | cut -d: -f2)" = '{HASH}'
+check timezone test "$(readlink /etc/localtime)" = ../usr/share/zoneinfo/Europe/Berlin
+check overlay-file sh -c 'echo "{issue_sha256}  /etc/issue.d/40-mkstick.issue" | sha256sum -c'
+check release-file grep -q "^OS_ID='debian-test-os'$" /etc/mkstick/release
+check merged-fragment test "$(cat /etc/mkstick-extra.txt)" = "{EXTRA_TEXT}"
+check banner-ran test "$(systemctl show -P ExecMainStatus mkstick-banner.service)" = 0
+check banner-finished test "$(systemctl show -P ExecMainExitTimestampMonotonic mkstick-banner.service)" != 0
+check no-failed-units test -z "$(systemctl list-units --failed --plain --no-legend)"
+if [ -z "$fail" ]; then
+    echo "MKSTICK-BOOT-OK" > /dev/ttyS0
+else
+    systemctl list-units --failed --plain --no-legend > /dev/ttyS0 2>&1
+    echo "MKSTICK-BOOT-FAIL:$fail" > /dev/ttyS0
+fi
+systemctl poweroff --force
+"#
+    )
+}
+
+fn fragment(issue_sha256: &str) -> String {
+    let data = |s: &str| mkstick::ignition::data_url(s.as_bytes());
+    let unit = "[Unit]\nDescription=mkstick boot test: check what Ignition applied\n\
+After=mkstick-banner.service multi-user.target\n\n[Service]\nType=oneshot\n\
+ExecStart=/usr/local/bin/mkstick-boot-check\n\n[Install]\nWantedBy=multi-user.target\n";
+    serde_json::json!({
+        "ignition": {"version": "3.3.0"},
+        "storage": {"files": [
+            {"path": "/etc/mkstick-extra.txt", "mode": 0o644, "overwrite": true,
+             "contents": {"source": data(&format!("{EXTRA_TEXT}\n"))}},
+            {"path": "/usr/local/bin/mkstick-boot-check", "mode": 0o755, "overwrite": true,
+             "contents": {"source": data(&check_script(issue_sha256))}}
+        ]},
+        "systemd": {"units": [
+            {"name": "mkstick-boot-check.service", "enabled": true, "contents": unit}
+        ]}
+    })
+    .to_string()
+}
+
+#[test]
+fn image_boots_and_real_ignition_applies_our_config() {
+    let os = test_os();
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let issue = std::fs::read(root.join("overlays/base/etc/issue.d/40-mkstick.issue")).unwrap();
+    let s = Scratch::new(&format!(
+        "[node]\nhostname = \"mkstick-boot\"\nssh-authorized-keys = [\"{KEY}\"]\n\
+password-hash = \"{HASH}\"\ntimezone = \"Europe/Berlin\"\n\n[os]\npath = \"{}\"\n\n\
+[extra]\nignition = [\"check.ign\"]\n",
+        os.display()
+    ));
+    s.write("check.ign", &fragment(&sha256_hex(&issue)));
+    ok(s.run(&["check", "-q"]));
+    ok(s.run(&["build", "-q"]));
+    let img = s.path("mkstick.img");
+    ignition_validate(&embedded_ignition(&img));
+    let before = sha256_hex(&std::fs::read(&img).unwrap());
+
+    let _vm = VM.lock().unwrap_or_else(|e| e.into_inner());
+    let o = s.run(&[
+        "boot",
+        "mkstick.img",
+        "--accel",
+        "tcg",
+        "--memory-mib",
+        "2048",
+        "--cpus",
+        "2",
+        "--expect",
+        "MKSTICK-BOOT-OK",
+        "--fail-on",
+        "MKSTICK-BOOT-FAIL",
+        "--timeout",
+        "420",
+    ]);
+    let console = stdout(&o);
+    std::fs::write(
+        Path::new(env!("CARGO_TARGET_TMPDIR")).join("boot-test-console.log"),
+        &console,
+    )
+    .unwrap();
+    let tail: Vec<&str> = console.lines().rev().take(80).collect();
+    let tail: Vec<&str> = tail.into_iter().rev().collect();
+    assert!(
+        o.status.success(),
+        "the boot test failed: {}\nlast console lines:\n{}",
+        stderr(&o),
+        tail.join("\n")
+    );
+    assert!(
+        console.contains("mkstick: booting Debian test OS"),
+        "our grub.cfg ran"
+    );
+    assert!(
+        console.contains("mkstick: mkstick-boot is up"),
+        "the overlay's banner unit printed"
+    );
+    assert_eq!(
+        sha256_hex(&std::fs::read(&img).unwrap()),
+        before,
+        "booting never changes the image"
+    );
+}
+
+#[test]
+fn bad_config_is_refused_before_any_image_is_built() {
+    let os = test_os();
+    let s = Scratch::new(&format!(
+        "[node]\nhostname = \"mkstick_boot\"\nssh-authorized-keys = [\"{KEY}\"]\n\n[os]\npath = \"{}\"\n",
+        os.display()
+    ));
+    let err = fails(s.run(&["check"]));
+    assert!(
+        err.contains("mkstick.toml:2:12: hostname `mkstick_boot` contains '_'"),
+        "{err}"
+    );
+    let err = fails(s.run(&["build"]));
+    assert!(err.contains("hostname `mkstick_boot`"), "{err}");
+    assert!(
+        !s.path("mkstick.img").exists(),
+        "no image after a refused config"
+    );
+    let leftovers: Vec<_> = std::fs::read_dir(s.dir.path())
+        .unwrap()
+        .filter_map(|e| e.ok())
+        .filter(|e| e.file_name().to_string_lossy().starts_with(".mkstick-"))
+        .collect();
+    assert!(leftovers.is_empty());
+}
