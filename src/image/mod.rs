@@ -106,7 +106,9 @@ pub fn assemble(
     disk.finish().context("writing the FAT32 tables")?;
     fat::fix_dot_entries(file, esp_start)?;
     bar.finish();
-    file.sync_all().context("syncing the image to disk")?;
+    // No fsync: the image is reproducible from its inputs and appears under
+    // its name only through an atomic rename; writing it to a stick
+    // (`dd conv=fsync`, later `mkstick flash`) is where durability matters.
     let persisted = if force {
         tmp.persist(out).map_err(|e| e.error)
     } else {
