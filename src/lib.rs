@@ -30,17 +30,19 @@ use std::process::ExitCode;
 
 /// Run one command. Output goes to stdout; progress and notes to stderr.
 pub fn run(cli: Cli, progress: &Progress) -> Result<ExitCode> {
-    let mut out = std::io::stdout().lock();
+    let out = || std::io::stdout().lock();
     match cli.command {
-        Command::Init(a) => init(&a, &mut out),
-        Command::Check(a) => check(&a, progress, &mut out),
+        Command::Init(a) => init(&a, &mut out()),
+        Command::Check(a) => check(&a, progress, &mut out()),
         Command::Plan(a) => {
             let (plan, payload) = plan_and_render(&a, SeedChoice::Derived)?;
-            write!(out, "{}", plan::describe(&plan, &payload))?;
+            write!(out(), "{}", plan::describe(&plan, &payload))?;
             Ok(ExitCode::SUCCESS)
         }
-        Command::Build(a) => build(&a, progress, &mut out),
-        Command::Inspect(a) => inspect::run(&a, progress, &mut out),
+        Command::Build(a) => build(&a, progress, &mut out()),
+        Command::Inspect(a) => inspect::run(&a, progress, &mut out()),
+        // `boot` copies the guest's console to stdout from a thread of its
+        // own, so this thread must not hold the stdout lock meanwhile.
         Command::Boot(a) => boot::run(&a, progress),
     }
 }

@@ -1,4 +1,5 @@
 #!/bin/bash
+# shellcheck disable=SC2154 # dracut provides moddir, initdir and the unit dirs
 # dracut module of the mkstick test OS: the CoreOS live-boot contract on
 # Debian. It builds /sysroot from /root.squashfs (unpacked by the kernel from
 # rootfs.img), hands /config.ign to Ignition like FCOS's
@@ -19,7 +20,7 @@ installkernel() {
 }
 
 install() {
-    inst_multiple mount umount modprobe mkdir cp chmod tail sync \
+    inst_multiple mount umount modprobe mkdir cp chmod tail sync wc \
         journalctl systemctl useradd usermod userdel groupadd groupdel \
         chroot id
     inst_multiple -o chpasswd
