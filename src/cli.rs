@@ -36,6 +36,47 @@ pub enum Command {
     Inspect(InspectArgs),
     /// Boot a stick image in QEMU, leaving the image unchanged
     Boot(BootArgs),
+    /// List drives that could take a stick image
+    Devices(DevicesArgs),
+    /// Write an image to a USB stick, safely, and verify it
+    Flash(FlashArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct DevicesArgs {
+    /// Print one JSON document
+    #[arg(long)]
+    pub json: bool,
+    /// Also show fixed disks, marked unsafe with the reason
+    #[arg(long)]
+    pub all: bool,
+}
+
+#[derive(Debug, Args, Clone)]
+pub struct FlashArgs {
+    /// The image to write
+    pub image: PathBuf,
+    /// The whole stick: /dev/sdX or /dev/disk/by-id/NAME
+    pub device: PathBuf,
+    #[command(flatten)]
+    pub safety: FlashSafety,
+}
+
+/// Options shared by `flash` and `build --flash`.
+#[derive(Debug, Args, Clone, Default)]
+pub struct FlashSafety {
+    /// Do not ask: for scripts that name the device explicitly
+    #[arg(long)]
+    pub yes: bool,
+    /// Allow a disk that is neither removable nor on USB
+    #[arg(long)]
+    pub allow_fixed: bool,
+    /// The target is a regular file (an image copy), not a device
+    #[arg(long)]
+    pub to_file: bool,
+    /// Skip reading the stick back (not recommended)
+    #[arg(long)]
+    pub no_verify: bool,
 }
 
 #[derive(Debug, Args)]
@@ -74,6 +115,11 @@ pub struct BuildArgs {
     /// Use random disk IDs (the image is then not reproducible)
     #[arg(long)]
     pub random_guids: bool,
+    /// Then write the image to this stick, as `mkstick flash` does
+    #[arg(long, value_name = "DEVICE")]
+    pub flash: Option<PathBuf>,
+    #[command(flatten)]
+    pub safety: FlashSafety,
 }
 
 #[derive(Debug, Args)]

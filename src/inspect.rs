@@ -81,7 +81,7 @@ pub struct VerifyReport {
 /// Read everything `inspect` reports from the image at `path`.
 pub fn read(path: &std::path::Path, with_config: bool, progress: &Progress) -> Result<Report> {
     let file = std::fs::File::open(path).with_context(|| format!("opening {}", path.display()))?;
-    let size_bytes = file.metadata().context("reading the size")?.len();
+    let size_bytes = crate::io::len_of(&file).context("reading the size")?;
     let esp = gpt::read_esp(&file).with_context(|| format!("reading {}", path.display()))?;
     let mut disk = Slice::new(&file, esp.start_bytes(), esp.size_bytes());
     let fs = fatfs::FileSystem::new(&mut disk, fatfs::FsOptions::new()).with_context(|| {

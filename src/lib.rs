@@ -8,6 +8,7 @@
 pub mod boot;
 pub mod cli;
 pub mod config;
+pub mod device;
 pub mod ignition;
 pub mod image;
 pub mod inspect;
@@ -44,6 +45,8 @@ pub fn run(cli: Cli, progress: &Progress) -> Result<ExitCode> {
         // `boot` copies the guest's console to stdout from a thread of its
         // own, so this thread must not hold the stdout lock meanwhile.
         Command::Boot(a) => boot::run(&a, progress),
+        Command::Devices(a) => device::devices(&a, &mut out()),
+        Command::Flash(a) => device::flash(&a, progress, &mut out()),
     }
 }
 
@@ -229,6 +232,14 @@ fn build(a: &BuildArgs, progress: &Progress, out: &mut impl Write) -> Result<Exi
         io::human_bytes(img.size_bytes),
         img.files
     )?;
+    if let Some(dev) = &a.flash {
+        let flash = cli::FlashArgs {
+            image: img.path.clone(),
+            device: dev.clone(),
+            safety: a.safety.clone(),
+        };
+        return device::flash(&flash, progress, out);
+    }
     writeln!(out, "try it:   mkstick boot {}", img.path.display())?;
     writeln!(
         out,

@@ -74,7 +74,7 @@ pub fn write(
 
 /// Find the mkstick EFI partition of an image or stick.
 pub fn read_esp(file: &File) -> Result<EspLocation> {
-    let total = file.metadata().context("reading the size")?.len();
+    let total = crate::io::len_of(file).context("reading the size")?;
     let mut dev = Slice::new(file, 0, total);
     let disk = GptConfig::new()
         .writable(false)

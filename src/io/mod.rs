@@ -189,6 +189,13 @@ pub fn sha256_reader<R: Read>(reader: R) -> io::Result<(Sha256Digest, u64)> {
     Ok(hr.finish())
 }
 
+/// The length of a file or a block device (whose metadata says 0).
+pub fn len_of(file: &std::fs::File) -> io::Result<u64> {
+    use std::io::Seek;
+    let mut f = file;
+    f.seek(std::io::SeekFrom::End(0))
+}
+
 /// A size for people: `512 B`, `3.4 KiB`, `812.0 MiB`, `1.2 GiB`.
 pub fn human_bytes(bytes: u64) -> String {
     const UNITS: [&str; 4] = ["KiB", "MiB", "GiB", "TiB"];

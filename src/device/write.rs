@@ -1,0 +1,575 @@
+//! Stage 4 (write): an image -> a stick, then [`WriteReport`].
+//!
+//! Order, so that a stick never boots half-written:
+//! 1. zero the target's first and last MiB (both GPT copies), fsync;
+//! 2. write the body: only the ranges the image has data in (holes are free
+//!    FAT clusters and padding, which need not be zero on the stick), with an
+//!    fsync every 64 MiB;
+//! 3. write the image's last MiB, then its first MiB (the primary GPT), fsync;
+//! 4. verify: drop the device's caches, read every written range back through
+//!    a fresh O_DIRECT descriptor and compare sha256 with what was written;
+//! 5. move the backup GPT to the target's last LBA (and resize the
+//!    protective MBR), fsync, and check both headers read back.
+//!
+//! On any failure or interruption the first and last MiB are zeroed again.
+
+use crate::image::gpt::SECTOR_BYTES;
+use crate::io::{Sha256Digest, BUFFER_SIZE};
+use anyhow::{bail, Context, Result};
+use sha2::{Digest, Sha256};
+use std::fs::File;
+use std::io::{self, Read};
+use std::os::unix::fs::FileExt;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Instant;
+
+pub const MIB: u64 = 1 << 20;
+const SYNC_EVERY_BYTES: u64 = 64 * MIB;
+
+/// Where an image is written. The real one is a block device or a file;
+/// tests wrap it to inject faults.
+pub trait Target {
+    fn size_bytes(&self) -> u64;
+    fn write_at(&mut self, buf: &[u8], offset: u64) -> io::Result<()>;
+    fn sync(&mut self) -> io::Result<()>;
+    /// Read back from the medium, not from a cache.
+    fn read_back(&mut self, buf: &mut [u8], offset: u64) -> io::Result<()>;
+    /// The target as a file, for the GPT update.
+    fn file(&self) -> &File;
+}
+
+/// A byte range of the image.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Range {
+    pub start: u64,
+    pub len: u64,
+}
+
+impl Range {
+    fn end(&self) -> u64 {
+        self.start + self.len
+    }
+}
+
+/// The ranges of `file` that hold data (SEEK_DATA/SEEK_HOLE), 4 KiB-aligned.
+/// Where the filesystem cannot tell, the whole file is one range.
+pub fn mapped_ranges(file: &File, len: u64) -> Vec<Range> {
+    use nix::unistd::{lseek, Whence};
+    let mut out: Vec<Range> = Vec::new();
+    let mut pos: i64 = 0;
+    let end = len as i64;
+    while pos < end {
+        let data = match lseek(file, pos, Whence::SeekData) {
+            Ok(d) => d,
+            Err(nix::errno::Errno::ENXIO) => break, // no data after pos
+            Err(_) => return vec![Range { start: 0, len }],
+        };
+        let hole = lseek(file, data, Whence::SeekHole).unwrap_or(end).min(end);
+        let start = (data as u64) / 4096 * 4096;
+        let stop = (hole as u64).div_ceil(4096).saturating_mul(4096).min(len);
+        match out.last_mut() {
+            Some(last) if last.end() >= start => last.len = stop.max(last.end()) - last.start,
+            _ => out.push(Range {
+                start,
+                len: stop - start,
+            }),
+        }
+        pos = hole;
+    }
+    out
+}
+
+/// What the write phase does: the ranges in order, head and tail last.
+pub fn write_plan(mapped: &[Range], image_len: u64) -> Vec<Range> {
+    let head = Range {
+        start: 0,
+        len: MIB.min(image_len),
+    };
+    let tail_start = image_len.saturating_sub(MIB).max(head.end());
+    let tail = Range {
+        start: tail_start,
+        len: image_len - tail_start,
+    };
+    let mut body = Vec::new();
+    for r in mapped {
+        let start = r.start.max(head.end());
+        let end = r.end().min(tail.start);
+        if end > start {
+            body.push(Range {
+                start,
+                len: end - start,
+            });
+        }
+    }
+    if tail.len > 0 {
+        body.push(tail);
+    }
+    body.push(head);
+    body
+}
+
+#[derive(Debug, Clone)]
+pub struct WriteReport {
+    pub image_bytes: u64,
+    pub bytes_written: u64,
+    pub bytes_skipped: u64,
+    pub write_seconds: f64,
+    pub verify_seconds: Option<f64>,
+    /// sha256 over the per-range digests, in write order.
+    pub digest: Sha256Digest,
+    pub gpt_moved: bool,
+}
+
+pub struct WriteOptions<'a> {
+    pub verify: bool,
+    pub interrupted: &'a AtomicBool,
+    pub on_written: &'a dyn Fn(u64),
+    pub on_verified: &'a dyn Fn(u64),
+}
+
+fn check_interrupt(flag: &AtomicBool) -> Result<()> {
+    if flag.load(Ordering::Relaxed) {
+        bail!("interrupted");
+    }
+    Ok(())
+}
+
+/// Zero the first and last MiB of the target: no partition table is left.
+pub fn clear_partition_table(target: &mut dyn Target) -> io::Result<()> {
+    let size = target.size_bytes();
+    let zeros = vec![0u8; MIB.min(size) as usize];
+    target.write_at(&zeros, 0)?;
+    if size > MIB {
+        let at = size - MIB.min(size);
+        target.write_at(&zeros[..(size - at) as usize], at)?;
+    }
+    target.sync()
+}
+
+/// Write `image` to `target`. On failure the target's partition table is
+/// cleared before the error is returned.
+pub fn write_image(
+    image: &File,
+    target: &mut dyn Target,
+    opts: &WriteOptions,
+) -> Result<WriteReport> {
+    let result = write_inner(image, target, opts);
+    if let Err(e) = result {
+        return match clear_partition_table(target) {
+            Ok(()) => Err(e.context(
+                "the stick's partition table was cleared, so it cannot boot half-written",
+            )),
+            Err(clear) => Err(e.context(format!(
+                "clearing the partition table also failed ({clear}); do not boot from this stick"
+            ))),
+        };
+    }
+    result
+}
+
+fn write_inner(image: &File, target: &mut dyn Target, opts: &WriteOptions) -> Result<WriteReport> {
+    let image_len = image.metadata().context("reading the image size")?.len();
+    if image_len > target.size_bytes() {
+        bail!(
+            "the image ({image_len} bytes) is larger than the target ({} bytes)",
+            target.size_bytes()
+        );
+    }
+    let mapped = mapped_ranges(image, image_len);
+    let plan = write_plan(&mapped, image_len);
+    let started = Instant::now();
+
+    clear_partition_table(target).context("clearing the old partition table")?;
+    let mut written = 2 * MIB.min(target.size_bytes());
+    let mut since_sync = 0u64;
+    let mut digests = Vec::with_capacity(plan.len());
+    let mut buf = vec![0u8; BUFFER_SIZE];
+    for (i, r) in plan.iter().enumerate() {
+        // The head goes last, after everything else is on the medium.
+        if i + 1 == plan.len() {
+            target
+                .sync()
+                .context("syncing before the partition table")?;
+        }
+        let mut h = Sha256::new();
+        let mut at = r.start;
+        while at < r.end() {
+            check_interrupt(opts.interrupted)?;
+            let n = (r.end() - at).min(buf.len() as u64) as usize;
+            image
+                .read_exact_at(&mut buf[..n], at)
+                .with_context(|| format!("reading the image at byte {at}"))?;
+            h.update(&buf[..n]);
+            target
+                .write_at(&buf[..n], at)
+                .with_context(|| format!("writing at byte {at}"))?;
+            at += n as u64;
+            written += n as u64;
+            since_sync += n as u64;
+            (opts.on_written)(n as u64);
+            if since_sync >= SYNC_EVERY_BYTES {
+                target.sync().context("syncing data to the stick")?;
+                since_sync = 0;
+            }
+        }
+        digests.push(<[u8; 32]>::from(h.finalize()));
+    }
+    target.sync().context("syncing data to the stick")?;
+    let write_seconds = started.elapsed().as_secs_f64();
+
+    let verify_seconds = if opts.verify {
+        let started = Instant::now();
+        verify(target, &plan, &digests, opts)?;
+        Some(started.elapsed().as_secs_f64())
+    } else {
+        None
+    };
+
+    let gpt_moved = if target.size_bytes() > image_len {
+        relocate_gpt(target).context("moving the backup GPT to the end of the stick")?;
+        true
+    } else {
+        false
+    };
+
+    let mut all = Sha256::new();
+    for d in &digests {
+        all.update(d);
+    }
+    let written_in_ranges: u64 = plan.iter().map(|r| r.len).sum();
+    Ok(WriteReport {
+        image_bytes: image_len,
+        bytes_written: written,
+        bytes_skipped: image_len.saturating_sub(written_in_ranges),
+        write_seconds,
+        verify_seconds,
+        digest: Sha256Digest(all.finalize().into()),
+        gpt_moved,
+    })
+}
+
+/// Read every range back and compare its sha256 with what was written.
+/// Hashing runs on a second thread while the next chunk is read.
+fn verify(
+    target: &mut dyn Target,
+    plan: &[Range],
+    want: &[[u8; 32]],
+    opts: &WriteOptions,
+) -> Result<()> {
+    struct RangeReader<'t> {
+        target: &'t mut dyn Target,
+        at: u64,
+        end: u64,
+        interrupted: &'t AtomicBool,
+        on_read: &'t dyn Fn(u64),
+    }
+    impl Read for RangeReader<'_> {
+        fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+            if self.interrupted.load(Ordering::Relaxed) {
+                return Err(io::Error::other("interrupted"));
+            }
+            let n = (self.end - self.at).min(buf.len() as u64) as usize;
+            if n == 0 {
+                return Ok(0);
+            }
+            self.target.read_back(&mut buf[..n], self.at)?;
+            self.at += n as u64;
+            (self.on_read)(n as u64);
+            Ok(n)
+        }
+    }
+    for (r, want) in plan.iter().zip(want) {
+        let reader = RangeReader {
+            target: &mut *target,
+            at: r.start,
+            end: r.end(),
+            interrupted: opts.interrupted,
+            on_read: opts.on_verified,
+        };
+        let (got, _) = crate::io::copy_hashed(reader, &mut io::sink())
+            .with_context(|| format!("reading back bytes {}..{}", r.start, r.end()))?;
+        if got.0 != *want {
+            bail!(
+                "verification failed: bytes {}..{} read back from the stick differ from the image (sha256 {} instead of {}); the stick may be faulty or fake",
+                r.start,
+                r.end(),
+                got,
+                Sha256Digest(*want)
+            );
+        }
+    }
+    Ok(())
+}
+
+/// Put the backup GPT at the target's last LBA and make the protective MBR
+/// cover the whole target, so no tool reports a damaged GPT.
+fn relocate_gpt(target: &mut dyn Target) -> Result<()> {
+    let size = target.size_bytes();
+    let file = target.file().try_clone().context("reopening the target")?;
+    let mut dev = crate::io::Slice::new(&file, 0, size);
+    let lbas = size / SECTOR_BYTES;
+    gpt::mbr::ProtectiveMBR::with_lb_size(u32::try_from(lbas - 1).unwrap_or(u32::MAX))
+        .overwrite_lba0(&mut dev)
+        .context("writing the protective MBR")?;
+    let mut disk = gpt::GptConfig::new()
+        .writable(true)
+        .logical_block_size(gpt::disk::LogicalBlockSize::Lb512)
+        .open_from_device(&mut dev)
+        .context("reading the GPT just written")?;
+    // update_partitions recomputes both headers for the target's size
+    // (write_inplace alone keeps the old backup location).
+    let partitions = disk.partitions().clone();
+    disk.update_partitions(partitions)
+        .context("placing the GPT for the stick's size")?;
+    disk.write_inplace().context("writing the GPT")?;
+    drop(disk);
+    dev.finish().context("writing the GPT")?;
+    target.sync().context("syncing the GPT")?;
+    // Both headers must read back, the backup at the last LBA.
+    let mut check = crate::io::Slice::new(&file, 0, size);
+    let disk = gpt::GptConfig::new()
+        .logical_block_size(gpt::disk::LogicalBlockSize::Lb512)
+        .open_from_device(&mut check)
+        .context("re-reading the moved GPT")?;
+    let backup = disk
+        .backup_header()
+        .context("the backup GPT header does not read back")?;
+    if backup.current_lba != lbas - 1 {
+        bail!(
+            "the backup GPT is at LBA {}, not at the last LBA {}",
+            backup.current_lba,
+            lbas - 1
+        );
+    }
+    Ok(())
+}
+
+/// A block device (or, for tests and `--to-file`, a regular file) opened for
+/// writing, with a separate O_DIRECT descriptor for reading back.
+pub struct DeviceTarget {
+    file: File,
+    direct: Option<File>,
+    size_bytes: u64,
+    is_block: bool,
+    path: std::path::PathBuf,
+}
+
+impl DeviceTarget {
+    pub fn new(
+        file: File,
+        path: &std::path::Path,
+        size_bytes: u64,
+        is_block: bool,
+    ) -> DeviceTarget {
+        DeviceTarget {
+            file,
+            direct: None,
+            size_bytes,
+            is_block,
+            path: path.to_path_buf(),
+        }
+    }
+
+    /// Drop every cached page of the device, then open a fresh O_DIRECT fd.
+    fn direct_fd(&mut self) -> io::Result<&File> {
+        if self.direct.is_none() {
+            if self.is_block {
+                super::ioctl::flush_buffers(&self.file)?;
+            }
+            let _ = nix::fcntl::posix_fadvise(
+                &self.file,
+                0,
+                0,
+                nix::fcntl::PosixFadviseAdvice::POSIX_FADV_DONTNEED,
+            );
+            use std::os::unix::fs::OpenOptionsExt;
+            let f = std::fs::OpenOptions::new()
+                .read(true)
+                .custom_flags(nix::libc::O_DIRECT)
+                .open(&self.path)?;
+            self.direct = Some(f);
+        }
+        Ok(self.direct.as_ref().expect("set just above"))
+    }
+}
+
+impl Target for DeviceTarget {
+    fn size_bytes(&self) -> u64 {
+        self.size_bytes
+    }
+
+    fn write_at(&mut self, buf: &[u8], offset: u64) -> io::Result<()> {
+        self.direct = None; // a later read-back must not see stale pages
+        self.file.write_all_at(buf, offset)
+    }
+
+    fn sync(&mut self) -> io::Result<()> {
+        self.file.sync_all()
+    }
+
+    fn read_back(&mut self, buf: &mut [u8], offset: u64) -> io::Result<()> {
+        // O_DIRECT needs aligned memory: read into an aligned window of a
+        // larger buffer, then copy out.
+        const ALIGN: usize = 4096;
+        let mut raw = vec![0u8; buf.len().div_ceil(ALIGN) * ALIGN + ALIGN];
+        let skew = raw.as_ptr().align_offset(ALIGN);
+        let len = buf.len().div_ceil(ALIGN) * ALIGN;
+        let window = &mut raw[skew..skew + len];
+        let fd = self.direct_fd()?;
+        let mut done = 0;
+        while done < buf.len() {
+            let n = fd.read_at(&mut window[done..], offset + done as u64)?;
+            if n == 0 {
+                return Err(io::Error::new(
+                    io::ErrorKind::UnexpectedEof,
+                    "the stick ended early",
+                ));
+            }
+            done += n;
+        }
+        buf.copy_from_slice(&window[..buf.len()]);
+        Ok(())
+    }
+
+    fn file(&self) -> &File {
+        &self.file
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn plan_writes_body_then_tail_then_head_and_skips_holes() {
+        let mapped = [
+            Range {
+                start: 0,
+                len: 8192,
+            },
+            Range {
+                start: 3 * MIB,
+                len: 4096,
+            },
+            Range {
+                start: 9 * MIB,
+                len: MIB,
+            },
+        ];
+        let plan = write_plan(&mapped, 10 * MIB);
+        assert_eq!(
+            plan,
+            [
+                Range {
+                    start: 3 * MIB,
+                    len: 4096
+                },
+                Range {
+                    start: 9 * MIB,
+                    len: MIB
+                },
+                Range { start: 0, len: MIB },
+            ]
+        );
+    }
+
+    /// A plain file as a target (no O_DIRECT): enough for the GPT logic.
+    struct FileTarget(File);
+    impl Target for FileTarget {
+        fn size_bytes(&self) -> u64 {
+            self.0.metadata().unwrap().len()
+        }
+        fn write_at(&mut self, buf: &[u8], offset: u64) -> io::Result<()> {
+            self.0.write_all_at(buf, offset)
+        }
+        fn sync(&mut self) -> io::Result<()> {
+            Ok(())
+        }
+        fn read_back(&mut self, buf: &mut [u8], offset: u64) -> io::Result<()> {
+            self.0.read_exact_at(buf, offset)
+        }
+        fn file(&self) -> &File {
+            &self.0
+        }
+    }
+
+    #[test]
+    fn gpt_moves_to_the_end_of_a_bigger_target() {
+        let img = tempfile::tempfile().unwrap();
+        img.set_len(4 * MIB).unwrap();
+        let (disk, part) = (uuid::Uuid::from_u128(7), uuid::Uuid::from_u128(8));
+        crate::image::gpt::write(&img, disk, part, 2 * MIB).unwrap();
+        let mut target = FileTarget(tempfile::tempfile().unwrap());
+        target.0.set_len(16 * MIB).unwrap();
+        let never = AtomicBool::new(false);
+        let report = write_image(
+            &img,
+            &mut target,
+            &WriteOptions {
+                verify: true,
+                interrupted: &never,
+                on_written: &|_| {},
+                on_verified: &|_| {},
+            },
+        )
+        .unwrap();
+        assert!(report.gpt_moved);
+        let esp = crate::image::gpt::read_esp(&target.0).unwrap();
+        assert_eq!(
+            (esp.disk_guid, esp.part_guid, esp.first_lba),
+            (disk, part, 2048)
+        );
+    }
+
+    #[test]
+    fn an_interrupted_write_leaves_no_partition_table() {
+        let img = tempfile::tempfile().unwrap();
+        img.set_len(4 * MIB).unwrap();
+        crate::image::gpt::write(
+            &img,
+            uuid::Uuid::from_u128(1),
+            uuid::Uuid::from_u128(2),
+            2 * MIB,
+        )
+        .unwrap();
+        let mut target = FileTarget(tempfile::tempfile().unwrap());
+        target.0.set_len(4 * MIB).unwrap();
+        // An old, valid GPT on the target first.
+        let mut old = vec![0u8; 4 * MIB as usize];
+        img.read_exact_at(&mut old, 0).unwrap();
+        target.0.write_all_at(&old, 0).unwrap();
+        let stop = AtomicBool::new(true);
+        let e = write_image(
+            &img,
+            &mut target,
+            &WriteOptions {
+                verify: true,
+                interrupted: &stop,
+                on_written: &|_| {},
+                on_verified: &|_| {},
+            },
+        )
+        .unwrap_err();
+        assert!(format!("{e:#}").contains("interrupted"), "{e:#}");
+        assert!(
+            crate::image::gpt::read_esp(&target.0).is_err(),
+            "no GPT survives"
+        );
+    }
+
+    #[test]
+    fn sparse_files_report_their_data_ranges() {
+        let f = tempfile::tempfile().unwrap();
+        f.set_len(8 * MIB).unwrap();
+        f.write_all_at(&[1u8; 100], 2 * MIB + 10).unwrap();
+        let ranges = mapped_ranges(&f, 8 * MIB);
+        let total: u64 = ranges.iter().map(|r| r.len).sum();
+        assert!(
+            total < MIB,
+            "a mostly empty sparse file maps little: {ranges:?}"
+        );
+        assert!(ranges
+            .iter()
+            .any(|r| r.start <= 2 * MIB + 10 && r.end() >= 2 * MIB + 110));
+    }
+}
