@@ -3,6 +3,7 @@
 mod common;
 
 mod cli;
+mod devices;
 mod golden;
 mod image;
 
