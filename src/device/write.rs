@@ -24,7 +24,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
 
 pub const MIB: u64 = 1 << 20;
-const SYNC_EVERY_BYTES: u64 = 64 * MIB;
+/// fsync this often while writing, so progress and Ctrl-C stay honest.
+const SYNC_EVERY_BYTES: u64 = 256 * MIB;
 
 /// Where an image is written. The real one is a block device or a file;
 /// tests wrap it to inject faults.
@@ -36,6 +37,10 @@ pub trait Target {
     fn read_back(&mut self, buf: &mut [u8], offset: u64) -> io::Result<()>;
     /// The target as a file, for the GPT update.
     fn file(&self) -> &File;
+    /// Make the next reads come from the medium (default: nothing to drop).
+    fn drop_caches(&mut self) -> io::Result<()> {
+        Ok(())
+    }
 }
 
 /// A byte range of the image.
@@ -79,33 +84,43 @@ pub fn mapped_ranges(file: &File, len: u64) -> Vec<Range> {
     out
 }
 
-/// What the write phase does: the ranges in order, head and tail last.
-pub fn write_plan(mapped: &[Range], image_len: u64) -> Vec<Range> {
-    let head = Range {
-        start: 0,
-        len: MIB.min(image_len),
-    };
-    let tail_start = image_len.saturating_sub(MIB).max(head.end());
-    let tail = Range {
-        start: tail_start,
-        len: image_len - tail_start,
-    };
-    let mut body = Vec::new();
-    for r in mapped {
-        let start = r.start.max(head.end());
-        let end = r.end().min(tail.start);
-        if end > start {
-            body.push(Range {
-                start,
-                len: end - start,
-            });
+/// What the write phase does: the image's data ranges in order, those in its
+/// last MiB next, those in its first MiB last. The partition table itself
+/// (the MBR, both GPT headers and entry arrays: `gpt_areas`) is left out and
+/// written at the very end, sized for the target. The gaps need no writing:
+/// the target's first and last MiB were zeroed first, and elsewhere a hole is
+/// free FAT space or padding.
+pub fn write_plan(mapped: &[Range], image_len: u64, gpt_areas: &[Range]) -> Vec<Range> {
+    let head_end = MIB.min(image_len);
+    let tail_start = image_len.saturating_sub(MIB).max(head_end);
+    let clip = |lo: u64, hi: u64| -> Vec<Range> {
+        let mut out = Vec::new();
+        for r in mapped {
+            let (mut start, end) = (r.start.max(lo), r.end().min(hi));
+            for g in gpt_areas {
+                if g.start <= start && g.end() > start {
+                    start = g.end();
+                }
+            }
+            let mut stop = end;
+            for g in gpt_areas {
+                if g.start > start && g.start < stop {
+                    stop = g.start;
+                }
+            }
+            if stop > start {
+                out.push(Range {
+                    start,
+                    len: stop - start,
+                });
+            }
         }
-    }
-    if tail.len > 0 {
-        body.push(tail);
-    }
-    body.push(head);
-    body
+        out
+    };
+    let mut plan = clip(head_end, tail_start);
+    plan.extend(clip(tail_start, image_len));
+    plan.extend(clip(0, head_end));
+    plan
 }
 
 #[derive(Debug, Clone)]
@@ -167,6 +182,116 @@ pub fn write_image(
     result
 }
 
+/// Drop the all-zero sectors of the ranges in the first MiB: the target's
+/// first MiB is zeroed before anything else, so writing them changes nothing,
+/// and skipping them keeps a page shared with the GPT from being written twice.
+fn skip_zero_head_sectors(image: &File, plan: Vec<Range>) -> Result<Vec<Range>> {
+    let mut out = Vec::with_capacity(plan.len());
+    for r in plan {
+        if r.end() > MIB {
+            out.push(r);
+            continue;
+        }
+        let mut bytes = vec![0u8; r.len as usize];
+        image
+            .read_exact_at(&mut bytes, r.start)
+            .context("reading the image's first MiB")?;
+        let mut run: Option<Range> = None;
+        for (i, sector) in bytes.chunks(SECTOR_BYTES as usize).enumerate() {
+            let at = r.start + i as u64 * SECTOR_BYTES;
+            if sector.iter().all(|&b| b == 0) {
+                out.extend(run.take());
+            } else {
+                let run = run.get_or_insert(Range { start: at, len: 0 });
+                run.len += sector.len() as u64;
+            }
+        }
+        out.extend(run);
+    }
+    Ok(out)
+}
+
+/// The image's partition table, and where its structures lie.
+struct ImageGpt {
+    disk_guid: uuid::Uuid,
+    partitions: std::collections::BTreeMap<u32, gpt::partition::Partition>,
+    areas: Vec<Range>,
+}
+
+fn read_image_gpt(image: &File, image_len: u64) -> Result<ImageGpt> {
+    let mut dev = crate::io::Slice::new(image, 0, image_len);
+    let disk = gpt::GptConfig::new()
+        .logical_block_size(gpt::disk::LogicalBlockSize::Lb512)
+        .open_from_device(&mut dev)
+        .context("the image has no valid GPT; build it with mkstick")?;
+    let h = disk
+        .primary_header()
+        .context("the image's primary GPT header is damaged")?;
+    let areas = vec![
+        Range {
+            start: 0,
+            len: h.first_usable * SECTOR_BYTES,
+        },
+        Range {
+            start: (h.last_usable + 1) * SECTOR_BYTES,
+            len: image_len - (h.last_usable + 1) * SECTOR_BYTES,
+        },
+    ];
+    Ok(ImageGpt {
+        disk_guid: *disk.guid(),
+        partitions: disk.partitions().clone(),
+        areas,
+    })
+}
+
+/// Reads a byte range of a file at its own position.
+struct RangeFileReader<'f> {
+    file: &'f File,
+    at: u64,
+    end: u64,
+}
+
+impl Read for RangeFileReader<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = (self.end - self.at).min(buf.len() as u64) as usize;
+        if n == 0 {
+            return Ok(0);
+        }
+        self.file.read_exact_at(&mut buf[..n], self.at)?;
+        self.at += n as u64;
+        Ok(n)
+    }
+}
+
+/// Writes into the target from an offset on; syncs every `SYNC_EVERY_BYTES`
+/// and stops when interrupted.
+struct TargetWriter<'t, 'o> {
+    target: &'t mut dyn Target,
+    at: u64,
+    since_sync: &'t mut u64,
+    opts: &'t WriteOptions<'o>,
+}
+
+impl io::Write for TargetWriter<'_, '_> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        if self.opts.interrupted.load(Ordering::Relaxed) {
+            return Err(io::Error::other("interrupted"));
+        }
+        self.target.write_at(buf, self.at)?;
+        self.at += buf.len() as u64;
+        *self.since_sync += buf.len() as u64;
+        (self.opts.on_written)(buf.len() as u64);
+        if *self.since_sync >= SYNC_EVERY_BYTES {
+            self.target.sync()?;
+            *self.since_sync = 0;
+        }
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
 fn write_inner(image: &File, target: &mut dyn Target, opts: &WriteOptions) -> Result<WriteReport> {
     let image_len = image.metadata().context("reading the image size")?.len();
     if image_len > target.size_bytes() {
@@ -175,47 +300,42 @@ fn write_inner(image: &File, target: &mut dyn Target, opts: &WriteOptions) -> Re
             target.size_bytes()
         );
     }
+    let table = read_image_gpt(image, image_len)?;
     let mapped = mapped_ranges(image, image_len);
-    let plan = write_plan(&mapped, image_len);
+    let plan = skip_zero_head_sectors(image, write_plan(&mapped, image_len, &table.areas))?;
     let started = Instant::now();
 
+    check_interrupt(opts.interrupted)?;
     clear_partition_table(target).context("clearing the old partition table")?;
     let mut written = 2 * MIB.min(target.size_bytes());
     let mut since_sync = 0u64;
     let mut digests = Vec::with_capacity(plan.len());
-    let mut buf = vec![0u8; BUFFER_SIZE];
-    for (i, r) in plan.iter().enumerate() {
-        // The head goes last, after everything else is on the medium.
-        if i + 1 == plan.len() {
-            target
-                .sync()
-                .context("syncing before the partition table")?;
+    for r in &plan {
+        let reader = RangeFileReader {
+            file: image,
+            at: r.start,
+            end: r.end(),
+        };
+        let mut writer = TargetWriter {
+            target: &mut *target,
+            at: r.start,
+            since_sync: &mut since_sync,
+            opts,
+        };
+        let context = || format!("writing bytes {}..{}", r.start, r.end());
+        if opts.verify {
+            let (d, _) = crate::io::copy_hashed(reader, &mut writer).with_context(context)?;
+            digests.push(d.0);
+        } else {
+            io::copy(
+                &mut std::io::BufReader::with_capacity(BUFFER_SIZE, reader),
+                &mut writer,
+            )
+            .with_context(context)?;
         }
-        let mut h = Sha256::new();
-        let mut at = r.start;
-        while at < r.end() {
-            check_interrupt(opts.interrupted)?;
-            let n = (r.end() - at).min(buf.len() as u64) as usize;
-            image
-                .read_exact_at(&mut buf[..n], at)
-                .with_context(|| format!("reading the image at byte {at}"))?;
-            h.update(&buf[..n]);
-            target
-                .write_at(&buf[..n], at)
-                .with_context(|| format!("writing at byte {at}"))?;
-            at += n as u64;
-            written += n as u64;
-            since_sync += n as u64;
-            (opts.on_written)(n as u64);
-            if since_sync >= SYNC_EVERY_BYTES {
-                target.sync().context("syncing data to the stick")?;
-                since_sync = 0;
-            }
-        }
-        digests.push(<[u8; 32]>::from(h.finalize()));
+        written += r.len;
     }
     target.sync().context("syncing data to the stick")?;
-    let write_seconds = started.elapsed().as_secs_f64();
 
     let verify_seconds = if opts.verify {
         let started = Instant::now();
@@ -225,26 +345,25 @@ fn write_inner(image: &File, target: &mut dyn Target, opts: &WriteOptions) -> Re
         None
     };
 
-    let gpt_moved = if target.size_bytes() > image_len {
-        relocate_gpt(target).context("moving the backup GPT to the end of the stick")?;
-        true
-    } else {
-        false
-    };
+    // Last, the partition table: only now can the stick boot.
+    check_interrupt(opts.interrupted)?;
+    written += write_gpt(target, &table).context("writing the partition table")?;
+    let write_seconds = started.elapsed().as_secs_f64() - verify_seconds.unwrap_or(0.0);
 
     let mut all = Sha256::new();
     for d in &digests {
         all.update(d);
     }
     let written_in_ranges: u64 = plan.iter().map(|r| r.len).sum();
+    let gpt_bytes: u64 = table.areas.iter().map(|a| a.len).sum();
     Ok(WriteReport {
         image_bytes: image_len,
         bytes_written: written,
-        bytes_skipped: image_len.saturating_sub(written_in_ranges),
+        bytes_skipped: image_len.saturating_sub(written_in_ranges + gpt_bytes),
         write_seconds,
         verify_seconds,
         digest: Sha256Digest(all.finalize().into()),
-        gpt_moved,
+        gpt_moved: target.size_bytes() > image_len,
     })
 }
 
@@ -301,47 +420,49 @@ fn verify(
     Ok(())
 }
 
-/// Put the backup GPT at the target's last LBA and make the protective MBR
-/// cover the whole target, so no tool reports a damaged GPT.
-fn relocate_gpt(target: &mut dyn Target) -> Result<()> {
+/// Write the image's partition table for the target's size: the protective
+/// MBR covering the whole target, the primary GPT, and the backup GPT at the
+/// target's last LBA. Then read it back past the caches and check it.
+/// Returns the bytes written.
+fn write_gpt(target: &mut dyn Target, table: &ImageGpt) -> Result<u64> {
     let size = target.size_bytes();
+    let lbas = size / SECTOR_BYTES;
     let file = target.file().try_clone().context("reopening the target")?;
     let mut dev = crate::io::Slice::new(&file, 0, size);
-    let lbas = size / SECTOR_BYTES;
     gpt::mbr::ProtectiveMBR::with_lb_size(u32::try_from(lbas - 1).unwrap_or(u32::MAX))
         .overwrite_lba0(&mut dev)
         .context("writing the protective MBR")?;
     let mut disk = gpt::GptConfig::new()
         .writable(true)
         .logical_block_size(gpt::disk::LogicalBlockSize::Lb512)
-        .open_from_device(&mut dev)
-        .context("reading the GPT just written")?;
-    // update_partitions recomputes both headers for the target's size
-    // (write_inplace alone keeps the old backup location).
-    let partitions = disk.partitions().clone();
-    disk.update_partitions(partitions)
-        .context("placing the GPT for the stick's size")?;
-    disk.write_inplace().context("writing the GPT")?;
-    drop(disk);
+        .create_from_device(&mut dev, Some(table.disk_guid))
+        .context("laying out the GPT")?;
+    disk.update_partitions(table.partitions.clone())
+        .context("adding the partitions")?;
+    let h = disk.primary_header().context("the new GPT header")?.clone();
+    disk.write().context("writing the GPT")?;
     dev.finish().context("writing the GPT")?;
-    target.sync().context("syncing the GPT")?;
-    // Both headers must read back, the backup at the last LBA.
+    target.sync().context("syncing the partition table")?;
+    target
+        .drop_caches()
+        .context("dropping the stick's caches")?;
     let mut check = crate::io::Slice::new(&file, 0, size);
     let disk = gpt::GptConfig::new()
         .logical_block_size(gpt::disk::LogicalBlockSize::Lb512)
         .open_from_device(&mut check)
-        .context("re-reading the moved GPT")?;
+        .context("the partition table does not read back from the stick")?;
     let backup = disk
         .backup_header()
         .context("the backup GPT header does not read back")?;
-    if backup.current_lba != lbas - 1 {
-        bail!(
-            "the backup GPT is at LBA {}, not at the last LBA {}",
-            backup.current_lba,
-            lbas - 1
-        );
+    if backup.current_lba != lbas - 1
+        || disk.partitions() != &table.partitions
+        || *disk.guid() != table.disk_guid
+    {
+        bail!("the partition table read back from the stick differs from the image's");
     }
-    Ok(())
+    // MBR, both headers, both entry arrays.
+    let entries = u64::from(h.num_parts) * u64::from(h.part_size);
+    Ok(3 * SECTOR_BYTES + 2 * entries)
 }
 
 /// A block device (or, for tests and `--to-file`, a regular file) opened for
@@ -434,6 +555,20 @@ impl Target for DeviceTarget {
     fn file(&self) -> &File {
         &self.file
     }
+
+    fn drop_caches(&mut self) -> io::Result<()> {
+        self.direct = None;
+        if self.is_block {
+            super::ioctl::flush_buffers(&self.file)?;
+        }
+        let _ = nix::fcntl::posix_fadvise(
+            &self.file,
+            0,
+            0,
+            nix::fcntl::PosixFadviseAdvice::POSIX_FADV_DONTNEED,
+        );
+        Ok(())
+    }
 }
 
 #[cfg(test)]
@@ -441,34 +576,16 @@ mod tests {
     use super::*;
 
     #[test]
-    fn plan_writes_body_then_tail_then_head_and_skips_holes() {
-        let mapped = [
-            Range {
-                start: 0,
-                len: 8192,
-            },
-            Range {
-                start: 3 * MIB,
-                len: 4096,
-            },
-            Range {
-                start: 9 * MIB,
-                len: MIB,
-            },
-        ];
-        let plan = write_plan(&mapped, 10 * MIB);
+    fn plan_writes_body_then_tail_then_head_and_skips_holes_and_the_gpt() {
+        let r = |start, len| Range { start, len };
+        let mapped = [r(0, 64 * 1024), r(3 * MIB, 4096), r(9 * MIB, MIB)];
+        let gpt = [r(0, 34 * 512), r(10 * MIB - 33 * 512, 33 * 512)];
         assert_eq!(
-            plan,
+            write_plan(&mapped, 10 * MIB, &gpt),
             [
-                Range {
-                    start: 3 * MIB,
-                    len: 4096
-                },
-                Range {
-                    start: 9 * MIB,
-                    len: MIB
-                },
-                Range { start: 0, len: MIB },
+                r(3 * MIB, 4096),
+                r(9 * MIB, MIB - 33 * 512),
+                r(34 * 512, 64 * 1024 - 34 * 512)
             ]
         );
     }
@@ -477,7 +594,7 @@ mod tests {
     struct FileTarget(File);
     impl Target for FileTarget {
         fn size_bytes(&self) -> u64 {
-            self.0.metadata().unwrap().len()
+            self.0.metadata().map(|m| m.len()).unwrap_or(0)
         }
         fn write_at(&mut self, buf: &[u8], offset: u64) -> io::Result<()> {
             self.0.write_all_at(buf, offset)

@@ -538,3 +538,98 @@ fn interrupt_flash(
         String::from_utf8_lossy(&out.stderr).into_owned(),
     )
 }
+
+#[test]
+fn build_flash_writes_a_file_target_and_refuses_plain_files_without_to_file() {
+    let s = Scratch::new(&minimal_config());
+    s.write("copy.raw", "");
+    let err = fails(s.run(&["flash", "mkstick.img", "copy.raw", "--yes"]));
+    assert!(err.contains("mkstick.img"), "no image yet: {err}");
+    ok(s.run(&["build", "-q"]));
+    let err = fails(s.run(&["flash", "mkstick.img", "copy.raw", "--yes"]));
+    assert!(
+        err.contains("it is a regular file, not a device; pass --to-file"),
+        "{err}"
+    );
+    std::fs::File::create(s.path("copy.raw"))
+        .unwrap()
+        .set_len(64 * MIB)
+        .unwrap();
+    let out = ok(s.run(&[
+        "build",
+        "-q",
+        "-o",
+        "second.img",
+        "--flash",
+        "copy.raw",
+        "--to-file",
+        "--yes",
+    ]));
+    assert!(out.contains("verified by reading back"), "{out}");
+    let verified = ok(s.run(&["inspect", "-q", "--verify", "copy.raw"]));
+    assert!(
+        verified.contains("verified: all 8 files match"),
+        "{verified}"
+    );
+    let f = std::fs::File::open(s.path("copy.raw")).unwrap();
+    let esp = mkstick::image::gpt::read_esp(&f).unwrap();
+    let img = std::fs::File::open(s.path("second.img")).unwrap();
+    assert_eq!(
+        esp,
+        mkstick::image::gpt::read_esp(&img).unwrap(),
+        "same partition, backup GPT moved"
+    );
+}
+
+#[test]
+fn confirmation_needs_the_device_name_typed_at_a_terminal() {
+    let Some(lp) = loop_device(128 * MIB, |_| {}) else {
+        return;
+    };
+    let Some(script) = tool("script") else { return };
+    let (s, _) = built_image();
+    let dev = lp.dev.to_str().unwrap();
+    let name = lp.dev.file_name().unwrap().to_str().unwrap();
+    // No terminal and no --yes: refused.
+    let err = fails(s.run(&["flash", "mkstick.img", dev, "--allow-fixed"]));
+    assert!(err.contains("without confirmation; pass --yes"), "{err}");
+    let before = sha256_hex(&std::fs::read(&lp.backing).unwrap());
+    // At a terminal (script(1) gives one), the wrong name is refused...
+    let bin = env!("CARGO_BIN_EXE_mkstick");
+    let at_tty = |answer: &str| {
+        let mut child = Command::new(&script)
+            .current_dir(s.dir.path())
+            .args([
+                "-qec",
+                &format!("{bin} flash -q mkstick.img {dev} --allow-fixed"),
+                "/dev/null",
+            ])
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        std::io::Write::write_all(
+            child.stdin.as_mut().unwrap(),
+            format!("{answer}\n").as_bytes(),
+        )
+        .unwrap();
+        let o = child.wait_with_output().unwrap();
+        (
+            o.status.success(),
+            String::from_utf8_lossy(&o.stdout).into_owned(),
+        )
+    };
+    let (ok_wrong, out) = at_tty("sda");
+    assert!(
+        !ok_wrong && out.contains(&format!("type the device name ({name})")),
+        "{out}"
+    );
+    assert!(out.contains("nothing was written"), "{out}");
+    assert_eq!(sha256_hex(&std::fs::read(&lp.backing).unwrap()), before);
+    // ...and the right one goes ahead.
+    let (ok_right, out) = at_tty(name);
+    assert!(
+        ok_right && out.contains("verified by reading back"),
+        "{out}"
+    );
+}
