@@ -24,6 +24,9 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
 
 pub const MIB: u64 = 1 << 20;
+/// Read-back chunk: large O_DIRECT reads, as `dd bs=4M iflag=direct` does.
+const READ_BACK_BYTES: usize = 4 * MIB as usize;
+
 /// fsync this often while writing, so progress and Ctrl-C stay honest.
 const SYNC_EVERY_BYTES: u64 = 256 * MIB;
 
@@ -405,7 +408,7 @@ fn verify(
             interrupted: opts.interrupted,
             on_read: opts.on_verified,
         };
-        let (got, _) = crate::io::copy_hashed(reader, &mut io::sink())
+        let (got, _) = crate::io::copy_hashed_in_chunks(reader, &mut io::sink(), READ_BACK_BYTES)
             .with_context(|| format!("reading back bytes {}..{}", r.start, r.end()))?;
         if got.0 != *want {
             bail!(
@@ -470,6 +473,8 @@ fn write_gpt(target: &mut dyn Target, table: &ImageGpt) -> Result<u64> {
 pub struct DeviceTarget {
     file: File,
     direct: Option<File>,
+    /// Reused for O_DIRECT reads; the aligned window lies inside it.
+    aligned: Vec<u8>,
     size_bytes: u64,
     is_block: bool,
     path: std::path::PathBuf,
@@ -485,6 +490,7 @@ impl DeviceTarget {
         DeviceTarget {
             file,
             direct: None,
+            aligned: Vec::new(),
             size_bytes,
             is_block,
             path: path.to_path_buf(),
@@ -532,11 +538,14 @@ impl Target for DeviceTarget {
         // O_DIRECT needs aligned memory: read into an aligned window of a
         // larger buffer, then copy out.
         const ALIGN: usize = 4096;
-        let mut raw = vec![0u8; buf.len().div_ceil(ALIGN) * ALIGN + ALIGN];
-        let skew = raw.as_ptr().align_offset(ALIGN);
         let len = buf.len().div_ceil(ALIGN) * ALIGN;
-        let window = &mut raw[skew..skew + len];
-        let fd = self.direct_fd()?;
+        if self.aligned.len() < len + ALIGN {
+            self.aligned = vec![0u8; len + ALIGN];
+        }
+        self.direct_fd()?;
+        let fd = self.direct.as_ref().expect("opened just above");
+        let skew = self.aligned.as_ptr().align_offset(ALIGN);
+        let window = &mut self.aligned[skew..skew + len];
         let mut done = 0;
         while done < buf.len() {
             let n = fd.read_at(&mut window[done..], offset + done as u64)?;

@@ -128,19 +128,29 @@ impl<R: Read, F: FnMut(u64)> Read for ProgressReader<R, F> {
 
 /// Copy `reader` to `writer`, hashing the bytes on a second thread while the
 /// next chunk is read and written, so a copy costs about as much as the
-/// slower of copying and hashing, not their sum. Memory stays at
-/// `POOL_BUFFERS` × `BUFFER_SIZE` whatever the size of the stream.
+/// slower of copying and hashing, not their sum. Memory stays at four
+/// buffers whatever the size of the stream.
 pub fn copy_hashed<R: Read, W: std::io::Write>(
-    mut reader: R,
+    reader: R,
     writer: &mut W,
 ) -> io::Result<(Sha256Digest, u64)> {
-    const POOL_BUFFERS: usize = 8;
+    copy_hashed_in_chunks(reader, writer, BUFFER_SIZE)
+}
+
+/// [`copy_hashed`] with reads of up to `chunk_bytes` (large reads suit
+/// O_DIRECT, which bypasses the kernel's read-ahead).
+pub fn copy_hashed_in_chunks<R: Read, W: std::io::Write>(
+    mut reader: R,
+    writer: &mut W,
+    chunk_bytes: usize,
+) -> io::Result<(Sha256Digest, u64)> {
+    const POOL_BUFFERS: usize = 4;
     use std::sync::mpsc::{channel, sync_channel};
     let (full_tx, full_rx) = sync_channel::<(Vec<u8>, usize)>(POOL_BUFFERS);
     let (free_tx, free_rx) = channel::<Vec<u8>>();
     for _ in 0..POOL_BUFFERS {
         free_tx
-            .send(vec![0u8; BUFFER_SIZE])
+            .send(vec![0u8; chunk_bytes.max(1)])
             .expect("the pool's receiver is alive here");
     }
     let hasher = std::thread::spawn(move || {
