@@ -298,3 +298,56 @@ fn inspect_json_is_one_document() {
     let err = fails(s.run(&["inspect", "-q", "mkstick.toml"]));
     assert!(err.contains("not an mkstick image"), "{err}");
 }
+
+#[test]
+fn inspect_never_panics_on_damaged_images() {
+    // Deterministic damage: bytes overwritten in the GPT and the FAT
+    // structures. mkstick must answer with an error (exit 1) or a report
+    // (exit 0), never a panic (101), and never hang.
+    let s = Scratch::new(&minimal_config());
+    ok(s.run(&["build", "-q"]));
+    let original = std::fs::read(s.path("mkstick.img")).unwrap();
+    let mut seed = 0x2545_f491_4f6c_dd1du64;
+    let mut next = || {
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        seed
+    };
+    let mut outcomes = [0usize; 2];
+    for round in 0..40 {
+        let mut bytes = original.clone();
+        let region = if round % 4 == 0 {
+            0..34 * 512
+        } else {
+            (1 << 20)..(3 << 20)
+        };
+        for _ in 0..[1, 4, 16, 64][round % 4] {
+            let at = region.start + (next() as usize) % (region.end - region.start);
+            bytes[at] = next() as u8;
+        }
+        std::fs::write(s.path("damaged.img"), &bytes).unwrap();
+        let started = std::time::Instant::now();
+        let o = s.run(&["inspect", "-q", "--verify", "damaged.img"]);
+        assert!(
+            started.elapsed().as_secs() < 20,
+            "inspect hung on round {round}"
+        );
+        match o.status.code() {
+            Some(0) => outcomes[0] += 1,
+            Some(1) => {
+                outcomes[1] += 1;
+                assert!(
+                    stderr(&o).starts_with("error: "),
+                    "round {round}: {}",
+                    stderr(&o)
+                );
+            }
+            other => panic!("round {round}: exit {other:?}: {}", stderr(&o)),
+        }
+    }
+    assert!(
+        outcomes[1] > 0,
+        "damage was detected at least sometimes: {outcomes:?}"
+    );
+}
