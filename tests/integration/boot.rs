@@ -49,6 +49,7 @@ check release-file grep -q "^OS_ID='debian-test-os'$" /etc/mkstick/release
 check merged-fragment test "$(cat /etc/mkstick-extra.txt)" = "{EXTRA_TEXT}"
 check banner-ran test "$(systemctl show -P ExecMainStatus mkstick-banner.service)" = 0
 check banner-finished test "$(systemctl show -P ExecMainExitTimestampMonotonic mkstick-banner.service)" != 0
+check data-disk-by-id test -b /dev/disk/by-id/virtio-data0
 check no-failed-units test -z "$(systemctl list-units --failed --plain --no-legend)"
 if [ -z "$fail" ]; then
     echo "MKSTICK-BOOT-OK" > /dev/ttyS0
@@ -117,6 +118,8 @@ password-hash = \"{HASH}\"\ntimezone = \"Europe/Berlin\"\n\n[os]\npath = \"{}\"\
         "MKSTICK-TEST-OS-FAILURE",
         "--timeout",
         "420",
+        "--data-disk",
+        "64M",
     ]);
     let console = stdout(&o);
     std::fs::write(
