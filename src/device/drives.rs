@@ -80,6 +80,22 @@ pub struct Partition {
     pub holders: Vec<String>,
 }
 
+impl Partition {
+    /// `/dev/sdb1 29.9 GiB vfat "STICK"`
+    pub fn describe(&self) -> String {
+        format!(
+            "{} {} {}{}",
+            self.path,
+            crate::io::human_bytes(self.size_bytes),
+            self.fstype.as_deref().unwrap_or("-"),
+            self.label
+                .as_ref()
+                .map(|l| format!(" \"{l}\""))
+                .unwrap_or_default()
+        )
+    }
+}
+
 /// Why a drive must not be written.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "kebab-case", tag = "reason")]

@@ -72,17 +72,7 @@ pub fn devices(a: &DevicesArgs, out: &mut impl Write) -> Result<ExitCode> {
             writeln!(out, "    {id}")?;
         }
         for p in &d.partitions {
-            writeln!(
-                out,
-                "    {} {} {}{}",
-                p.path,
-                crate::io::human_bytes(p.size_bytes),
-                p.fstype.as_deref().unwrap_or("-"),
-                p.label
-                    .as_ref()
-                    .map(|l| format!(" \"{l}\""))
-                    .unwrap_or_default()
-            )?;
+            writeln!(out, "    {}", p.describe())?;
             for m in &p.mounts {
                 writeln!(out, "      mounted on {m}")?;
             }
@@ -177,17 +167,7 @@ fn confirm(a: &FlashArgs, drive: &Drive) -> Result<()> {
     let mut err = std::io::stderr();
     writeln!(err, "about to overwrite {}", drive.describe())?;
     for p in &drive.partitions {
-        writeln!(
-            err,
-            "  {} {} {}{}",
-            p.path,
-            crate::io::human_bytes(p.size_bytes),
-            p.fstype.as_deref().unwrap_or("-"),
-            p.label
-                .as_ref()
-                .map(|l| format!(" \"{l}\""))
-                .unwrap_or_default()
-        )?;
+        writeln!(err, "  {}", p.describe())?;
     }
     writeln!(err, "everything on it will be lost")?;
     if a.safety.yes {
