@@ -4,6 +4,7 @@
 //! say what is wrong and how to fix it, and suggest the nearest valid key.
 
 mod starter;
+pub mod storage;
 pub mod types;
 
 pub use starter::starter_config;
@@ -24,6 +25,7 @@ pub struct StickConfig {
     pub os: OsConfig,
     #[serde(default)]
     pub boot: BootConfig,
+    pub storage: Option<storage::StorageConfig>,
     #[serde(default)]
     pub extra: ExtraConfig,
 }
@@ -103,6 +105,20 @@ impl<'de, T: std::str::FromStr<Err = String>> Deserialize<'de> for CheckedList<T
 }
 
 impl<T> CheckedList<T> {
+    /// A list of values that need no checking (defaults).
+    pub fn from_values(values: Vec<T>) -> Self {
+        CheckedList {
+            items: values.into_iter().map(|v| (0..0, Ok(v))).collect(),
+        }
+    }
+
+    /// The items that parsed, each with its byte range in the config.
+    pub fn spanned(&self) -> impl Iterator<Item = (std::ops::Range<usize>, &T)> {
+        self.items
+            .iter()
+            .filter_map(|(span, r)| r.as_ref().ok().map(|v| (span.clone(), v)))
+    }
+
     /// The items that parsed; `parse` refuses a config with any other.
     pub fn iter(&self) -> impl Iterator<Item = &T> {
         self.items.iter().filter_map(|(_, r)| r.as_ref().ok())
@@ -275,7 +291,15 @@ pub fn parse(path: &Path, text: &str) -> Result<StickConfig, SourceError> {
         .node
         .ssh_authorized_keys
         .first_error()
-        .or_else(|| config.boot.kernel_args.first_error());
+        .or_else(|| config.boot.kernel_args.first_error())
+        .or_else(|| {
+            config.storage.as_ref().and_then(|s| {
+                s.drives
+                    .first_error()
+                    .or_else(|| s.persist.first_error())
+                    .or_else(|| s.nfs_clients.first_error())
+            })
+        });
     if let Some((at, message)) = list_error {
         return Err(SourceError::at(path, text, at, message.to_string()));
     }

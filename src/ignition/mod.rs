@@ -5,6 +5,7 @@
 //! nothing here ever formats a disk.
 
 mod types;
+pub mod unit;
 
 pub use types::*;
 

@@ -32,6 +32,28 @@ pub struct OsManifest {
     pub kernel_args: Vec<KernelArg>,
     /// Where in the initramfs the Ignition config belongs (`config.ign` for FCOS).
     pub ignition_config_path: String,
+    /// How this OS can serve NFS: `kernel` when it ships the kernel NFS
+    /// server's tools (Flatcar, Debian), `container` when it does not
+    /// (Fedora CoreOS). Older OS directories without it mean `kernel`.
+    #[serde(default, skip_serializing_if = "NfsServer::is_default")]
+    pub nfs_server: NfsServer,
+}
+
+/// Where the NFS server of the data export comes from.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum NfsServer {
+    /// The OS's own `nfs-server.service` (nfs-utils).
+    #[default]
+    Kernel,
+    /// The kernel's nfsd driven from a podman container (quadlet).
+    Container,
+}
+
+impl NfsServer {
+    fn is_default(&self) -> bool {
+        *self == NfsServer::Kernel
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

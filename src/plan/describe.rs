@@ -12,6 +12,106 @@ fn plural(n: usize, one: &str, many: &str) -> String {
     format!("{n} {}", if n == 1 { one } else { many })
 }
 
+fn describe_storage(s: &mut String, plan: &Plan) {
+    let Some(st) = &plan.storage else {
+        let _ = writeln!(s, "Data drives: none ([storage] is not set)");
+        let _ = writeln!(
+            s,
+            "  Nothing survives a reboot: cluster state and data live in RAM only."
+        );
+        return;
+    };
+    let profile = if st.profile_defaulted {
+        format!(
+            "{} (the default for {})",
+            st.profile,
+            plural(st.drives.len(), "drive", "drives")
+        )
+    } else {
+        st.profile.to_string()
+    };
+    let _ = writeln!(
+        s,
+        "Data drives: a btrfs pool labelled \"{}\", {profile}, mounted at {}",
+        st.label, st.mount
+    );
+    let copies = match st.tolerates() {
+        0 => "one copy of everything: losing any drive loses the pool".to_string(),
+        n => format!(
+            "{} copies of everything: the pool survives losing {}",
+            n + 1,
+            plural(n, "drive", "drives")
+        ),
+    };
+    let _ = writeln!(s, "  {copies}.");
+    let _ = writeln!(s, "  Drives:");
+    for d in &st.drives {
+        let _ = writeln!(s, "    {d}");
+    }
+    let _ = writeln!(
+        s,
+        "  At every boot, mkstick looks at each drive before it writes anything. A drive"
+    );
+    let _ = writeln!(
+        s,
+        "    - that is blank, when no pool \"{}\" exists yet: becomes part of the new pool",
+        st.label
+    );
+    let _ = writeln!(
+        s,
+        "    - that is blank, when the pool exists: is added, and the pool is balanced to {}",
+        st.profile
+    );
+    let _ = writeln!(s, "    - already in the pool: is used as it is");
+    let _ = writeln!(
+        s,
+        "    - holding anything else (a filesystem, a partition table): is never touched;"
+    );
+    let _ = writeln!(s, "      the console says what is on it and how to free it");
+    let _ = writeln!(
+        s,
+        "    - that is missing: the server boots on and says so; the pool is never mounted degraded"
+    );
+    let _ = writeln!(
+        s,
+        "  A new pool is made with: {} (only when every drive is blank)",
+        st.mkfs_command()
+    );
+    let _ = writeln!(
+        s,
+        "  Mount options: {} (waits {}s for the drives)",
+        st.mount_options(),
+        st.device_timeout_secs
+    );
+    let _ = writeln!(
+        s,
+        "  Kept on the pool, under {}/state, so they survive reboots and reflashing:",
+        st.mount
+    );
+    for p in &st.persist {
+        let _ = writeln!(s, "    {p}");
+    }
+    let server = match st.nfs.server {
+        crate::os::NfsServer::Kernel => "the OS's own NFS server".to_string(),
+        crate::os::NfsServer::Container => format!(
+            "an NFS server container ({}), since the OS ships none",
+            super::storage::NFS_CONTAINER_IMAGE
+        ),
+    };
+    let clients: Vec<String> = st.nfs.clients.iter().map(|c| c.to_string()).collect();
+    let _ = writeln!(
+        s,
+        "  NFS: {} is served by {server} to {} (mount it as <server>:{})",
+        st.nfs.dir,
+        clients.join(", "),
+        st.nfs.share()
+    );
+    let _ = writeln!(
+        s,
+        "  The pool's state shows on the console and at the login prompt."
+    );
+}
+
 pub fn describe(plan: &Plan, payload: &Payload) -> String {
     let mut s = String::new();
     let m = &plan.os.manifest;
@@ -96,6 +196,8 @@ pub fn describe(plan: &Plan, payload: &Payload) -> String {
             x.sha256.short()
         );
     }
+    let _ = writeln!(s);
+    describe_storage(&mut s, plan);
     let _ = writeln!(s);
     let _ = writeln!(s, "Boot");
     let args: Vec<String> = plan.kernel_args.iter().map(|a| a.to_string()).collect();

@@ -5,6 +5,7 @@
 //! stages never look at the raw config again.
 
 mod describe;
+pub mod storage;
 
 pub use describe::describe;
 
@@ -59,6 +60,8 @@ pub struct Plan {
     /// The whole kernel command line: the OS's, the console, the user's.
     pub kernel_args: Vec<KernelArg>,
     pub overlay: Vec<OverlayFile>,
+    /// `[storage]`: the data drives; `None` keeps nothing across reboots.
+    pub storage: Option<storage::StoragePlan>,
     pub extra_ignition: Vec<ExtraIgnition>,
     pub ids: Ids,
     pub source_date_epoch: Option<i64>,
@@ -186,7 +189,15 @@ pub fn plan(loaded: &LoadedConfig, args: &PlanArgs) -> Result<Plan> {
         .map(|p| load_fragment(loaded, p))
         .collect::<Result<Vec<_>>>()?;
 
-    let overlay = overlay_files("base")?;
+    let storage = cfg
+        .storage
+        .as_ref()
+        .map(|s| storage::StoragePlan::from_config(loaded, s, os.manifest.nfs_server))
+        .transpose()?;
+    let mut overlay = overlay_files("base")?;
+    if let Some(s) = &storage {
+        overlay.extend(s.overlay()?);
+    }
 
     let mut plan = Plan {
         config_path: loaded.path.clone(),
@@ -201,6 +212,7 @@ pub fn plan(loaded: &LoadedConfig, args: &PlanArgs) -> Result<Plan> {
         serial_console: cfg.boot.serial_console,
         kernel_args,
         overlay,
+        storage,
         extra_ignition,
         ids: Ids::from_seed([0; 32]),
         source_date_epoch: args.source_date_epoch,
@@ -276,29 +288,34 @@ impl Plan {
 
 /// The files of one `overlays/` group, sorted.
 fn overlay_files(group: &str) -> Result<Vec<OverlayFile>> {
+    OVERLAYS
+        .iter()
+        .filter(|f| f.group == group)
+        .map(|f| overlay_file(f.path, f.executable, f.contents.to_vec()))
+        .collect()
+}
+
+/// One overlay file at `path` (relative to `/`): a systemd unit when it sits
+/// directly in `etc/systemd/system/`, else a plain file.
+fn overlay_file(path: &str, executable: bool, contents: Vec<u8>) -> Result<OverlayFile> {
     let unit_suffixes = [
         ".service", ".mount", ".target", ".timer", ".path", ".socket",
     ];
-    let mut out = Vec::new();
-    for f in OVERLAYS.iter().filter(|f| f.group == group) {
-        let unit_name = f
-            .path
-            .strip_prefix("etc/systemd/system/")
-            .filter(|n| !n.contains('/') && unit_suffixes.iter().any(|s| n.ends_with(s)));
-        out.push(match unit_name {
-            Some(name) => OverlayFile::Unit {
-                name: name.to_string(),
-                contents: String::from_utf8(f.contents.to_vec())
-                    .with_context(|| format!("overlay unit {} is not UTF-8", f.path))?,
-            },
-            None => OverlayFile::File {
-                path: format!("/{}", f.path),
-                mode: if f.executable { 0o755 } else { 0o644 },
-                contents: f.contents.to_vec(),
-            },
-        });
-    }
-    Ok(out)
+    let unit_name = path
+        .strip_prefix("etc/systemd/system/")
+        .filter(|n| !n.contains('/') && unit_suffixes.iter().any(|s| n.ends_with(s)));
+    Ok(match unit_name {
+        Some(name) => OverlayFile::Unit {
+            name: name.to_string(),
+            contents: String::from_utf8(contents)
+                .with_context(|| format!("overlay unit {path} is not UTF-8"))?,
+        },
+        None => OverlayFile::File {
+            path: format!("/{path}"),
+            mode: if executable { 0o755 } else { 0o644 },
+            contents,
+        },
+    })
 }
 
 /// Read one `[extra] ignition` file and check that Ignition can merge it.

@@ -11,10 +11,10 @@ use std::process::Command;
 use std::sync::{Mutex, OnceLock};
 
 /// One VM at a time: TCG is CPU-bound and the machine has 2 cores.
-static VM: Mutex<()> = Mutex::new(());
+pub static VM: Mutex<()> = Mutex::new(());
 
 /// The test OS, built (or taken from its cache) once per test run.
-fn test_os() -> PathBuf {
+pub fn test_os() -> PathBuf {
     static OS: OnceLock<PathBuf> = OnceLock::new();
     OS.get_or_init(|| {
         let root = Path::new(env!("CARGO_MANIFEST_DIR"));
@@ -82,6 +82,51 @@ ExecStart=/usr/local/bin/mkstick-boot-check\n\n[Install]\nWantedBy=multi-user.ta
     .to_string()
 }
 
+/// Boot `image` (in the scratch dir) with these `--data-disk`s until the
+/// guest prints `MKSTICK-BOOT-OK`; fail on `MKSTICK-BOOT-FAIL`, the test OS's
+/// failure marker or a timeout. Returns the serial console, which is also
+/// kept as `<CARGO_TARGET_TMPDIR>/<log>-console.log`.
+pub fn boot_vm(s: &Scratch, image: &str, disks: &[&str], log: &str) -> String {
+    let _vm = VM.lock().unwrap_or_else(|e| e.into_inner());
+    let mut args = vec![
+        "boot",
+        image,
+        "--accel",
+        "tcg",
+        "--memory-mib",
+        "1024",
+        "--cpus",
+        "2",
+        "--expect",
+        "MKSTICK-BOOT-OK",
+        "--fail-on",
+        "MKSTICK-BOOT-FAIL",
+        "--fail-on",
+        "MKSTICK-TEST-OS-FAILURE",
+        "--timeout",
+        "420",
+    ];
+    for d in disks {
+        args.extend(["--data-disk", d]);
+    }
+    let o = s.run(&args);
+    let console = stdout(&o);
+    std::fs::write(
+        Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("{log}-console.log")),
+        &console,
+    )
+    .unwrap();
+    let tail: Vec<&str> = console.lines().rev().take(80).collect();
+    let tail: Vec<&str> = tail.into_iter().rev().collect();
+    assert!(
+        o.status.success(),
+        "{log}: the boot failed: {}\nlast console lines:\n{}",
+        stderr(&o),
+        tail.join("\n")
+    );
+    console
+}
+
 #[test]
 fn image_boots_and_real_ignition_applies_our_config() {
     let os = test_os();
@@ -100,41 +145,7 @@ password-hash = \"{HASH}\"\ntimezone = \"Europe/Berlin\"\n\n[os]\npath = \"{}\"\
     ignition_validate(&embedded_ignition(&img));
     let before = sha256_hex(&std::fs::read(&img).unwrap());
 
-    let _vm = VM.lock().unwrap_or_else(|e| e.into_inner());
-    let o = s.run(&[
-        "boot",
-        "mkstick.img",
-        "--accel",
-        "tcg",
-        "--memory-mib",
-        "1024",
-        "--cpus",
-        "2",
-        "--expect",
-        "MKSTICK-BOOT-OK",
-        "--fail-on",
-        "MKSTICK-BOOT-FAIL",
-        "--fail-on",
-        "MKSTICK-TEST-OS-FAILURE",
-        "--timeout",
-        "420",
-        "--data-disk",
-        "64M",
-    ]);
-    let console = stdout(&o);
-    std::fs::write(
-        Path::new(env!("CARGO_TARGET_TMPDIR")).join("boot-test-console.log"),
-        &console,
-    )
-    .unwrap();
-    let tail: Vec<&str> = console.lines().rev().take(80).collect();
-    let tail: Vec<&str> = tail.into_iter().rev().collect();
-    assert!(
-        o.status.success(),
-        "the boot test failed: {}\nlast console lines:\n{}",
-        stderr(&o),
-        tail.join("\n")
-    );
+    let console = boot_vm(&s, "mkstick.img", &["64M"], "boot-test");
     assert!(
         console.contains("mkstick: booting Debian test OS"),
         "our grub.cfg ran"

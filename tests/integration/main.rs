@@ -9,3 +9,5 @@ mod image;
 
 #[cfg(feature = "boot-tests")]
 mod boot;
+#[cfg(feature = "boot-tests")]
+mod storage_boot;

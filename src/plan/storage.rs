@@ -1,0 +1,559 @@
+//! Plan stage, storage part: `[storage]` -> [`StoragePlan`], and the
+//! `overlays/storage*` templates rendered with its values.
+//!
+//! Templates are the files of `overlays/storage/` (and of the NFS group the
+//! OS needs) with `{{name}}` placeholders in their paths and contents. A
+//! file whose path holds `{{persist_unit}}` is rendered once per kept path.
+
+use super::OverlayFile;
+use crate::config::storage::{
+    Compress, DrivePath, NfsClient, PoolLabel, Profile, StatePath, StorageConfig,
+    KUBERNETES_PERSIST,
+};
+use crate::config::{LoadedConfig, SourceError};
+use crate::ignition::unit::{device_unit, mount_unit};
+use crate::os::NfsServer;
+use crate::overlays::OVERLAYS;
+use anyhow::{bail, Context, Result};
+use std::collections::BTreeMap;
+
+/// The data drives, the pool on them and what is kept there.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StoragePlan {
+    pub drives: Vec<DrivePath>,
+    pub label: PoolLabel,
+    pub profile: Profile,
+    /// Whether `profile` was left to its default.
+    pub profile_defaulted: bool,
+    pub mount: StatePath,
+    pub compress: Compress,
+    /// Sorted; the Kubernetes paths first merged in.
+    pub persist: Vec<StatePath>,
+    pub device_timeout_secs: u32,
+    pub nfs: NfsExport,
+}
+
+/// `<mount>/exports`, served over NFS.
+#[derive(Debug, Clone, PartialEq)]
+pub struct NfsExport {
+    pub server: NfsServer,
+    /// The exported directory on the node.
+    pub dir: String,
+    pub clients: Vec<NfsClient>,
+}
+
+impl NfsExport {
+    /// The path an NFSv4 client mounts (`server:/`): the export is the
+    /// server's NFSv4 root (`fsid=0`). Without that, NFSv4 would have to
+    /// walk from `/` down to the export, and a live OS's root is an overlay
+    /// filesystem that nfsd cannot export, so the mount fails with ENOENT.
+    pub fn share(&self) -> &str {
+        "/"
+    }
+}
+
+/// Container image of the NFS server on an OS without one (Fedora CoreOS):
+/// the nfs-utils image Fedora CoreOS's own CI runs on Fedora CoreOS
+/// (coreos/coreos-assembler, tests/containers/nfs/). Not resolvable to a
+/// digest from this build machine; see README.md, "NFS on Fedora CoreOS".
+pub const NFS_CONTAINER_IMAGE: &str = "quay.io/coreos-assembler/nfs:latest";
+
+/// Paths mkstick itself writes at every boot; a kept directory over (or
+/// under) one of them would hide what Ignition wrote.
+const MANAGED_PATHS: [&str; 14] = [
+    "/etc/hostname",
+    "/etc/localtime",
+    "/etc/passwd",
+    "/etc/shadow",
+    "/etc/group",
+    "/etc/gshadow",
+    "/etc/mkstick",
+    "/etc/systemd",
+    "/etc/issue.d",
+    "/etc/exports.d",
+    "/etc/containers",
+    "/etc/modules-load.d",
+    "/var/home",
+    "/var/roothome",
+];
+
+impl StoragePlan {
+    /// Check `[storage]` and resolve its defaults.
+    pub fn from_config(
+        loaded: &LoadedConfig,
+        cfg: &StorageConfig,
+        nfs_server: NfsServer,
+    ) -> Result<StoragePlan> {
+        let table_at = loaded.text.find("[storage]").unwrap_or(0);
+        let at = |span: std::ops::Range<usize>, msg: String| -> anyhow::Error {
+            SourceError::at(&loaded.path, &loaded.text, span.start, msg).into()
+        };
+        if cfg.drives.is_empty() {
+            return Err(at(
+                table_at..table_at,
+                "[storage] lists no drives; add drives = [\"/dev/disk/by-id/...\"] (run `ls -l /dev/disk/by-id/` on the server), or remove [storage] to keep nothing across reboots".into(),
+            ));
+        }
+        let mut drives: Vec<DrivePath> = Vec::new();
+        for (span, d) in cfg.drives.spanned() {
+            if drives.contains(d) {
+                return Err(at(span, format!("drive `{d}` is listed twice; remove one")));
+            }
+            drives.push(d.clone());
+        }
+
+        let (profile, profile_defaulted) = match &cfg.profile {
+            Some(p) => (*p.get_ref(), false),
+            None if drives.len() >= 2 => (Profile::Raid1, true),
+            None => (Profile::Single, true),
+        };
+        if drives.len() < profile.min_drives() {
+            let span = cfg
+                .profile
+                .as_ref()
+                .map_or(table_at..table_at, |p| p.span());
+            return Err(at(
+                span,
+                format!(
+                    "profile {profile} keeps {} copies and needs at least {} drives, but [storage] drives lists {}; add drives or use a profile with fewer copies",
+                    profile.min_drives(),
+                    profile.min_drives(),
+                    drives.len()
+                ),
+            ));
+        }
+
+        let timeout = *cfg.device_timeout_secs.get_ref();
+        if !(1..=3600).contains(&timeout) {
+            return Err(at(
+                cfg.device_timeout_secs.span(),
+                format!("device-timeout-secs = {timeout} is out of range; use 1 to 3600 (90 is systemd's usual wait)"),
+            ));
+        }
+
+        let mount = cfg.mount.get_ref().clone();
+        let managed: Vec<StatePath> = MANAGED_PATHS
+            .iter()
+            .map(|p| StatePath::from_static(p))
+            .collect();
+        if let Some(m) = managed
+            .iter()
+            .find(|m| m.contains(&mount) || mount.contains(m))
+        {
+            return Err(at(
+                cfg.mount.span(),
+                format!("the data mount {mount} overlaps {m}, which mkstick writes at every boot; pick another place, like /var/mnt/data"),
+            ));
+        }
+
+        let mut persist: Vec<(std::ops::Range<usize>, StatePath)> = KUBERNETES_PERSIST
+            .iter()
+            .map(|p| (0..0, StatePath::from_static(p)))
+            .collect();
+        for (span, p) in cfg.persist.spanned() {
+            if persist.iter().any(|(_, q)| q == p) {
+                continue; // a default written out again is fine
+            }
+            persist.push((span, p.clone()));
+        }
+        for (span, p) in &persist {
+            if let Some(m) = managed.iter().find(|m| m.contains(p) || p.contains(m)) {
+                return Err(at(
+                    span.clone(),
+                    format!("{p} cannot be kept on the pool: it overlaps {m}, which mkstick writes at every boot and a kept copy would hide; keep a directory beside it instead"),
+                ));
+            }
+            if mount.contains(p) || p.contains(&mount) {
+                return Err(at(
+                    span.clone(),
+                    format!("{p} overlaps the data mount {mount}; everything under {mount} is on the pool already, so leave it out"),
+                ));
+            }
+            for (_, q) in &persist {
+                if q != p && q.contains(p) {
+                    return Err(at(
+                        span.clone(),
+                        format!("{p} is inside {q}, which is kept already; leave {p} out"),
+                    ));
+                }
+            }
+        }
+        let mut persist: Vec<StatePath> = persist.into_iter().map(|(_, p)| p).collect();
+        persist.sort();
+
+        Ok(StoragePlan {
+            drives,
+            label: cfg.label.get_ref().clone(),
+            profile,
+            profile_defaulted,
+            nfs: NfsExport {
+                server: nfs_server,
+                dir: format!("{mount}/exports"),
+                clients: cfg.nfs_clients.iter().cloned().collect(),
+            },
+            mount,
+            compress: cfg.compress.clone(),
+            persist,
+            device_timeout_secs: timeout,
+        })
+    }
+
+    /// How many drives may fail without losing data.
+    pub fn tolerates(&self) -> usize {
+        self.profile.tolerates()
+    }
+
+    /// The device the data mount waits for and mounts.
+    pub fn device(&self) -> String {
+        format!("/dev/disk/by-label/{}", self.label)
+    }
+
+    pub fn mount_unit(&self) -> String {
+        mount_unit(self.mount.as_str())
+    }
+
+    /// Where a kept path lives on the pool.
+    pub fn state_dir(&self, p: &StatePath) -> String {
+        format!("{}/state{p}", self.mount)
+    }
+
+    pub fn mount_options(&self) -> String {
+        let mut o = vec!["noatime".to_string()];
+        o.extend(self.compress.mount_option());
+        o.push("nofail".into());
+        o.push(format!(
+            "x-systemd.device-timeout={}s",
+            self.device_timeout_secs
+        ));
+        o.join(",")
+    }
+
+    /// The mkfs command line a blank set of drives gets (for `plan`; the
+    /// booted system runs the same from `/etc/mkstick/storage.env`).
+    pub fn mkfs_command(&self) -> String {
+        format!(
+            "mkfs.btrfs -L {} -d {p} -m {p} {}",
+            self.label,
+            self.drives
+                .iter()
+                .map(|d| d.as_str())
+                .collect::<Vec<_>>()
+                .join(" "),
+            p = self.profile
+        )
+    }
+
+    /// The placeholder values of the storage templates.
+    fn vars(&self) -> BTreeMap<&'static str, String> {
+        let persist_units: Vec<String> = self
+            .persist
+            .iter()
+            .map(|p| mount_unit(p.as_str()))
+            .collect();
+        let opts = "rw,sync,no_subtree_check,no_root_squash";
+        let clients: Vec<String> = self
+            .nfs
+            .clients
+            .iter()
+            .map(|c| format!("{c}({opts},fsid=0,mp={})", self.mount))
+            .collect();
+        let container_clients: Vec<String> = self
+            .nfs
+            .clients
+            .iter()
+            .map(|c| format!("{c}({opts},fsid=0)"))
+            .collect();
+        let words = |v: &[String]| v.join(" ");
+        BTreeMap::from([
+            ("label", self.label.to_string()),
+            ("profile", self.profile.to_string()),
+            ("mount", self.mount.to_string()),
+            ("mount_unit", self.mount_unit()),
+            ("mount_options", self.mount_options()),
+            ("device", self.device()),
+            ("device_unit", device_unit(&self.device())),
+            ("device_timeout_secs", self.device_timeout_secs.to_string()),
+            (
+                "drives",
+                words(
+                    &self
+                        .drives
+                        .iter()
+                        .map(|d| d.to_string())
+                        .collect::<Vec<_>>(),
+                ),
+            ),
+            (
+                "persist",
+                words(
+                    &self
+                        .persist
+                        .iter()
+                        .map(|p| p.to_string())
+                        .collect::<Vec<_>>(),
+                ),
+            ),
+            ("persist_units", words(&persist_units)),
+            ("nfs_dir", self.nfs.dir.clone()),
+            ("nfs_export_clients", words(&clients)),
+            ("nfs_container_clients", words(&container_clients)),
+            ("nfs_image", NFS_CONTAINER_IMAGE.to_string()),
+        ])
+    }
+
+    /// Every file the storage feature places into the booted OS.
+    pub fn overlay(&self) -> Result<Vec<OverlayFile>> {
+        let vars = self.vars();
+        let mut groups = vec!["storage"];
+        groups.push(match self.nfs.server {
+            NfsServer::Kernel => "nfs-kernel",
+            NfsServer::Container => "nfs-container",
+        });
+        let mut out = Vec::new();
+        for f in OVERLAYS.iter().filter(|f| groups.contains(&f.group)) {
+            let text = std::str::from_utf8(f.contents)
+                .with_context(|| format!("overlay template {} is not UTF-8", f.path))?;
+            let instances: Vec<BTreeMap<&str, String>> = if f.path.contains("{{persist_") {
+                self.persist
+                    .iter()
+                    .map(|p| {
+                        let mut v = vars.clone();
+                        v.insert("persist_path", p.to_string());
+                        v.insert("persist_unit", mount_unit(p.as_str()));
+                        v.insert("persist_source", self.state_dir(p));
+                        v
+                    })
+                    .collect()
+            } else {
+                vec![vars.clone()]
+            };
+            for v in instances {
+                let path = render_template(f.path, &v).with_context(|| {
+                    format!("rendering the name of overlays/{}/{}", f.group, f.path)
+                })?;
+                let contents = render_template(text, &v)
+                    .with_context(|| format!("rendering overlays/{}/{}", f.group, f.path))?;
+                out.push(super::overlay_file(
+                    &path,
+                    f.executable,
+                    contents.into_bytes(),
+                )?);
+            }
+        }
+        Ok(out)
+    }
+}
+
+/// Replace every `{{name}}` in `text`; an unknown name is an error.
+pub fn render_template(text: &str, vars: &BTreeMap<&str, String>) -> Result<String> {
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    while let Some(start) = rest.find("{{") {
+        out.push_str(&rest[..start]);
+        let after = &rest[start + 2..];
+        let Some(end) = after.find("}}") else {
+            bail!("an unclosed `{{{{` in a template");
+        };
+        let name = &after[..end];
+        match vars.get(name) {
+            Some(v) => out.push_str(v),
+            None => bail!("unknown placeholder `{{{{{name}}}}}`"),
+        }
+        rest = &after[end + 2..];
+    }
+    out.push_str(rest);
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::path::Path;
+
+    fn plan_of(storage: &str) -> Result<StoragePlan> {
+        let text = format!("[node]\nhostname = \"kube1\"\n\n[storage]\n{storage}");
+        let config = crate::config::parse(Path::new("mkstick.toml"), &text)?;
+        let loaded = LoadedConfig {
+            path: "mkstick.toml".into(),
+            text,
+            config,
+        };
+        let cfg = loaded.config.storage.clone().expect("[storage] given");
+        StoragePlan::from_config(&loaded, &cfg, NfsServer::Kernel)
+    }
+
+    const TWO: &str = "drives = [\"/dev/disk/by-id/virtio-a\", \"/dev/disk/by-id/virtio-b\"]\n";
+
+    #[test]
+    fn defaults_for_two_drives() {
+        let p = plan_of(TWO).unwrap();
+        assert_eq!(p.profile, Profile::Raid1);
+        assert!(p.profile_defaulted);
+        assert_eq!(p.mount.as_str(), "/var/mnt/data");
+        assert_eq!(p.mount_unit(), "var-mnt-data.mount");
+        assert_eq!(p.device(), "/dev/disk/by-label/data");
+        assert_eq!(
+            p.mount_options(),
+            "noatime,compress=zstd,nofail,x-systemd.device-timeout=90s"
+        );
+        let persist: Vec<&str> = p.persist.iter().map(|p| p.as_str()).collect();
+        assert_eq!(persist, KUBERNETES_PERSIST);
+        assert_eq!(p.nfs.dir, "/var/mnt/data/exports");
+        assert_eq!(
+            p.mkfs_command(),
+            "mkfs.btrfs -L data -d raid1 -m raid1 /dev/disk/by-id/virtio-a /dev/disk/by-id/virtio-b"
+        );
+    }
+
+    #[test]
+    fn mistakes_are_located_and_explained() {
+        let e = plan_of("drives = [\"/dev/disk/by-id/virtio-a\"]\nprofile = \"raid1\"\n")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.starts_with("mkstick.toml:6:11: profile raid1") && e.contains("lists 1"),
+            "{e}"
+        );
+        let e = plan_of("drives = [\"/dev/disk/by-id/a\", \"/dev/disk/by-id/a\"]\n")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.starts_with("mkstick.toml:5:32: drive") && e.contains("twice"),
+            "{e}"
+        );
+        let e = plan_of("drives = []\n").unwrap_err().to_string();
+        assert!(
+            e.starts_with("mkstick.toml:4:1: [storage] lists no drives"),
+            "{e}"
+        );
+        let e = plan_of(&format!("{TWO}persist = [\"/var/lib/kubelet/pods\"]\n"))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("inside /var/lib/kubelet"), "{e}");
+        let e = plan_of(&format!("{TWO}persist = [\"/etc/systemd/network\"]\n"))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.starts_with("mkstick.toml:6:12:") && e.contains("hide"),
+            "{e}"
+        );
+        let e = plan_of(&format!("{TWO}mount = \"/var/lib\"\n"))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("overlaps the data mount"), "{e}");
+        let e = plan_of(&format!("{TWO}device-timeout-secs = 0\n"))
+            .unwrap_err()
+            .to_string();
+        assert!(e.starts_with("mkstick.toml:6:23:"), "{e}");
+    }
+
+    #[test]
+    fn config_errors_in_storage_lists_point_at_the_item() {
+        let e = plan_of("drives = [\"/dev/disk/by-id/a\", \"/dev/sdb\"]\n")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.starts_with("mkstick.toml:5:32: `/dev/sdb` is a kernel name"),
+            "{e}"
+        );
+        let e = plan_of(&format!("{TWO}profile = \"raid5\"\n"))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.starts_with("mkstick.toml:6:11:") && e.contains("write hole"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn templates_render_every_placeholder_or_fail() {
+        let vars = BTreeMap::from([("a", "1".to_string())]);
+        assert_eq!(render_template("x{{a}}y{{a}}", &vars).unwrap(), "x1y1");
+        assert!(render_template("{{b}}", &vars).is_err());
+        assert!(render_template("{{a", &vars).is_err());
+        assert_eq!(
+            render_template("${#x[@]} {x}", &vars).unwrap(),
+            "${#x[@]} {x}"
+        );
+    }
+
+    #[test]
+    fn overlay_has_one_bind_mount_per_kept_path() {
+        let p = plan_of(&format!("{TWO}persist = [\"/var/lib/myapp\"]\n")).unwrap();
+        let files = p.overlay().unwrap();
+        let units: Vec<&str> = files
+            .iter()
+            .filter_map(|f| match f {
+                OverlayFile::Unit { name, .. } => Some(name.as_str()),
+                _ => None,
+            })
+            .collect();
+        for u in [
+            "var-mnt-data.mount",
+            "etc-kubernetes.mount",
+            "var-lib-myapp.mount",
+            "mkstick-btrfs-scan.service",
+            "mkstick-storage.service",
+        ] {
+            assert!(units.contains(&u), "{u} in {units:?}");
+        }
+        let bind = files
+            .iter()
+            .find_map(|f| match f {
+                OverlayFile::Unit { name, contents } if name == "var-lib-myapp.mount" => {
+                    Some(contents.as_str())
+                }
+                _ => None,
+            })
+            .unwrap();
+        assert!(
+            bind.contains("What=/var/mnt/data/state/var/lib/myapp\n"),
+            "{bind}"
+        );
+        assert!(bind.contains("Where=/var/lib/myapp\n"), "{bind}");
+    }
+
+    #[test]
+    fn an_os_without_an_nfs_server_gets_the_container() {
+        let text = format!(
+            "[node]\nhostname = \"kube1\"\n\n[storage]\n{TWO}nfs-clients = [\"10.0.0.0/8\"]\n"
+        );
+        let config = crate::config::parse(Path::new("mkstick.toml"), &text).unwrap();
+        let loaded = LoadedConfig {
+            path: "mkstick.toml".into(),
+            text,
+            config,
+        };
+        let cfg = loaded.config.storage.clone().unwrap();
+        let p = StoragePlan::from_config(&loaded, &cfg, NfsServer::Container).unwrap();
+        let files = p.overlay().unwrap();
+        let file = |want: &str| {
+            files.iter().find_map(|f| match f {
+                OverlayFile::File { path, contents, .. } if path == want => {
+                    Some(String::from_utf8(contents.clone()).unwrap())
+                }
+                _ => None,
+            })
+        };
+        let quadlet = file("/etc/containers/systemd/mkstick-nfs.container").unwrap();
+        assert!(
+            quadlet.contains("Volume=/var/mnt/data/exports:/export\n"),
+            "{quadlet}"
+        );
+        assert!(
+            quadlet.contains("RequiresMountsFor=/var/mnt/data/exports\n"),
+            "{quadlet}"
+        );
+        assert!(
+            quadlet.contains(&format!("Image={NFS_CONTAINER_IMAGE}\n")),
+            "{quadlet}"
+        );
+        let exports = file("/etc/mkstick/nfs.exports").unwrap();
+        assert!(
+            exports.contains("/export 10.0.0.0/8(rw,sync,no_subtree_check,no_root_squash,fsid=0)"),
+            "{exports}"
+        );
+        assert!(file("/etc/exports.d/mkstick.exports").is_none());
+        assert!(file("/etc/systemd/system/nfs-server.service.d/50-mkstick.conf").is_none());
+    }
+}

@@ -1,0 +1,303 @@
+//! QEMU boot tests of the data drives (--features boot-tests): the units and
+//! the script mkstick generates run in the test OS's real systemd userspace,
+//! with data disks that are files on the host and survive from boot to boot.
+//!
+//! One test walks a pool through its life, because each boot starts from the
+//! disks the previous one left:
+//!   1. two blank drives, raid1: the pool is created and mounted, the kept
+//!      paths are bind-mounted, a marker and a kept file are written, and a
+//!      file written through NFS over loopback lands on the btrfs volume;
+//!   2. the same drives, a fresh RAM state: no mkfs, everything is still there;
+//!   3. a third blank drive and an ext4 drive are added to the config and the
+//!      stick rebuilt: the blank one joins and the pool is balanced to raid1,
+//!      the ext4 one is left alone (byte for byte, checked on the host) with a
+//!      loud error, and the pool keeps working;
+//!   4. a drive of the raid1 pool is detached: the boot goes on, the status
+//!      line names the missing drive, and nothing is mounted degraded.
+//!
+//! Each boot checks inside the guest and ends in MKSTICK-BOOT-OK or
+//! MKSTICK-BOOT-FAIL with the names of the failed checks.
+
+use crate::boot::{boot_vm, test_os};
+use crate::common::*;
+use std::path::Path;
+use std::process::Command;
+
+const MOUNT: &str = "/var/mnt/data";
+const KEPT: &str = "/var/lib/mkstick-test";
+
+/// The start of every check script: `check NAME COMMAND...` records a failed
+/// check by name; `finish` reports on the serial console and powers off.
+const PRELUDE: &str = r#"#!/bin/bash
+exec 2>/dev/ttyS0
+fail=""
+check() { desc="$1"; shift; if ! "$@" >/dev/null 2>&1; then fail="$fail [$desc]"; fi; }
+say() { echo "$*" > /dev/ttyS0; }
+not() { ! "$@"; }
+created_in_journal() { journalctl -b -o cat -u mkstick-storage.service | grep -q "creating it (raid1 on 2 drives)"; }
+status_in_journal() { journalctl -b -o cat -u mkstick-storage-status.service | grep -q 'mkstick storage: pool "data" healthy'; }
+finish() {
+    say "--- btrfs filesystem show"; btrfs filesystem show > /dev/ttyS0 2>&1
+    say "--- btrfs filesystem usage"; btrfs filesystem usage -T /var/mnt/data > /dev/ttyS0 2>&1
+    say "--- status"; cat /etc/issue.d/50-mkstick-storage.issue > /dev/ttyS0 2>&1
+    say "--- failed units"; systemctl list-units --failed --plain --no-legend > /dev/ttyS0 2>&1
+    if [ -z "$fail" ]; then say "MKSTICK-BOOT-OK"; else say "MKSTICK-BOOT-FAIL:$fail"; fi
+    systemctl poweroff --force
+}
+mounted() { findmnt --mountpoint /var/mnt/data --types btrfs; }
+bound() { findmnt --mountpoint "$1" -n -o SOURCE | grep -qF "[/state$1]"; }
+no_failed_units() { test -z "$(systemctl list-units --failed --plain --no-legend)"; }
+only_failed() { test "$(systemctl list-units --failed --plain --no-legend | awk '{print $1}' | sort | paste -sd' ')" = "$1"; }
+profiles_are() { test "$(btrfs filesystem df /var/mnt/data | awk -F'[,:]' '$1 ~ /^(Data|Metadata|System)$/ { gsub(/ /, "", $2); print tolower($2) }' | sort -u | paste -sd' ')" = "$1"; }
+devices_are() { test "$(btrfs filesystem show /var/mnt/data | grep -c ' path ')" = "$1"; }
+say "MKSTICK-POOL-UUID=$(findmnt --mountpoint /var/mnt/data -n -o UUID)"
+"#;
+
+fn config(os: &Path, drives: &[&str]) -> String {
+    let drives: Vec<String> = drives
+        .iter()
+        .map(|d| format!("\"/dev/disk/by-id/virtio-{d}\""))
+        .collect();
+    format!(
+        "[node]\nhostname = \"pool-test\"\nssh-authorized-keys = [\"{KEY}\"]\n\n\
+[os]\npath = \"{}\"\n\n[storage]\ndrives = [{}]\nprofile = \"raid1\"\n\
+persist = [\"{KEPT}\"]\ndevice-timeout-secs = 30\n\n\
+[extra]\nignition = [\"check.ign\"]\n",
+        os.display(),
+        drives.join(", ")
+    )
+}
+
+/// An Ignition fragment that installs `script` as the check run after the
+/// storage units have finished.
+fn fragment(script: &str) -> String {
+    let unit = "[Unit]\nDescription=mkstick storage boot test: check the pool\n\
+After=multi-user.target mkstick-storage.service mkstick-storage-grow.service \
+mkstick-storage-status.service mkstick-state.service nfs-server.service var-mnt-data.mount\n\n\
+[Service]\nType=oneshot\nExecStart=/usr/local/bin/mkstick-boot-check\n\n\
+[Install]\nWantedBy=multi-user.target\n";
+    serde_json::json!({
+        "ignition": {"version": "3.3.0"},
+        "storage": {"files": [
+            {"path": "/usr/local/bin/mkstick-boot-check", "mode": 0o755, "overwrite": true,
+             "contents": {"source": mkstick::ignition::data_url(script.as_bytes())}}
+        ]},
+        "systemd": {"units": [
+            {"name": "mkstick-boot-check.service", "enabled": true, "contents": unit}
+        ]}
+    })
+    .to_string()
+}
+
+fn build(s: &Scratch, drives: &[&str], checks: &str) {
+    s.write("mkstick.toml", &config(&test_os(), drives));
+    s.write(
+        "check.ign",
+        &fragment(&format!("{PRELUDE}{checks}finish\n")),
+    );
+    ok(s.run(&["build", "-q", "--force"]));
+    ignition_validate(&embedded_ignition(&s.path("mkstick.img")));
+}
+
+fn disk(s: &Scratch, serial: &str) -> String {
+    format!(
+        "{},serial={serial}",
+        s.path(&format!("{serial}.img")).display()
+    )
+}
+
+fn sparse(path: &Path, bytes: u64) {
+    std::fs::File::create(path).unwrap().set_len(bytes).unwrap();
+}
+
+fn pool_uuid(console: &str) -> String {
+    console
+        .lines()
+        .find_map(|l| l.split_once("MKSTICK-POOL-UUID=").map(|(_, u)| u))
+        .and_then(|u| u.split_whitespace().next())
+        .map(str::to_string)
+        .unwrap_or_default()
+}
+
+#[test]
+fn data_pool_is_created_kept_grown_and_never_touches_foreign_drives() {
+    let Some(mkfs_ext4) = tool("mkfs.ext4") else {
+        return;
+    };
+    let s = Scratch::new("");
+    for d in ["d0", "d1", "d2"] {
+        sparse(&s.path(&format!("{d}.img")), 320 << 20);
+    }
+    // A drive that holds someone's data: ext4 with a file on it.
+    let content = s.path("ext4-content");
+    std::fs::create_dir(&content).unwrap();
+    std::fs::write(content.join("precious.txt"), "do not format me\n").unwrap();
+    let ext4 = s.path("d3.img");
+    sparse(&ext4, 64 << 20);
+    let o = Command::new(mkfs_ext4)
+        .args(["-q", "-F", "-L", "precious", "-d"])
+        .arg(&content)
+        .arg(&ext4)
+        .output()
+        .unwrap();
+    assert!(
+        o.status.success(),
+        "mkfs.ext4: {}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    let ext4_before = sha256_hex(&std::fs::read(&ext4).unwrap());
+    let token = format!(
+        "marker-{}",
+        &sha256_hex(s.dir.path().to_string_lossy().as_bytes())[..16]
+    );
+
+    // Boot 1: two blank drives become a raid1 pool.
+    build(
+        &s,
+        &["d0", "d1"],
+        &format!(
+            r#"
+check mounted mounted
+check label test "$(findmnt --mountpoint {MOUNT} -n -o LABEL)" = data
+check created created_in_journal
+check two-devices devices_are 2
+check raid1 profiles_are raid1
+check options sh -c 'findmnt --mountpoint {MOUNT} -n -o OPTIONS | grep -q "compress=zstd" && findmnt --mountpoint {MOUNT} -n -o OPTIONS | grep -q noatime'
+for p in /etc/kubernetes /var/lib/containerd /var/lib/etcd /var/lib/kubelet {KEPT}; do check "bound $p" bound $p; done
+check etcd-mode test "$(stat -c %a {MOUNT}/state/var/lib/etcd)" = 700
+echo "{token}" > {MOUNT}/marker && sync
+echo "kept {token}" > {KEPT}/kept.txt && sync
+check kept-on-pool test -f {MOUNT}/state{KEPT}/kept.txt
+check status-healthy grep -q 'pool "data" healthy: raid1 on 2 drives (virtio-d0 virtio-d1)' /etc/issue.d/50-mkstick-storage.issue
+check status-in-journal status_in_journal
+# NFS over loopback, from the OS's own server, onto the pool.
+check nfs-server systemctl is-active nfs-server.service
+mkdir -p /mnt/nfs
+say "--- exportfs -v"; exportfs -v > /dev/ttyS0 2>&1
+timeout 120 mount -v -t nfs -o vers=4.2,proto=tcp 127.0.0.1:/ /mnt/nfs > /dev/ttyS0 2>&1
+check nfs-mount findmnt --mountpoint /mnt/nfs
+check nfs-type test "$(findmnt --mountpoint /mnt/nfs -n -o FSTYPE)" = nfs4
+echo "through nfs {token}" > /mnt/nfs/via-nfs.txt
+sync; umount /mnt/nfs
+check nfs-landed-on-pool test "$(cat {MOUNT}/exports/via-nfs.txt)" = "through nfs {token}"
+check nfs-dir-is-btrfs test "$(stat -f -c %T {MOUNT}/exports)" = btrfs
+check no-failed-units no_failed_units
+"#
+        ),
+    );
+    let c1 = boot_vm(
+        &s,
+        "mkstick.img",
+        &[&disk(&s, "d0"), &disk(&s, "d1")],
+        "storage-1-create",
+    );
+    let uuid = pool_uuid(&c1);
+    assert!(uuid.len() == 36, "boot 1 printed the pool's UUID: {uuid:?}");
+    assert!(
+        c1.contains("every listed drive is blank and no pool \"data\" exists: creating it"),
+        "the console said the pool was created"
+    );
+
+    // Boot 2: the same drives and a fresh RAM state (the stick is rebuilt
+    // with boot 2's checks, as an upgrade by reflashing would do).
+    build(
+        &s,
+        &["d0", "d1"],
+        &format!(
+            r#"
+check mounted mounted
+check no-mkfs not created_in_journal
+check no-created-flag not test -e /run/mkstick/storage/created
+check marker test "$(cat {MOUNT}/marker)" = "{token}"
+check kept-file test "$(cat {KEPT}/kept.txt)" = "kept {token}"
+check nfs-file test "$(cat {MOUNT}/exports/via-nfs.txt)" = "through nfs {token}"
+for p in /etc/kubernetes /var/lib/containerd /var/lib/etcd /var/lib/kubelet {KEPT}; do check "bound $p" bound $p; done
+check raid1 profiles_are raid1
+check no-failed-units no_failed_units
+"#
+        ),
+    );
+    let c2 = boot_vm(
+        &s,
+        "mkstick.img",
+        &[&disk(&s, "d0"), &disk(&s, "d1")],
+        "storage-2-reboot",
+    );
+    assert_eq!(pool_uuid(&c2), uuid, "the same pool after a reboot");
+    assert!(!c2.contains("creating it"), "no mkfs on a reboot");
+
+    // Boot 3: a third blank drive and a drive holding ext4 are listed.
+    build(
+        &s,
+        &["d0", "d1", "d2", "d3"],
+        &format!(
+            r#"
+check mounted mounted
+check three-devices devices_are 3
+check d2-joined sh -c 'btrfs filesystem show {MOUNT} | grep -q "$(readlink -f /dev/disk/by-id/virtio-d2)"'
+check balanced-raid1 profiles_are raid1
+check usage-raid1 sh -c 'btrfs filesystem usage {MOUNT} | grep -q "^Data,RAID1" && btrfs filesystem usage {MOUNT} | grep -q "^Metadata,RAID1" && btrfs filesystem usage {MOUNT} | grep -q "^System,RAID1" && ! btrfs filesystem usage {MOUNT} | grep -Eq "^(Data|Metadata|System),(single|DUP)"'
+check marker test "$(cat {MOUNT}/marker)" = "{token}"
+check kept-file test "$(cat {KEPT}/kept.txt)" = "kept {token}"
+check d3-still-ext4 test "$(blkid -p -o value -s TYPE /dev/disk/by-id/virtio-d3)" = ext4
+check loud-error grep -q "virtio-d3 holds ext4" /etc/issue.d/50-mkstick-storage.issue
+check pool-writable sh -c 'echo grown > {MOUNT}/after-grow && sync'
+check only-prepare-failed only_failed mkstick-storage.service
+"#
+        ),
+    );
+    let c3 = boot_vm(
+        &s,
+        "mkstick.img",
+        &[
+            &disk(&s, "d0"),
+            &disk(&s, "d1"),
+            &disk(&s, "d2"),
+            &disk(&s, "d3"),
+        ],
+        "storage-3-grow",
+    );
+    assert_eq!(pool_uuid(&c3), uuid, "the pool grew; it was not recreated");
+    assert!(
+        c3.contains("ERROR: /dev/disk/by-id/virtio-d3 holds ext4")
+            && c3.contains("wipefs --all /dev/disk/by-id/virtio-d3"),
+        "the loud error, with the way out, is on the console"
+    );
+    assert_eq!(
+        sha256_hex(&std::fs::read(&ext4).unwrap()),
+        ext4_before,
+        "the ext4 drive is byte-for-byte unchanged"
+    );
+
+    // Boot 4: d2 is detached from the raid1 pool.
+    build(
+        &s,
+        &["d0", "d1", "d2", "d3"],
+        r#"
+check not-mounted not mounted
+check never-degraded not grep -q degraded /proc/mounts
+check status-missing grep -q 'pool "data" DEGRADED and NOT MOUNTED: virtio-d2 missing' /etc/issue.d/50-mkstick-storage.issue
+check loud-missing grep -q "virtio-d2 is missing" /etc/issue.d/50-mkstick-storage.issue
+check kept-paths-not-faked not findmnt --mountpoint /etc/kubernetes
+"#,
+    );
+    let c4 = boot_vm(
+        &s,
+        "mkstick.img",
+        &[&disk(&s, "d0"), &disk(&s, "d1"), &disk(&s, "d3")],
+        "storage-4-missing",
+    );
+    assert!(
+        c4.contains("ERROR: /dev/disk/by-id/virtio-d2 is missing"),
+        "the missing drive is reported on the console"
+    );
+    assert!(
+        c4.contains("DEGRADED and NOT MOUNTED"),
+        "the status line is on the console"
+    );
+    assert_eq!(
+        sha256_hex(&std::fs::read(&ext4).unwrap()),
+        ext4_before,
+        "the ext4 drive is still unchanged"
+    );
+}
