@@ -36,6 +36,18 @@ kernel-args = []
 # Show the boot console on the first serial port too (ttyS0, 115200 baud).
 serial-console = true
 
+# Data drives: a btrfs pool that keeps the cluster's state and your data
+# across reboots and reflashing. Without it, nothing survives a reboot.
+# List whole drives by their stable names (`ls -l /dev/disk/by-id/` on the
+# server). A drive that holds anything is never formatted.
+# [storage]
+# drives = [
+#   "/dev/disk/by-id/ata-WDC_WD40EFRX-68N32N0_WD-WCC7K0XXXXXX",
+#   "/dev/disk/by-id/ata-WDC_WD40EFRX-68N32N0_WD-WCC7K0YYYYYY",
+# ]
+# profile = "raid1"          # single, raid1 (2+ drives) or raid1c3 (3+)
+# nfs-clients = ["127.0.0.1"]  # who may mount <mount>/exports over NFS
+
 [extra]
 # Your own Ignition configs (spec 3.0.0 to 3.3.0), merged over mkstick's.
 ignition = []
@@ -55,5 +67,24 @@ mod tests {
         assert_eq!(c.node.ssh_authorized_keys.len(), 1);
         let c = crate::config::parse(Path::new("s.toml"), &starter_config(None)).unwrap();
         assert!(c.node.ssh_authorized_keys.is_empty());
+        // The commented [storage] example is valid once uncommented.
+        let text = starter_config(Some(key)).replace("# [storage]", "[storage]");
+        let text: String = text
+            .lines()
+            .map(|l| match l.strip_prefix("# ") {
+                Some(rest)
+                    if rest.starts_with("drives")
+                        || rest.starts_with("  \"/dev")
+                        || rest.starts_with(']')
+                        || rest.starts_with("profile")
+                        || rest.starts_with("nfs-clients") =>
+                {
+                    format!("{rest}\n")
+                }
+                _ => format!("{l}\n"),
+            })
+            .collect();
+        let c = crate::config::parse(Path::new("s.toml"), &text).unwrap();
+        assert_eq!(c.storage.unwrap().drives.len(), 2);
     }
 }

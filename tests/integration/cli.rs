@@ -198,3 +198,42 @@ fn plan_shows_hashes_never_secrets() {
     let full = ok(s.run(&["inspect", "mkstick.img", "--show-config"]));
     assert!(full.contains(HASH), "--show-config prints the whole config");
 }
+
+#[test]
+fn storage_mistakes_are_located_and_nothing_is_built() {
+    let base = minimal_config();
+    let cases = [
+        (
+            "[storage]\ndrives = [\"/dev/disk/by-id/ata-A\", \"/dev/sdb\"]\n",
+            "mkstick.toml:9:36: `/dev/sdb` is a kernel name, and kernel names change between boots",
+        ),
+        (
+            "[storage]\ndrives = [\"/dev/disk/by-id/ata-A\", \"/dev/disk/by-id/ata-B\"]\nprofile = \"raid5\"\n",
+            "mkstick.toml:10:11: profile `raid5` is refused: btrfs raid5 can lose data",
+        ),
+        (
+            "[storage]\ndrives = [\"/dev/disk/by-id/ata-A\", \"/dev/disk/by-id/ata-B\"]\nprofile = \"raid1c3\"\n",
+            "mkstick.toml:10:11: profile raid1c3 keeps 3 copies and needs at least 3 drives, but [storage] drives lists 2",
+        ),
+        (
+            "[storage]\ndrives = [\"/dev/disk/by-id/ata-A\"]\npersist = [\"/home/core\"]\n",
+            "mkstick.toml:10:12: `/home/core`: on Fedora CoreOS /home is a link into /var",
+        ),
+        (
+            "[storage]\ndrives = [\"/dev/disk/by-id/ata-A\"]\nnfs-clients = [\"*\"]\n",
+            "mkstick.toml:10:16: NFS client `*` would let anyone",
+        ),
+        (
+            "[storage]\ndrive = [\"/dev/disk/by-id/ata-A\"]\n",
+            "mkstick.toml:9:1: unknown key `drive`; did you mean `drives`?",
+        ),
+    ];
+    for (storage, want) in cases {
+        let s = Scratch::new(&format!("{base}\n{storage}"));
+        for args in [&["check"][..], &["build"][..]] {
+            let err = fails(s.run(args));
+            assert!(err.contains(want), "{storage}\n{args:?}: {err}");
+        }
+        assert!(!s.path("mkstick.img").exists(), "{storage}");
+    }
+}

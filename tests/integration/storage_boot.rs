@@ -8,10 +8,11 @@
 //!      paths are bind-mounted, a marker and a kept file are written, and a
 //!      file written through NFS over loopback lands on the btrfs volume;
 //!   2. the same drives, a fresh RAM state: no mkfs, everything is still there;
-//!   3. a third blank drive and an ext4 drive are added to the config and the
-//!      stick rebuilt: the blank one joins and the pool is balanced to raid1,
-//!      the ext4 one is left alone (byte for byte, checked on the host) with a
-//!      loud error, and the pool keeps working;
+//!   3. a third blank drive, an ext4 drive and a drive with only a partition
+//!      table are added to the config and the stick rebuilt: the blank one
+//!      joins and the pool is balanced to raid1; the other two are left alone
+//!      (byte for byte, checked on the host) with loud errors, and the pool
+//!      keeps working;
 //!   4. a drive of the raid1 pool is detached: the boot goes on, the status
 //!      line names the missing drive, and nothing is mounted degraded.
 //!
@@ -61,7 +62,7 @@ fn config(os: &Path, drives: &[&str]) -> String {
     format!(
         "[node]\nhostname = \"pool-test\"\nssh-authorized-keys = [\"{KEY}\"]\n\n\
 [os]\npath = \"{}\"\n\n[storage]\ndrives = [{}]\nprofile = \"raid1\"\n\
-persist = [\"{KEPT}\"]\ndevice-timeout-secs = 30\n\n\
+persist = [\"{KEPT}\"]\ndevice-timeout-secs = 20\n\n\
 [extra]\nignition = [\"check.ign\"]\n",
         os.display(),
         drives.join(", ")
@@ -121,7 +122,7 @@ fn pool_uuid(console: &str) -> String {
 
 #[test]
 fn data_pool_is_created_kept_grown_and_never_touches_foreign_drives() {
-    let Some(mkfs_ext4) = tool("mkfs.ext4") else {
+    let (Some(mkfs_ext4), Some(sgdisk)) = (tool("mkfs.ext4"), tool("sgdisk")) else {
         return;
     };
     let s = Scratch::new("");
@@ -146,6 +147,20 @@ fn data_pool_is_created_kept_grown_and_never_touches_foreign_drives() {
         String::from_utf8_lossy(&o.stderr)
     );
     let ext4_before = sha256_hex(&std::fs::read(&ext4).unwrap());
+    // A drive with a partition table and no filesystem at all.
+    let parted = s.path("d4.img");
+    sparse(&parted, 32 << 20);
+    let o = Command::new(sgdisk)
+        .args(["-n", "1:0:0", "-t", "1:8300"])
+        .arg(&parted)
+        .output()
+        .unwrap();
+    assert!(
+        o.status.success(),
+        "sgdisk: {}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    let parted_before = sha256_hex(&std::fs::read(&parted).unwrap());
     let token = format!(
         "marker-{}",
         &sha256_hex(s.dir.path().to_string_lossy().as_bytes())[..16]
@@ -229,7 +244,7 @@ check no-failed-units no_failed_units
     // Boot 3: a third blank drive and a drive holding ext4 are listed.
     build(
         &s,
-        &["d0", "d1", "d2", "d3"],
+        &["d0", "d1", "d2", "d3", "d4"],
         &format!(
             r#"
 check mounted mounted
@@ -241,6 +256,8 @@ check marker test "$(cat {MOUNT}/marker)" = "{token}"
 check kept-file test "$(cat {KEPT}/kept.txt)" = "kept {token}"
 check d3-still-ext4 test "$(blkid -p -o value -s TYPE /dev/disk/by-id/virtio-d3)" = ext4
 check loud-error grep -q "virtio-d3 holds ext4" /etc/issue.d/50-mkstick-storage.issue
+check loud-error-gpt grep -q "virtio-d4 holds gpt" /etc/issue.d/50-mkstick-storage.issue
+check d4-not-joined not sh -c 'btrfs filesystem show {MOUNT} | grep -q "$(readlink -f /dev/disk/by-id/virtio-d4)"'
 check pool-writable sh -c 'echo grown > {MOUNT}/after-grow && sync'
 check only-prepare-failed only_failed mkstick-storage.service
 "#
@@ -254,6 +271,7 @@ check only-prepare-failed only_failed mkstick-storage.service
             &disk(&s, "d1"),
             &disk(&s, "d2"),
             &disk(&s, "d3"),
+            &disk(&s, "d4"),
         ],
         "storage-3-grow",
     );
@@ -268,11 +286,20 @@ check only-prepare-failed only_failed mkstick-storage.service
         ext4_before,
         "the ext4 drive is byte-for-byte unchanged"
     );
+    assert!(
+        c3.contains("ERROR: /dev/disk/by-id/virtio-d4 holds gpt"),
+        "the partitioned drive is reported too"
+    );
+    assert_eq!(
+        sha256_hex(&std::fs::read(&parted).unwrap()),
+        parted_before,
+        "the partitioned drive is byte-for-byte unchanged"
+    );
 
     // Boot 4: d2 is detached from the raid1 pool.
     build(
         &s,
-        &["d0", "d1", "d2", "d3"],
+        &["d0", "d1", "d2", "d3", "d4"],
         r#"
 check not-mounted not mounted
 check never-degraded not grep -q degraded /proc/mounts
@@ -284,7 +311,12 @@ check kept-paths-not-faked not findmnt --mountpoint /etc/kubernetes
     let c4 = boot_vm(
         &s,
         "mkstick.img",
-        &[&disk(&s, "d0"), &disk(&s, "d1"), &disk(&s, "d3")],
+        &[
+            &disk(&s, "d0"),
+            &disk(&s, "d1"),
+            &disk(&s, "d3"),
+            &disk(&s, "d4"),
+        ],
         "storage-4-missing",
     );
     assert!(
