@@ -3,6 +3,36 @@
 //! Every table denies unknown keys. Errors name the file, line and column,
 //! say what is wrong and how to fix it, and suggest the nearest valid key.
 
+/// `Display`, `as_str` and the `String` conversions serde uses
+/// (`#[serde(try_from = "String", into = "String")]`) for a newtype over a
+/// `String` whose `FromStr` does the checking. Defined before the modules
+/// that use it.
+macro_rules! string_newtype {
+    ($name:ident) => {
+        impl std::fmt::Display for $name {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str(&self.0)
+            }
+        }
+        impl TryFrom<String> for $name {
+            type Error = String;
+            fn try_from(s: String) -> Result<Self, String> {
+                s.parse()
+            }
+        }
+        impl From<$name> for String {
+            fn from(v: $name) -> String {
+                v.0
+            }
+        }
+        impl $name {
+            pub fn as_str(&self) -> &str {
+                &self.0
+            }
+        }
+    };
+}
+
 mod starter;
 pub mod storage;
 pub mod types;

@@ -58,32 +58,11 @@ pub const KUBERNETES_PERSIST: [&str; 4] = [
     "/var/lib/kubelet",
 ];
 
-macro_rules! string_value {
-    ($name:ident) => {
-        impl fmt::Display for $name {
-            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                f.write_str(&self.0)
-            }
-        }
-        impl<'de> Deserialize<'de> for $name {
-            fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-                String::deserialize(d)?
-                    .parse()
-                    .map_err(serde::de::Error::custom)
-            }
-        }
-        impl $name {
-            pub fn as_str(&self) -> &str {
-                &self.0
-            }
-        }
-    };
-}
-
 /// A drive's stable name under `/dev/disk/by-id/`.
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Deserialize, serde::Serialize)]
+#[serde(try_from = "String", into = "String")]
 pub struct DrivePath(String);
-string_value!(DrivePath);
+string_newtype!(DrivePath);
 
 pub const BY_ID: &str = "/dev/disk/by-id/";
 
@@ -145,9 +124,10 @@ impl DrivePath {
 }
 
 /// The btrfs label that identifies the pool.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, serde::Serialize)]
+#[serde(try_from = "String", into = "String")]
 pub struct PoolLabel(String);
-string_value!(PoolLabel);
+string_newtype!(PoolLabel);
 
 impl FromStr for PoolLabel {
     type Err = String;
@@ -229,9 +209,10 @@ impl<'de> Deserialize<'de> for Profile {
 }
 
 /// A btrfs `compress=` value.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, serde::Serialize)]
+#[serde(try_from = "String", into = "String")]
 pub struct Compress(String);
-string_value!(Compress);
+string_newtype!(Compress);
 
 impl Default for Compress {
     fn default() -> Self {
@@ -275,9 +256,10 @@ impl Compress {
 
 /// An absolute path under `/var` or `/etc` on the booted OS: the data
 /// mount point, or a directory kept on the pool.
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Deserialize, serde::Serialize)]
+#[serde(try_from = "String", into = "String")]
 pub struct StatePath(String);
-string_value!(StatePath);
+string_newtype!(StatePath);
 
 impl FromStr for StatePath {
     type Err = String;
@@ -345,9 +327,10 @@ impl StatePath {
 
 /// A client of the NFS export, as exports(5) writes it: a host name, an IP
 /// address or a network (`192.168.1.0/24`), or a wildcard (`*.lan`).
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, serde::Serialize)]
+#[serde(try_from = "String", into = "String")]
 pub struct NfsClient(String);
-string_value!(NfsClient);
+string_newtype!(NfsClient);
 
 impl FromStr for NfsClient {
     type Err = String;

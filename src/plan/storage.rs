@@ -250,19 +250,17 @@ impl StoragePlan {
             .iter()
             .map(|p| mount_unit(p.as_str()))
             .collect();
-        let opts = "rw,sync,no_subtree_check,no_root_squash";
-        let clients: Vec<String> = self
-            .nfs
-            .clients
-            .iter()
-            .map(|c| format!("{c}({opts},fsid=0,mp={})", self.mount))
-            .collect();
-        let container_clients: Vec<String> = self
-            .nfs
-            .clients
-            .iter()
-            .map(|c| format!("{c}({opts},fsid=0)"))
-            .collect();
+        // One exports(5) client list; the host's server also checks that the
+        // pool is mounted (the container's Volume= is that pool already).
+        let export_to = |extra: &str| -> Vec<String> {
+            self.nfs
+                .clients
+                .iter()
+                .map(|c| format!("{c}(rw,sync,no_subtree_check,no_root_squash,fsid=0{extra})"))
+                .collect()
+        };
+        let clients = export_to(&format!(",mp={}", self.mount));
+        let container_clients = export_to("");
         let words = |v: &[String]| v.join(" ");
         BTreeMap::from([
             ("label", self.label.to_string()),
@@ -371,6 +369,10 @@ mod tests {
     use std::path::Path;
 
     fn plan_of(storage: &str) -> Result<StoragePlan> {
+        plan_with(storage, NfsServer::Kernel)
+    }
+
+    fn plan_with(storage: &str, nfs_server: NfsServer) -> Result<StoragePlan> {
         let text = format!("[node]\nhostname = \"kube1\"\n\n[storage]\n{storage}");
         let config = crate::config::parse(Path::new("mkstick.toml"), &text)?;
         let loaded = LoadedConfig {
@@ -379,7 +381,7 @@ mod tests {
             config,
         };
         let cfg = loaded.config.storage.clone().expect("[storage] given");
-        StoragePlan::from_config(&loaded, &cfg, NfsServer::Kernel)
+        StoragePlan::from_config(&loaded, &cfg, nfs_server)
     }
 
     const TWO: &str = "drives = [\"/dev/disk/by-id/virtio-a\", \"/dev/disk/by-id/virtio-b\"]\n";
@@ -515,17 +517,11 @@ mod tests {
 
     #[test]
     fn an_os_without_an_nfs_server_gets_the_container() {
-        let text = format!(
-            "[node]\nhostname = \"kube1\"\n\n[storage]\n{TWO}nfs-clients = [\"10.0.0.0/8\"]\n"
-        );
-        let config = crate::config::parse(Path::new("mkstick.toml"), &text).unwrap();
-        let loaded = LoadedConfig {
-            path: "mkstick.toml".into(),
-            text,
-            config,
-        };
-        let cfg = loaded.config.storage.clone().unwrap();
-        let p = StoragePlan::from_config(&loaded, &cfg, NfsServer::Container).unwrap();
+        let p = plan_with(
+            &format!("{TWO}nfs-clients = [\"10.0.0.0/8\"]\n"),
+            NfsServer::Container,
+        )
+        .unwrap();
         let files = p.overlay().unwrap();
         let file = |want: &str| {
             files.iter().find_map(|f| match f {

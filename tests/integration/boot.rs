@@ -143,7 +143,7 @@ password-hash = \"{HASH}\"\ntimezone = \"Europe/Berlin\"\n\n[os]\npath = \"{}\"\
     ok(s.run(&["build", "-q"]));
     let img = s.path("mkstick.img");
     ignition_validate(&embedded_ignition(&img));
-    let before = sha256_hex(&std::fs::read(&img).unwrap());
+    let before = file_sha256(&img);
 
     let console = boot_vm(&s, "mkstick.img", &["64M"], "boot-test");
     assert!(
@@ -154,11 +154,7 @@ password-hash = \"{HASH}\"\ntimezone = \"Europe/Berlin\"\n\n[os]\npath = \"{}\"\
         console.contains("mkstick: mkstick-boot is up"),
         "the overlay's banner unit printed"
     );
-    assert_eq!(
-        sha256_hex(&std::fs::read(&img).unwrap()),
-        before,
-        "booting never changes the image"
-    );
+    assert_eq!(file_sha256(&img), before, "booting never changes the image");
 }
 
 #[test]

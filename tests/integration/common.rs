@@ -16,6 +16,11 @@ pub fn sha256_hex(bytes: &[u8]) -> String {
         .collect()
 }
 
+/// The sha256 of a file's contents, in hex.
+pub fn file_sha256(path: impl AsRef<Path>) -> String {
+    sha256_hex(&std::fs::read(path).unwrap())
+}
+
 /// Deterministic filler bytes, so fake OS files (and golden hashes) are stable.
 pub fn filler(len: usize, seed: u8) -> Vec<u8> {
     let mut x = (seed as u32).wrapping_mul(0x9e37_79b9) | 1;
@@ -78,7 +83,7 @@ pub fn fake_os(dir: &Path, efi: Efi) {
         Efi::Dir => r#"["EFI/BOOT/grub.cfg"]"#,
         Efi::FatImage => r#"["EFI/BOOT/grub.cfg", "EFI/fedora/grub.cfg"]"#,
     };
-    let sha = |n: &str| sha256_hex(&std::fs::read(dir.join(n)).unwrap());
+    let sha = |n: &str| file_sha256(dir.join(n));
     let json = format!(
         r#"{{
   "format": 1,

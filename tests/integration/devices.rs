@@ -372,17 +372,13 @@ fn a_device_smaller_than_the_image_is_refused() {
         return;
     };
     let (s, _) = built_image();
-    let before = sha256_hex(&std::fs::read(&lp.backing).unwrap());
+    let before = file_sha256(&lp.backing);
     let err = fails(run_flash(&s, &lp.dev, &[]));
     assert!(
         err.contains("the image needs 35.0 MiB but the device has 8.0 MiB; use a bigger stick"),
         "{err}"
     );
-    assert_eq!(
-        sha256_hex(&std::fs::read(&lp.backing).unwrap()),
-        before,
-        "nothing written"
-    );
+    assert_eq!(file_sha256(&lp.backing), before, "nothing written");
 }
 
 #[test]
@@ -430,9 +426,9 @@ fn a_device_with_a_mounted_partition_is_refused_and_untouched() {
     let (s, _) = built_image();
     // Hash while mounted (unmounting writes ext4 metadata), after a sync.
     assert!(Command::new("sync").status().unwrap().success());
-    let before = sha256_hex(&std::fs::read(&lp.backing).unwrap());
+    let before = file_sha256(&lp.backing);
     let err = fails(run_flash(&s, &lp.dev, &[]));
-    let after = sha256_hex(&std::fs::read(&lp.backing).unwrap());
+    let after = file_sha256(&lp.backing);
     let _ = Command::new("umount").arg(mnt.path()).status();
     assert!(
         err.contains(&format!(
@@ -465,7 +461,7 @@ fn a_killed_flash_leaves_no_bootable_gpt_and_a_rerun_succeeds() {
         .to_string();
     std::fs::write(
         s.path("os/os.json"),
-        json.replace(&old, &sha256_hex(&std::fs::read(&rootfs).unwrap())),
+        json.replace(&old, &file_sha256(&rootfs)),
     )
     .unwrap();
     ok(s.run(&["build", "-q"]));
@@ -593,7 +589,7 @@ fn confirmation_needs_the_device_name_typed_at_a_terminal() {
     // No terminal and no --yes: refused.
     let err = fails(s.run(&["flash", "mkstick.img", dev, "--allow-fixed"]));
     assert!(err.contains("without confirmation; pass --yes"), "{err}");
-    let before = sha256_hex(&std::fs::read(&lp.backing).unwrap());
+    let before = file_sha256(&lp.backing);
     // At a terminal (script(1) gives one), the wrong name is refused...
     let bin = env!("CARGO_BIN_EXE_mkstick");
     let at_tty = |answer: &str| {
@@ -625,7 +621,7 @@ fn confirmation_needs_the_device_name_typed_at_a_terminal() {
         "{out}"
     );
     assert!(out.contains("nothing was written"), "{out}");
-    assert_eq!(sha256_hex(&std::fs::read(&lp.backing).unwrap()), before);
+    assert_eq!(file_sha256(&lp.backing), before);
     // ...and the right one goes ahead.
     let (ok_right, out) = at_tty(name);
     assert!(

@@ -107,6 +107,16 @@ fn disk(s: &Scratch, serial: &str) -> String {
     )
 }
 
+/// Run a host tool that prepares a test disk; it must succeed.
+fn succeed(cmd: &mut Command) {
+    let o = cmd.output().unwrap();
+    assert!(
+        o.status.success(),
+        "{cmd:?}: {}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+}
+
 fn sparse(path: &Path, bytes: u64) {
     std::fs::File::create(path).unwrap().set_len(bytes).unwrap();
 }
@@ -135,32 +145,22 @@ fn data_pool_is_created_kept_grown_and_never_touches_foreign_drives() {
     std::fs::write(content.join("precious.txt"), "do not format me\n").unwrap();
     let ext4 = s.path("d3.img");
     sparse(&ext4, 64 << 20);
-    let o = Command::new(mkfs_ext4)
-        .args(["-q", "-F", "-L", "precious", "-d"])
-        .arg(&content)
-        .arg(&ext4)
-        .output()
-        .unwrap();
-    assert!(
-        o.status.success(),
-        "mkfs.ext4: {}",
-        String::from_utf8_lossy(&o.stderr)
+    succeed(
+        Command::new(mkfs_ext4)
+            .args(["-q", "-F", "-L", "precious", "-d"])
+            .arg(&content)
+            .arg(&ext4),
     );
-    let ext4_before = sha256_hex(&std::fs::read(&ext4).unwrap());
+    let ext4_before = file_sha256(&ext4);
     // A drive with a partition table and no filesystem at all.
     let parted = s.path("d4.img");
     sparse(&parted, 32 << 20);
-    let o = Command::new(sgdisk)
-        .args(["-n", "1:0:0", "-t", "1:8300"])
-        .arg(&parted)
-        .output()
-        .unwrap();
-    assert!(
-        o.status.success(),
-        "sgdisk: {}",
-        String::from_utf8_lossy(&o.stderr)
+    succeed(
+        Command::new(sgdisk)
+            .args(["-n", "1:0:0", "-t", "1:8300"])
+            .arg(&parted),
     );
-    let parted_before = sha256_hex(&std::fs::read(&parted).unwrap());
+    let parted_before = file_sha256(&parted);
     let token = format!(
         "marker-{}",
         &sha256_hex(s.dir.path().to_string_lossy().as_bytes())[..16]
@@ -282,7 +282,7 @@ check only-prepare-failed only_failed mkstick-storage.service
         "the loud error, with the way out, is on the console"
     );
     assert_eq!(
-        sha256_hex(&std::fs::read(&ext4).unwrap()),
+        file_sha256(&ext4),
         ext4_before,
         "the ext4 drive is byte-for-byte unchanged"
     );
@@ -291,7 +291,7 @@ check only-prepare-failed only_failed mkstick-storage.service
         "the partitioned drive is reported too"
     );
     assert_eq!(
-        sha256_hex(&std::fs::read(&parted).unwrap()),
+        file_sha256(&parted),
         parted_before,
         "the partitioned drive is byte-for-byte unchanged"
     );
@@ -328,7 +328,7 @@ check kept-paths-not-faked not findmnt --mountpoint /etc/kubernetes
         "the status line is on the console"
     );
     assert_eq!(
-        sha256_hex(&std::fs::read(&ext4).unwrap()),
+        file_sha256(&ext4),
         ext4_before,
         "the ext4 drive is still unchanged"
     );
