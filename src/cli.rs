@@ -32,6 +32,11 @@ pub enum Command {
     Plan(ConfigArgs),
     /// Build the stick image
     Build(BuildArgs),
+    /// Download and verify the OS the config names, into the cache
+    Fetch(ConfigArgs),
+    /// Show or trim the download cache
+    #[command(subcommand)]
+    Cache(CacheCommand),
     /// Show what is inside a stick image
     Inspect(InspectArgs),
     /// Boot a stick image in QEMU, leaving the image unchanged
@@ -94,9 +99,47 @@ pub struct ConfigArgs {
     /// The config file
     #[arg(long, short, default_value = "mkstick.toml")]
     pub config: PathBuf,
-    /// An OS directory (holding os.json); overrides [os] path
+    /// An OS directory (holding os.json); overrides [os]
     #[arg(long, value_name = "DIR")]
     pub os_dir: Option<PathBuf>,
+    #[command(flatten)]
+    pub fetch: FetchArgs,
+}
+
+/// Where downloads go and how they are checked.
+#[derive(Debug, Args, Clone, Default)]
+pub struct FetchArgs {
+    /// The download cache (default: $XDG_CACHE_HOME/mkstick)
+    #[arg(long, value_name = "DIR")]
+    pub cache_dir: Option<PathBuf>,
+    /// Accept a download whose OpenPGP signature is missing or bad, on its
+    /// digest alone (dangerous; the digest is always checked)
+    #[arg(long)]
+    pub insecure_skip_signature: bool,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum CacheCommand {
+    /// List the cached OS releases and files
+    Ls(CacheArgs),
+    /// Remove older releases, unused files and partial downloads
+    Prune(PruneArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct CacheArgs {
+    /// The download cache (default: $XDG_CACHE_HOME/mkstick)
+    #[arg(long, value_name = "DIR")]
+    pub cache_dir: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub struct PruneArgs {
+    #[command(flatten)]
+    pub cache: CacheArgs,
+    /// How many releases of each OS to keep, newest first
+    #[arg(long, default_value_t = 1)]
+    pub keep: usize,
 }
 
 #[derive(Debug, Args)]

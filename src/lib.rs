@@ -13,6 +13,7 @@ pub mod ignition;
 pub mod image;
 pub mod inspect;
 pub mod io;
+pub mod k8s;
 pub mod os;
 pub mod overlays;
 pub mod payload;
@@ -36,11 +37,13 @@ pub fn run(cli: Cli, progress: &Progress) -> Result<ExitCode> {
         Command::Init(a) => init(&a, &mut out()),
         Command::Check(a) => check(&a, progress, &mut out()),
         Command::Plan(a) => {
-            let (plan, payload) = plan_and_render(&a, SeedChoice::Derived)?;
+            let (plan, payload) = plan_and_render(&a, SeedChoice::Derived, progress)?;
             write!(out(), "{}", plan::describe(&plan, &payload))?;
             Ok(ExitCode::SUCCESS)
         }
         Command::Build(a) => build(&a, progress, &mut out()),
+        Command::Fetch(a) => fetch(&a, progress, &mut out()),
+        Command::Cache(c) => cache(&c, &mut out()),
         Command::Inspect(a) => inspect::run(&a, progress, &mut out()),
         // `boot` copies the guest's console to stdout from a thread of its
         // own, so this thread must not hold the stdout lock meanwhile.
@@ -60,12 +63,73 @@ fn source_date_epoch() -> Result<Option<i64>> {
     }
 }
 
-fn plan_and_render(a: &ConfigArgs, seed: SeedChoice) -> Result<(plan::Plan, payload::Payload)> {
+fn fetch_options(a: &cli::FetchArgs) -> os::fetch::FetchOptions {
+    os::fetch::FetchOptions {
+        cache_dir: a.cache_dir.clone(),
+        signatures: if a.insecure_skip_signature {
+            os::download::SignaturePolicy::InsecureSkip
+        } else {
+            os::download::SignaturePolicy::Require
+        },
+    }
+}
+
+/// The OS directory the config names: local, or fetched into the cache.
+fn acquire_os(
+    loaded: &config::LoadedConfig,
+    a: &ConfigArgs,
+    progress: &Progress,
+) -> Result<(PathBuf, Option<os::download::Summary>)> {
+    let source = os::source::OsSource::from_config(loaded, a.os_dir.as_ref())?;
+    let keys = os::fetch::Keys::embedded()?;
+    os::fetch::acquire(&source, &fetch_options(&a.fetch), &keys, progress)
+}
+
+fn fetch(a: &ConfigArgs, progress: &Progress, out: &mut impl Write) -> Result<ExitCode> {
     let loaded = config::load(&a.config)?;
+    let (dir, summary) = acquire_os(&loaded, a, progress)?;
+    let os = os::OsDir::load(&dir)?;
+    if let Some(s) = summary {
+        writeln!(out, "{s}")?;
+    }
+    writeln!(
+        out,
+        "{} {} is ready in {}",
+        os.manifest.name,
+        os.manifest.version,
+        dir.display()
+    )?;
+    Ok(ExitCode::SUCCESS)
+}
+
+fn cache(c: &cli::CacheCommand, out: &mut impl Write) -> Result<ExitCode> {
+    match c {
+        cli::CacheCommand::Ls(a) => {
+            let cache = os::cache::Cache::open(a.cache_dir.as_deref())?;
+            write!(out, "{}", os::cache::describe(&cache)?)?;
+        }
+        cli::CacheCommand::Prune(a) => {
+            let cache = os::cache::Cache::open(a.cache.cache_dir.as_deref())?;
+            writeln!(out, "{}", cache.prune(a.keep)?)?;
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn plan_and_render(
+    a: &ConfigArgs,
+    seed: SeedChoice,
+    progress: &Progress,
+) -> Result<(plan::Plan, payload::Payload)> {
+    let loaded = config::load(&a.config)?;
+    let (os_dir, summary) = acquire_os(&loaded, a, progress)?;
+    if let Some(s) = summary {
+        progress.note(&s.to_string());
+    }
     let plan = plan::plan(
         &loaded,
         &PlanArgs {
-            os_dir: a.os_dir.clone(),
+            os_dir,
             seed,
             source_date_epoch: source_date_epoch()?,
         },
@@ -145,8 +209,10 @@ fn write_private(path: &Path, bytes: &[u8], force: bool) -> Result<()> {
 }
 
 fn check(a: &ConfigArgs, progress: &Progress, out: &mut impl Write) -> Result<ExitCode> {
-    let (plan, payload) = plan_and_render(a, SeedChoice::Derived)?;
-    let total = plan.kernel.size_bytes + plan.initramfs.size_bytes + plan.rootfs.size_bytes;
+    let (plan, payload) = plan_and_render(a, SeedChoice::Derived, progress)?;
+    let total = plan.kernel.size_bytes
+        + plan.initramfs.size_bytes
+        + plan.rootfs.as_ref().map_or(0, |r| r.size_bytes);
     let bar = progress.bar("checking OS", total);
     plan.os.verify(|n| bar.inc(n))?;
     bar.finish();
@@ -192,7 +258,7 @@ fn build(a: &BuildArgs, progress: &Progress, out: &mut impl Write) -> Result<Exi
     let record_path = PathBuf::from(format!("{}.manifest.json", a.output.display()));
     image::check_output(&a.output, a.force)?;
     image::check_output(&record_path, a.force)?;
-    let (plan, payload) = plan_and_render(&a.config, seed)?;
+    let (plan, payload) = plan_and_render(&a.config, seed, progress)?;
     let img = image::assemble(&plan, &payload, &a.output, a.force, progress)?;
 
     let mut inputs = BTreeMap::new();
@@ -201,11 +267,13 @@ fn build(a: &BuildArgs, progress: &Progress, out: &mut impl Write) -> Result<Exi
         plan.config_sha256.to_string(),
     );
     for (name, f) in [
-        ("kernel", &plan.kernel),
-        ("initramfs", &plan.initramfs),
-        ("rootfs", &plan.rootfs),
+        ("kernel", Some(&plan.kernel)),
+        ("initramfs", Some(&plan.initramfs)),
+        ("rootfs", plan.rootfs.as_ref()),
     ] {
-        inputs.insert(format!("os:{name}"), f.sha256.to_string());
+        if let Some(f) = f {
+            inputs.insert(format!("os:{name}"), f.sha256.to_string());
+        }
     }
     for x in &plan.extra_ignition {
         inputs.insert(format!("extra-ignition:{}", x.name), x.sha256.to_string());

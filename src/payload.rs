@@ -94,6 +94,7 @@ pub fn render(plan: &Plan) -> Result<Payload> {
         volume_id: plan.ids.volume_id,
         serial_console: plan.serial_console,
         kernel_args: &plan.kernel_args,
+        rootfs: plan.rootfs.is_some(),
     });
     for p in &m.grub_cfg {
         files.insert(p.clone(), bytes_file(p, grub_cfg.clone().into_bytes()));
@@ -106,11 +107,15 @@ pub fn render(plan: &Plan) -> Result<Payload> {
         bytes_file(CONFIG_COPY_PATH, plan.redacted_config.clone().into_bytes()),
         bytes_file(README_PATH, readme(plan).into_bytes()),
     ];
-    for (path, f) in [
-        (grub::KERNEL, &plan.kernel),
-        (grub::INITRAMFS, &plan.initramfs),
-        (grub::ROOTFS, &plan.rootfs),
-    ] {
+    let os_files = [
+        (grub::KERNEL, Some(&plan.kernel)),
+        (grub::INITRAMFS, Some(&plan.initramfs)),
+        (grub::ROOTFS, plan.rootfs.as_ref()),
+    ];
+    for (path, f) in os_files
+        .into_iter()
+        .filter_map(|(path, f)| f.map(|f| (path, f)))
+    {
         own.push(EspFile {
             path: path.to_string(),
             size_bytes: f.size_bytes,

@@ -93,6 +93,15 @@ impl Bar {
         }
     }
 
+    /// Start the bar at `bytes` already done (a resumed download); they do
+    /// not count towards the rate in the closing line.
+    pub fn set_position(&self, bytes: u64) {
+        if let Some(pb) = &self.inner {
+            pb.set_position(bytes);
+            pb.reset_eta();
+        }
+    }
+
     pub fn finish(&self) {
         if let Some(pb) = &self.inner {
             pb.finish_and_clear();

@@ -76,6 +76,17 @@ pub struct NodeConfig {
 pub struct OsConfig {
     /// An OS directory (one holding `os.json`), relative to the config file.
     pub path: Option<Spanned<PathBuf>>,
+    /// `fedora-coreos` (the default) or `flatcar`, downloaded and verified.
+    pub distro: Option<Spanned<String>>,
+    /// Fedora CoreOS's stream or Flatcar's channel (`channel` is accepted too).
+    #[serde(alias = "channel")]
+    pub stream: Option<Spanned<String>>,
+    /// A pinned release; the stream's current one when left out.
+    pub version: Option<Spanned<String>>,
+    /// Where Fedora CoreOS's stream metadata is read from.
+    pub stream_url: Option<Spanned<String>>,
+    /// The base URL of Flatcar's releases.
+    pub release_url: Option<Spanned<String>>,
 }
 
 #[derive(Debug, Clone, Deserialize)]

@@ -20,6 +20,8 @@ pub struct GrubArgs<'a> {
     pub volume_id: u32,
     pub serial_console: bool,
     pub kernel_args: &'a [KernelArg],
+    /// Whether the OS has a separate root filesystem initrd.
+    pub rootfs: bool,
 }
 
 /// The grub.cfg text. Kernel arguments are single-quoted; [`KernelArg`]
@@ -43,7 +45,7 @@ if search --no-floppy --fs-uuid --set=root {uuid}; then
   echo 'mkstick: booting {title}'
   if linux /{KERNEL} {args}; then
     echo 'mkstick: loading the initramfs, the root filesystem and the config'
-    if initrd /{INITRAMFS} /{ROOTFS} /{CONFIG_INITRD}; then
+    if initrd /{INITRAMFS} {rootfs}/{CONFIG_INITRD}; then
       boot
       echo 'mkstick: the kernel did not start'
     else
@@ -58,7 +60,12 @@ fi
 sleep 10
 halt
 ",
-        args = args.join(" ")
+        args = args.join(" "),
+        rootfs = if a.rootfs {
+            format!("/{ROOTFS} ")
+        } else {
+            String::new()
+        }
     )
 }
 
@@ -77,6 +84,7 @@ mod tests {
             volume_id: 0x1234abcd,
             serial_console: true,
             kernel_args: &args,
+            rootfs: true,
         });
         assert!(cfg.contains("--fs-uuid --set=root 1234-ABCD"));
         assert!(cfg.contains("'ignition.firstboot' 'console=ttyS0,115200n8'"));

@@ -1,8 +1,17 @@
 //! Where the CoreOS comes from: an OS directory with `os.json` -> [`OsDir`].
 //!
-//! Local OS directories and (later) downloaded ones share this format. Every
+//! Local OS directories and downloaded ones ([`fetch`]) share this format. Every
 //! file named in `os.json` carries a sha256; the big files are checked while
 //! they are copied onto the stick, the small EFI files when they are read.
+
+pub mod cache;
+pub mod download;
+pub mod fcos;
+pub mod fetch;
+pub mod flatcar;
+pub mod iso9660;
+pub mod source;
+pub mod verify;
 
 use crate::config::types::KernelArg;
 use crate::config::SourceError;
@@ -24,8 +33,10 @@ pub struct OsManifest {
     pub version: String,
     pub kernel: FileRef,
     pub initramfs: FileRef,
-    /// A newc cpio holding `root.squashfs`, loaded as a second initrd.
-    pub rootfs: FileRef,
+    /// A newc cpio holding `root.squashfs`, loaded as a second initrd
+    /// (Fedora CoreOS). Flatcar has none: its `/usr` image is the initramfs.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rootfs: Option<FileRef>,
     pub efi: EfiSource,
     /// Where on the EFI partition GRUB looks for `grub.cfg`.
     pub grub_cfg: Vec<String>,
@@ -181,13 +192,13 @@ impl OsDir {
         Ok(())
     }
 
-    fn main_refs(&self) -> [(&'static str, &FileRef); 3] {
+    fn main_refs(&self) -> Vec<(&'static str, &FileRef)> {
         let m = &self.manifest;
-        [
-            ("kernel", &m.kernel),
-            ("initramfs", &m.initramfs),
-            ("rootfs", &m.rootfs),
-        ]
+        let mut refs = vec![("kernel", &m.kernel), ("initramfs", &m.initramfs)];
+        if let Some(r) = &m.rootfs {
+            refs.push(("rootfs", r));
+        }
+        refs
     }
 
     /// Stat one referenced file.
@@ -217,8 +228,12 @@ impl OsDir {
         self.stat("initramfs", &self.manifest.initramfs)
     }
 
-    pub fn rootfs(&self) -> Result<OsFile> {
-        self.stat("rootfs", &self.manifest.rootfs)
+    pub fn rootfs(&self) -> Result<Option<OsFile>> {
+        self.manifest
+            .rootfs
+            .as_ref()
+            .map(|r| self.stat("rootfs", r))
+            .transpose()
     }
 
     /// Read the EFI boot files and check each one's sha256.

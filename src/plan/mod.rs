@@ -39,7 +39,8 @@ pub enum SeedChoice {
 #[derive(Debug, Clone, Default)]
 pub struct PlanArgs {
     /// `--os-dir`, which wins over `[os] path`.
-    pub os_dir: Option<PathBuf>,
+    /// The OS directory, local or fetched ([`crate::os::fetch::acquire`]).
+    pub os_dir: PathBuf,
     pub seed: SeedChoice,
     /// `SOURCE_DATE_EPOCH`, read by the caller.
     pub source_date_epoch: Option<i64>,
@@ -54,7 +55,8 @@ pub struct Plan {
     pub os: OsDir,
     pub kernel: OsFile,
     pub initramfs: OsFile,
-    pub rootfs: OsFile,
+    /// The second initrd holding the root filesystem, where the OS has one.
+    pub rootfs: Option<OsFile>,
     pub efi_files: Vec<EfiFile>,
     pub serial_console: bool,
     /// The whole kernel command line: the OS's, the console, the user's.
@@ -141,29 +143,7 @@ pub fn plan(loaded: &LoadedConfig, args: &PlanArgs) -> Result<Plan> {
         );
     }
 
-    let os_dir = match (&args.os_dir, &cfg.os.path) {
-        (Some(dir), _) => dir.clone(),
-        (None, Some(p)) => {
-            let dir = loaded.resolve(p.get_ref());
-            if !dir.is_dir() {
-                return Err(loaded
-                    .error_at(
-                        p,
-                        format!(
-                            "the OS directory {} does not exist; build one (scripts/build-test-os DIR) or fix the path",
-                            dir.display()
-                        ),
-                    )
-                    .into());
-            }
-            dir
-        }
-        (None, None) => bail!(
-            "{}: no OS to put on the stick; set [os] path = \"DIR\" to an OS directory, or pass --os-dir DIR",
-            loaded.path.display()
-        ),
-    };
-    let os = OsDir::load(&os_dir)?;
+    let os = OsDir::load(&args.os_dir)?;
     let kernel = os.kernel()?;
     let initramfs = os.initramfs()?;
     let rootfs = os.rootfs()?;

@@ -1,0 +1,3 @@
+//! Kubernetes: the pinned release mkstick installs ([`binaries`]).
+
+pub mod binaries;

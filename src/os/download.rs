@@ -1,0 +1,462 @@
+//! Downloads: a URL and the digest its publisher gives -> a verified file in
+//! the [`Cache`].
+//!
+//! The HTTP client is ureq (blocking, rustls, no async runtime to carry for
+//! a handful of sequential downloads). It reads `HTTPS_PROXY`, `HTTP_PROXY`,
+//! `ALL_PROXY` and `NO_PROXY` (and their lowercase forms). Its transparent
+//! gzip is left out on purpose: a resumed Range download must be the
+//! publisher's bytes, unchanged.
+//!
+//! A download goes to `partial/*.part`, resumes with `Range: bytes=N-`, and
+//! is retried a bounded number of times. Then one pass over the file checks
+//! the digest and, where the publisher signs, the detached signature; only
+//! then is it renamed into the cache. A failed check deletes the file.
+
+use super::cache::Cache;
+use super::verify::{Digest, DigestReader, Keyring, Signature};
+use crate::io::{human_bytes, Sha256Digest, BUFFER_SIZE};
+use crate::progress::Progress;
+use anyhow::{anyhow, bail, Context, Result};
+use std::cell::RefCell;
+use std::io::{Read, Write};
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// How many times one request is tried before its error is reported.
+pub const ATTEMPTS: u32 = 4;
+
+/// One file to fetch.
+#[derive(Debug, Clone)]
+pub struct Artifact {
+    /// What it is, for the progress bar and messages: "kernel".
+    pub name: String,
+    pub url: String,
+    pub digest: Digest,
+    /// The detached signature's URL, where the publisher signs this file.
+    pub signature_url: Option<String>,
+}
+
+/// A file in the cache, verified.
+#[derive(Debug, Clone)]
+pub struct Fetched {
+    pub path: PathBuf,
+    pub sha256: Sha256Digest,
+    pub size_bytes: u64,
+}
+
+/// What a run fetched and what it reused, for the summary line.
+#[derive(Debug, Clone, Default)]
+pub struct Summary {
+    pub fetched: Vec<(String, u64)>,
+    pub reused: Vec<String>,
+    pub unsigned: Vec<String>,
+}
+
+impl std::fmt::Display for Summary {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let bytes: u64 = self.fetched.iter().map(|(_, b)| b).sum();
+        write!(
+            f,
+            "fetched {} file{} ({}), reused {} from the cache",
+            self.fetched.len(),
+            if self.fetched.len() == 1 { "" } else { "s" },
+            human_bytes(bytes),
+            self.reused.len()
+        )?;
+        if !self.unsigned.is_empty() {
+            write!(
+                f,
+                "; NOT signature-checked: {}",
+                self.unsigned.join(", ")
+            )?;
+        }
+        Ok(())
+    }
+}
+
+/// Signature policy: never skipped unless the user said so, loudly.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum SignaturePolicy {
+    #[default]
+    Require,
+    /// `--insecure-skip-signature`: the digest is still checked.
+    InsecureSkip,
+}
+
+pub struct Downloader<'a> {
+    agent: ureq::Agent,
+    pub cache: &'a Cache,
+    progress: &'a Progress,
+    policy: SignaturePolicy,
+    retry_delay: Duration,
+    summary: RefCell<Summary>,
+}
+
+/// Why one attempt failed, and whether another may help.
+enum Failure {
+    Retry(anyhow::Error),
+    Fatal(anyhow::Error),
+}
+
+impl<'a> Downloader<'a> {
+    pub fn new(cache: &'a Cache, progress: &'a Progress, policy: SignaturePolicy) -> Self {
+        let agent = ureq::Agent::config_builder()
+            .http_status_as_error(false)
+            .timeout_connect(Some(Duration::from_secs(30)))
+            .timeout_recv_response(Some(Duration::from_secs(60)))
+            .user_agent(concat!("mkstick/", env!("CARGO_PKG_VERSION")))
+            .build()
+            .new_agent();
+        Downloader {
+            agent,
+            cache,
+            progress,
+            policy,
+            retry_delay: Duration::from_millis(500),
+            summary: RefCell::new(Summary::default()),
+        }
+    }
+
+    /// Shorter waits between attempts (tests).
+    pub fn with_retry_delay(mut self, d: Duration) -> Self {
+        self.retry_delay = d;
+        self
+    }
+
+    pub fn summary(&self) -> Summary {
+        self.summary.borrow().clone()
+    }
+
+    pub fn signature_policy(&self) -> SignaturePolicy {
+        self.policy
+    }
+
+    pub fn note(&self, text: &str) {
+        self.progress.note(text);
+    }
+
+    /// A small document (metadata, a digest list), into memory, retried.
+    pub fn get_small(&self, what: &str, url: &str) -> Result<Vec<u8>> {
+        self.retrying(url, |_| {
+            let mut resp = self.request(url, None)?;
+            let status = resp.status().as_u16();
+            if status != 200 {
+                return Err(status_failure(what, url, status));
+            }
+            let mut body = Vec::new();
+            resp.body_mut()
+                .with_config()
+                .limit(64 << 20)
+                .reader()
+                .read_to_end(&mut body)
+                .map_err(|e| Failure::Retry(anyhow!("reading {url}: {e}")))?;
+            Ok(body)
+        })
+    }
+
+    /// Fetch one artifact into the cache, or find it there.
+    /// `keys` checks the signature of an artifact that has one.
+    pub fn fetch(&self, a: &Artifact, keys: Option<&Keyring>) -> Result<Fetched> {
+        if let Some(sha256) = self.cache.lookup(&a.digest)? {
+            let path = self.cache.blob_path(&sha256);
+            let size_bytes = std::fs::metadata(&path)
+                .with_context(|| format!("reading {}", path.display()))?
+                .len();
+            self.summary.borrow_mut().reused.push(a.name.clone());
+            return Ok(Fetched {
+                path,
+                sha256,
+                size_bytes,
+            });
+        }
+        let signature = self.signature(a)?;
+        let part = self.cache.part_path(&a.digest);
+        let size_bytes = self.download(a, &part)?;
+        let sha256 = match check(&part, a, signature.as_ref(), keys) {
+            Ok(sha256) => sha256,
+            Err(e) => {
+                let _ = std::fs::remove_file(&part);
+                return Err(e);
+            }
+        };
+        let path = self.cache.admit(&part, &a.digest, &sha256)?;
+        let mut summary = self.summary.borrow_mut();
+        summary.fetched.push((a.name.clone(), size_bytes));
+        if signature.is_none() && a.signature_url.is_some() {
+            summary.unsigned.push(a.name.clone());
+        }
+        Ok(Fetched {
+            path,
+            sha256,
+            size_bytes,
+        })
+    }
+
+    /// The artifact's detached signature, parsed, or `None` when the user
+    /// gave `--insecure-skip-signature` and it is missing or unreadable.
+    fn signature(&self, a: &Artifact) -> Result<Option<Signature>> {
+        let Some(url) = &a.signature_url else {
+            return Ok(None);
+        };
+        let got = self
+            .get_small(&format!("the {} signature", a.name), url)
+            .and_then(|bytes| {
+                Signature::parse(&bytes).with_context(|| format!("reading the signature {url}"))
+            });
+        match (got, self.policy) {
+            (Ok(sig), _) => Ok(Some(sig)),
+            (Err(e), SignaturePolicy::Require) => Err(e.context(format!(
+                "refusing {}: without its signature nothing shows that its publisher made it; \
+                 if you accept that risk, pass --insecure-skip-signature",
+                a.url
+            ))),
+            (Err(e), SignaturePolicy::InsecureSkip) => {
+                self.progress.note(&format!(
+                    "WARNING: --insecure-skip-signature: {} is NOT signature-checked ({e:#}); only its {} is",
+                    a.url,
+                    a.digest.algorithm()
+                ));
+                Ok(None)
+            }
+        }
+    }
+
+    /// Download into `part`, resuming what is there. Returns the bytes fetched
+    /// over the network in this run.
+    fn download(&self, a: &Artifact, part: &std::path::Path) -> Result<u64> {
+        let fetched_before = std::cell::Cell::new(0u64);
+        let bar = RefCell::new(None::<crate::progress::Bar>);
+        let result = self.retrying(&a.url, |attempt| {
+            let have = std::fs::metadata(part).map(|m| m.len()).unwrap_or(0);
+            let mut resp = self.request(&a.url, (have > 0).then_some(have))?;
+            let status = resp.status().as_u16();
+            let (offset, total) = match status {
+                200 => (0, content_length(&resp)),
+                206 => match content_range(&resp) {
+                    Some((start, total)) if start == have => (start, total),
+                    _ => {
+                        let _ = std::fs::remove_file(part);
+                        return Err(Failure::Retry(anyhow!(
+                            "{}: the server answered the resume request with a range that does not start at byte {have}; starting over",
+                            a.url
+                        )));
+                    }
+                },
+                416 => {
+                    // What we have is not a prefix of what the server has.
+                    let _ = std::fs::remove_file(part);
+                    return Err(Failure::Retry(anyhow!(
+                        "{}: the server refused to resume at byte {have}; starting over",
+                        a.url
+                    )));
+                }
+                _ => return Err(status_failure(&a.name, &a.url, status)),
+            };
+            if offset > 0 && attempt == 1 {
+                self.progress.note(&format!(
+                    "{}: resuming at {}",
+                    a.name,
+                    human_bytes(offset)
+                ));
+            }
+            let mut file = std::fs::OpenOptions::new()
+                .create(true)
+                .write(true)
+                .truncate(offset == 0)
+                .append(offset > 0)
+                .open(part)
+                .with_context(|| format!("opening {}", part.display()))
+                .map_err(Failure::Fatal)?;
+            let mut bar_slot = bar.borrow_mut();
+            let b = bar_slot.get_or_insert_with(|| {
+                self.progress
+                    .bar(&short_label(&a.name), total.unwrap_or(0))
+            });
+            b.set_position(offset);
+            let mut reader = resp.body_mut().with_config().limit(u64::MAX).reader();
+            let mut buf = vec![0u8; BUFFER_SIZE];
+            let mut got = offset;
+            loop {
+                let n = match reader.read(&mut buf) {
+                    Ok(0) => break,
+                    Ok(n) => n,
+                    Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+                    Err(e) => {
+                        return Err(Failure::Retry(anyhow!(
+                            "{}: the connection broke after {}: {e}",
+                            a.url,
+                            human_bytes(got)
+                        )))
+                    }
+                };
+                file.write_all(&buf[..n])
+                    .with_context(|| format!("writing {}", part.display()))
+                    .map_err(Failure::Fatal)?;
+                got += n as u64;
+                fetched_before.set(fetched_before.get() + n as u64);
+                b.inc(n as u64);
+            }
+            file.flush()
+                .with_context(|| format!("writing {}", part.display()))
+                .map_err(Failure::Fatal)?;
+            if let Some(t) = total {
+                if got < t {
+                    return Err(Failure::Retry(anyhow!(
+                        "{}: the body ended after {} of {} (truncated)",
+                        a.url,
+                        human_bytes(got),
+                        human_bytes(t)
+                    )));
+                }
+            }
+            Ok(())
+        });
+        if let Some(b) = bar.borrow().as_ref() {
+            b.finish();
+        }
+        result.map(|_| fetched_before.get())
+    }
+
+    fn request(
+        &self,
+        url: &str,
+        from: Option<u64>,
+    ) -> std::result::Result<ureq::http::Response<ureq::Body>, Failure> {
+        let mut req = self.agent.get(url);
+        if let Some(n) = from {
+            req = req.header("Range", format!("bytes={n}-"));
+        }
+        req.call().map_err(|e| match e {
+            ureq::Error::BadUri(_) | ureq::Error::RequireHttpsOnly(_) => {
+                Failure::Fatal(anyhow!("{url} is not a URL this client can fetch: {e}"))
+            }
+            _ => Failure::Retry(anyhow!("requesting {url}: {e}")),
+        })
+    }
+
+    /// Run `attempt` up to [`ATTEMPTS`] times while it fails in a way that
+    /// another try may fix, waiting a little longer each time.
+    fn retrying<T>(
+        &self,
+        url: &str,
+        mut attempt: impl FnMut(u32) -> std::result::Result<T, Failure>,
+    ) -> Result<T> {
+        let mut last = None;
+        for n in 1..=ATTEMPTS {
+            match attempt(n) {
+                Ok(v) => return Ok(v),
+                Err(Failure::Fatal(e)) => return Err(e),
+                Err(Failure::Retry(e)) => {
+                    if n < ATTEMPTS {
+                        self.progress
+                            .note(&format!("{e:#}; trying again ({}/{ATTEMPTS})", n + 1));
+                        std::thread::sleep(self.retry_delay * n);
+                    }
+                    last = Some(e);
+                }
+            }
+        }
+        let e = last.expect("the loop ran at least once and every failure was kept");
+        Err(e.context(format!(
+            "giving up on {url} after {ATTEMPTS} attempts; check the network (and HTTPS_PROXY), then run the command again: finished parts are kept"
+        )))
+    }
+}
+
+fn status_failure(what: &str, url: &str, status: u16) -> Failure {
+    let e = anyhow!("{url} answered HTTP {status} for {what}");
+    match status {
+        408 | 425 | 429 | 500..=599 => Failure::Retry(e),
+        404 => Failure::Fatal(e.context(
+            "the file is not there: the release may have been removed, or the URL in [os] is wrong",
+        )),
+        _ => Failure::Fatal(e),
+    }
+}
+
+fn content_length(resp: &ureq::http::Response<ureq::Body>) -> Option<u64> {
+    resp.headers()
+        .get("content-length")?
+        .to_str()
+        .ok()?
+        .parse()
+        .ok()
+}
+
+/// `Content-Range: bytes START-END/TOTAL` -> (START, TOTAL).
+fn content_range(resp: &ureq::http::Response<ureq::Body>) -> Option<(u64, Option<u64>)> {
+    let v = resp.headers().get("content-range")?.to_str().ok()?;
+    parse_content_range(v)
+}
+
+fn parse_content_range(v: &str) -> Option<(u64, Option<u64>)> {
+    let rest = v.trim().strip_prefix("bytes ")?;
+    let (range, total) = rest.split_once('/')?;
+    let (start, _) = range.split_once('-')?;
+    Some((start.trim().parse().ok()?, total.trim().parse().ok()))
+}
+
+fn short_label(name: &str) -> String {
+    name.chars().take(14).collect()
+}
+
+/// One pass over a finished download: its digest, and its signature where
+/// there is one. Returns the sha256 the cache names it by.
+fn check(
+    part: &std::path::Path,
+    a: &Artifact,
+    signature: Option<&Signature>,
+    keys: Option<&Keyring>,
+) -> Result<Sha256Digest> {
+    let file = std::fs::File::open(part).with_context(|| format!("opening {}", part.display()))?;
+    let mut reader = DigestReader::new(
+        std::io::BufReader::with_capacity(BUFFER_SIZE, file),
+        matches!(a.digest, Digest::Sha512(_)),
+    );
+    let sig_result = signature.map(|s| match keys {
+        Some(k) => s.verify(k, &mut reader),
+        None => Err(anyhow!("no keys were given to check its signature with")),
+    });
+    let (sha256, sha512) = reader
+        .finish()
+        .with_context(|| format!("reading {}", part.display()))?;
+    let got = match a.digest {
+        Digest::Sha256(_) => Digest::Sha256(sha256),
+        Digest::Sha512(_) => Digest::Sha512(sha512.expect("sha512 was asked for")),
+    };
+    if got != a.digest {
+        bail!(
+            "{} mismatch for {} ({}): its publisher says {}, the download has {}; the file was deleted. Run the command again; if it happens again, the mirror or the network changes the file",
+            a.digest.algorithm(),
+            a.name,
+            a.url,
+            a.digest.hex(),
+            got.hex()
+        );
+    }
+    if let Some(r) = sig_result {
+        r.with_context(|| {
+            format!(
+                "bad signature on {} ({}): the file was deleted; do not use this file",
+                a.name, a.url
+            )
+        })?;
+    }
+    Ok(Sha256Digest(sha256))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn content_range_parses() {
+        assert_eq!(
+            parse_content_range("bytes 100-199/200"),
+            Some((100, Some(200)))
+        );
+        assert_eq!(parse_content_range("bytes 5-9/*"), Some((5, None)));
+        assert_eq!(parse_content_range("items 1-2/3"), None);
+        assert_eq!(parse_content_range("bytes x-2/3"), None);
+    }
+}

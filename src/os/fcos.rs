@@ -1,0 +1,310 @@
+//! Fedora CoreOS: stream metadata -> verified live artifacts -> an OS directory.
+//!
+//! The stream document (`https://builds.coreos.fedoraproject.org/streams/
+//! <stream>.json`, shape: coreos/stream-metadata-go `stream/stream.go`)
+//! names the current release and, under `x86_64 -> metal -> pxe`, the live
+//! kernel, initramfs and rootfs, each with a sha256 and a detached `.sig`.
+//! A pinned older version is read from that release's `release.json`
+//! (`release/release.go`), next to its artifacts.
+//!
+//! The EFI boot chain (shim, GRUB) is published only as `images/efiboot.img`
+//! inside the live ISO (`formats.iso.disk`). There is no separately signed
+//! copy, so mkstick downloads the ISO, checks its sha256 and signature like
+//! the rest, and reads that one file out of it with a small ISO 9660 reader
+//! ([`super::iso9660`], as coreos-installer does). The ISO is not kept in the
+//! OS directory: `mkstick cache prune` may drop it once efiboot.img is out.
+
+use super::download::{Artifact, Downloader, Fetched};
+use super::source::Release;
+use super::verify::{Digest, Keyring};
+use super::{EfiSource, FileRef, NfsServer, OsManifest};
+use crate::config::types::KernelArg;
+use anyhow::{anyhow, bail, Context, Result};
+use serde::Deserialize;
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+pub const DISTRO: &str = "fedora-coreos";
+/// The only architecture mkstick builds for.
+const ARCH: &str = "x86_64";
+/// Where efiboot.img sits in the live ISO (coreos-assembler
+/// `src/cmd-buildextend-live`; coreos-installer `iso extract`).
+pub const EFIBOOT_PATH: &str = "images/efiboot.img";
+const EFIBOOT_MAX_BYTES: u64 = 64 << 20;
+/// The live image's kernel arguments (the ISO's `coreos/kargs.json`),
+/// without `coreos.liveiso=`: the rootfs comes as a second initrd.
+const KERNEL_ARGS: &[&str] = &[
+    "mitigations=auto,nosmt",
+    "ignition.firstboot",
+    "ignition.platform.id=metal",
+];
+/// Where Fedora's signed GRUB reads its config (its prefix is /EFI/fedora);
+/// EFI/BOOT/grub.cfg for a GRUB started from the fallback path.
+const GRUB_CFG: &[&str] = &["EFI/fedora/grub.cfg", "EFI/BOOT/grub.cfg"];
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct ArtifactRef {
+    pub location: String,
+    pub signature: Option<String>,
+    pub sha256: String,
+}
+
+/// `streams/<stream>.json`, the parts mkstick reads.
+#[derive(Debug, Deserialize)]
+pub struct StreamDoc {
+    pub stream: String,
+    pub architectures: BTreeMap<String, StreamArch>,
+}
+
+#[derive(Debug, Deserialize)]
+pub struct StreamArch {
+    pub artifacts: BTreeMap<String, StreamPlatform>,
+}
+
+#[derive(Debug, Deserialize)]
+pub struct StreamPlatform {
+    pub release: String,
+    pub formats: BTreeMap<String, BTreeMap<String, ArtifactRef>>,
+}
+
+/// `builds/<version>/release.json`, the parts mkstick reads.
+#[derive(Debug, Deserialize)]
+pub struct ReleaseDoc {
+    pub release: String,
+    pub architectures: BTreeMap<String, ReleaseArch>,
+}
+
+#[derive(Debug, Deserialize)]
+pub struct ReleaseArch {
+    pub media: BTreeMap<String, ReleaseMedia>,
+}
+
+#[derive(Debug, Deserialize)]
+pub struct ReleaseMedia {
+    #[serde(default)]
+    pub artifacts: BTreeMap<String, BTreeMap<String, ArtifactRef>>,
+}
+
+/// One release's live artifacts for x86_64 metal.
+#[derive(Debug, Clone)]
+pub struct LiveRelease {
+    pub version: String,
+    pub kernel: ArtifactRef,
+    pub initramfs: ArtifactRef,
+    pub rootfs: ArtifactRef,
+    pub iso: ArtifactRef,
+}
+
+fn pick(
+    version: &str,
+    formats: &BTreeMap<String, BTreeMap<String, ArtifactRef>>,
+    source: &str,
+) -> Result<LiveRelease> {
+    let get = |format: &str, key: &str| -> Result<ArtifactRef> {
+        formats
+            .get(format)
+            .and_then(|f| f.get(key))
+            .cloned()
+            .ok_or_else(|| anyhow!("{source} has no {ARCH} metal {format} {key} artifact"))
+    };
+    Ok(LiveRelease {
+        version: version.to_string(),
+        kernel: get("pxe", "kernel")?,
+        initramfs: get("pxe", "initramfs")?,
+        rootfs: get("pxe", "rootfs")?,
+        iso: get("iso", "disk")?,
+    })
+}
+
+/// Read a stream document: the current release's live artifacts.
+pub fn parse_stream(bytes: &[u8], source: &str) -> Result<LiveRelease> {
+    let doc: StreamDoc = serde_json::from_slice(bytes)
+        .with_context(|| format!("{source} is not Fedora CoreOS stream metadata"))?;
+    let metal = doc
+        .architectures
+        .get(ARCH)
+        .and_then(|a| a.artifacts.get("metal"))
+        .ok_or_else(|| anyhow!("{source} (stream {}) has no {ARCH} metal artifacts", doc.stream))?;
+    pick(&metal.release, &metal.formats, source)
+}
+
+/// Read a release document (`release.json`).
+pub fn parse_release(bytes: &[u8], source: &str) -> Result<LiveRelease> {
+    let doc: ReleaseDoc = serde_json::from_slice(bytes)
+        .with_context(|| format!("{source} is not Fedora CoreOS release metadata"))?;
+    let metal = doc
+        .architectures
+        .get(ARCH)
+        .and_then(|a| a.media.get("metal"))
+        .ok_or_else(|| anyhow!("{source} has no {ARCH} metal artifacts"))?;
+    pick(&doc.release, &metal.artifacts, source)
+}
+
+/// `.../streams/<stream>.json` -> `.../prod/streams/<stream>/builds/<v>/release.json`,
+/// the layout builds.coreos.fedoraproject.org uses.
+fn release_url(stream_url: &str, stream: &str, version: &str) -> Result<String> {
+    let suffix = format!("/streams/{stream}.json");
+    match stream_url.strip_suffix(&suffix) {
+        Some(base) => Ok(format!(
+            "{base}/prod/streams/{stream}/builds/{version}/release.json"
+        )),
+        None => bail!(
+            "version {version} is not the stream's current release, and its release.json cannot be found from stream-url {stream_url} (which does not end in {suffix}); pin the current version or leave `version` out"
+        ),
+    }
+}
+
+fn artifact(name: &str, r: &ArtifactRef) -> Result<Artifact> {
+    let sha: crate::io::Sha256Digest = r
+        .sha256
+        .parse()
+        .map_err(|e: String| anyhow!("the stream metadata's sha256 for the {name}: {e}"))?;
+    Ok(Artifact {
+        name: name.to_string(),
+        url: r.location.clone(),
+        digest: Digest::Sha256(sha.0),
+        signature_url: r.signature.clone(),
+    })
+}
+
+/// Fetch the release `r` asks for into the cache; return its OS directory.
+pub fn fetch(r: &Release, dl: &Downloader, keys: &Keyring) -> Result<PathBuf> {
+    if let Some(v) = &r.version {
+        if let Some(dir) = super::fetch::cached_os(dl.cache, DISTRO, v) {
+            dl.note(&format!("Fedora CoreOS {v}: in the cache"));
+            return Ok(dir);
+        }
+    }
+    let bytes = dl.get_small("stream metadata", &r.url)?;
+    let mut live = parse_stream(&bytes, &r.url)?;
+    if let Some(v) = &r.version {
+        if *v != live.version {
+            let url = release_url(&r.url, &r.stream, v)?;
+            let bytes = dl.get_small("release metadata", &url)?;
+            live = parse_release(&bytes, &url)?;
+            if live.version != *v {
+                bail!("{url} describes release {}, not {v}", live.version);
+            }
+        }
+    }
+    if let Some(dir) = super::fetch::cached_os(dl.cache, DISTRO, &live.version) {
+        dl.note(&format!(
+            "Fedora CoreOS {} ({} stream): in the cache",
+            live.version, r.stream
+        ));
+        return Ok(dir);
+    }
+    dl.note(&format!(
+        "Fedora CoreOS {} ({} stream): fetching",
+        live.version, r.stream
+    ));
+    let kernel = dl.fetch(&artifact("kernel", &live.kernel)?, Some(keys))?;
+    let initramfs = dl.fetch(&artifact("initramfs", &live.initramfs)?, Some(keys))?;
+    let rootfs = dl.fetch(&artifact("rootfs", &live.rootfs)?, Some(keys))?;
+    let efiboot_sha = efiboot_from(&live, dl, keys)?;
+
+    let file = |path: &str, f: &Fetched| FileRef {
+        path: path.to_string(),
+        sha256: f.sha256,
+    };
+    let manifest = OsManifest {
+        format: super::FORMAT,
+        id: DISTRO.to_string(),
+        name: "Fedora CoreOS".to_string(),
+        version: live.version.clone(),
+        kernel: file("kernel", &kernel),
+        initramfs: file("initramfs.img", &initramfs),
+        rootfs: Some(file("rootfs.img", &rootfs)),
+        efi: EfiSource::FatImage(FileRef {
+            path: "efiboot.img".to_string(),
+            sha256: efiboot_sha,
+        }),
+        grub_cfg: GRUB_CFG.iter().map(|s| s.to_string()).collect(),
+        kernel_args: KERNEL_ARGS
+            .iter()
+            .map(|a| a.parse::<KernelArg>().map_err(|e| anyhow!(e)))
+            .collect::<Result<_>>()?,
+        ignition_config_path: "config.ign".to_string(),
+        nfs_server: NfsServer::Container,
+    };
+    super::fetch::write_os_dir(dl.cache, &manifest)
+}
+
+/// The EFI boot chain of a release: its verified live ISO's efiboot.img,
+/// stored in the cache. Returns the image's sha256.
+fn efiboot_from(
+    live: &LiveRelease,
+    dl: &Downloader,
+    keys: &Keyring,
+) -> Result<crate::io::Sha256Digest> {
+    let iso = dl.fetch(&artifact("live ISO", &live.iso)?, Some(keys))?;
+    let mut f = std::fs::File::open(&iso.path)
+        .with_context(|| format!("opening {}", iso.path.display()))?;
+    let bytes = super::iso9660::read_file(&mut f, EFIBOOT_PATH, EFIBOOT_MAX_BYTES)
+        .with_context(|| {
+            format!(
+                "reading {EFIBOOT_PATH} from the live ISO {}",
+                iso.path.display()
+            )
+        })?;
+    dl.cache.admit_bytes(&bytes)
+}
+
+/// The EFI boot chain of the current release of the stream at `stream_url`
+/// (for Flatcar, which publishes none that boots from a stick).
+pub fn current_efiboot(
+    stream_url: &str,
+    dl: &Downloader,
+    keys: &Keyring,
+) -> Result<(String, crate::io::Sha256Digest)> {
+    let bytes = dl.get_small("Fedora CoreOS stream metadata", stream_url)?;
+    let live = parse_stream(&bytes, stream_url)?;
+    let sha = efiboot_from(&live, dl, keys)?;
+    Ok((live.version, sha))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const REAL_STREAM: &str = include_str!("../../tests/fixtures/streams/fcos-stream-stable-2020-12.json");
+
+    #[test]
+    fn reads_the_real_stream_document() {
+        let live = parse_stream(REAL_STREAM.as_bytes(), "fixture").unwrap();
+        assert_eq!(live.version, "33.20201201.3.0");
+        assert!(live.kernel.location.ends_with("live-kernel-x86_64"));
+        assert_eq!(
+            live.kernel.sha256,
+            "d6bddcc1cc8f2642b11f38ca4602573211171814a53ab57c2655853008167407"
+        );
+        assert!(live.rootfs.location.ends_with("live-rootfs.x86_64.img"));
+        assert!(live.initramfs.signature.as_deref().unwrap().ends_with(".img.sig"));
+        assert!(live.iso.location.ends_with("live.x86_64.iso"));
+        for a in [&live.kernel, &live.initramfs, &live.rootfs, &live.iso] {
+            artifact("x", a).unwrap();
+        }
+    }
+
+    #[test]
+    fn a_stream_without_metal_is_refused_clearly() {
+        let e = parse_stream(br#"{"stream":"stable","architectures":{}}"#, "u").unwrap_err();
+        assert!(format!("{e:#}").contains("no x86_64 metal"), "{e:#}");
+        let e = parse_stream(b"<html>", "u").unwrap_err();
+        assert!(format!("{e:#}").contains("not Fedora CoreOS stream metadata"), "{e:#}");
+    }
+
+    #[test]
+    fn release_json_is_found_next_to_the_stream() {
+        assert_eq!(
+            release_url(
+                "https://builds.coreos.fedoraproject.org/streams/stable.json",
+                "stable",
+                "43.1"
+            )
+            .unwrap(),
+            "https://builds.coreos.fedoraproject.org/prod/streams/stable/builds/43.1/release.json"
+        );
+        assert!(release_url("http://x/y.json", "stable", "1").is_err());
+    }
+}

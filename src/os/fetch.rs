@@ -1,0 +1,109 @@
+//! [`OsSource`] -> an OS directory on disk: local as given, or fetched,
+//! verified and laid out in the cache.
+
+use super::cache::Cache;
+use super::download::{Downloader, SignaturePolicy, Summary};
+use super::source::OsSource;
+use super::verify::Keyring;
+use super::{OsDir, OsManifest};
+use crate::progress::Progress;
+use anyhow::{Context, Result};
+use std::path::{Path, PathBuf};
+
+/// How to fetch: where the cache is, and whether signatures may be skipped.
+#[derive(Debug, Clone, Default)]
+pub struct FetchOptions {
+    pub cache_dir: Option<PathBuf>,
+    pub signatures: SignaturePolicy,
+}
+
+/// The keys each publisher signs with; tests pass throwaway ones.
+#[derive(Debug, Clone)]
+pub struct Keys {
+    pub fedora: Keyring,
+    pub flatcar: Keyring,
+}
+
+impl Keys {
+    pub fn embedded() -> Result<Keys> {
+        Ok(Keys {
+            fedora: Keyring::fedora()?,
+            flatcar: Keyring::flatcar()?,
+        })
+    }
+}
+
+/// The OS directory for `source`, fetching what the cache lacks. Returns
+/// the directory and, when something was fetched or reused, the summary.
+pub fn acquire(
+    source: &OsSource,
+    opts: &FetchOptions,
+    keys: &Keys,
+    progress: &Progress,
+) -> Result<(PathBuf, Option<Summary>)> {
+    if let OsSource::Dir(d) = source {
+        return Ok((d.clone(), None));
+    }
+    if opts.signatures == SignaturePolicy::InsecureSkip {
+        progress.note(
+            "WARNING: --insecure-skip-signature: a file whose signature is missing or unreadable is accepted on its digest alone; nothing then shows its publisher made it",
+        );
+    }
+    let cache = Cache::open(opts.cache_dir.as_deref())?;
+    let dl = Downloader::new(&cache, progress, opts.signatures);
+    let dir = match source {
+        OsSource::Dir(_) => unreachable!("handled above"),
+        OsSource::Fcos(r) => super::fcos::fetch(r, &dl, &keys.fedora)?,
+        OsSource::Flatcar(r) => super::flatcar::fetch(r, &dl, keys)?,
+    };
+    Ok((dir, Some(dl.summary())))
+}
+
+/// A complete OS directory for this release in the cache, if there is one.
+pub fn cached_os(cache: &Cache, distro: &str, version: &str) -> Option<PathBuf> {
+    let dir = cache.os_dir(distro, version);
+    let os = OsDir::load(&dir).ok()?;
+    // Every file is there (load checks), and the EFI files hash right.
+    os.efi_files().ok()?;
+    Some(dir)
+}
+
+/// Lay out an OS directory in the cache: each file hard-linked from its
+/// blob, then `os.json`, then one rename into place.
+pub fn write_os_dir(cache: &Cache, m: &OsManifest) -> Result<PathBuf> {
+    let final_dir = cache.os_dir(&m.id, &m.version);
+    let parent = final_dir
+        .parent()
+        .expect("an OS directory has a distro directory above it");
+    std::fs::create_dir_all(parent).with_context(|| format!("creating {}", parent.display()))?;
+    let tmp = tempfile::Builder::new()
+        .prefix(".partial-")
+        .tempdir_in(parent)
+        .with_context(|| format!("creating a directory in {}", parent.display()))?;
+    let mut refs = vec![&m.kernel, &m.initramfs];
+    refs.extend(m.rootfs.as_ref());
+    if let super::EfiSource::FatImage(f) = &m.efi {
+        refs.push(f);
+    }
+    for f in refs {
+        link(&cache.blob_path(&f.sha256), &tmp.path().join(&f.path))?;
+    }
+    let mut json = serde_json::to_vec_pretty(m).context("writing os.json")?;
+    json.push(b'\n');
+    super::cache::write_atomic(&tmp.path().join(super::MANIFEST_NAME), &json)?;
+    if final_dir.exists() {
+        std::fs::remove_dir_all(&final_dir)
+            .with_context(|| format!("replacing the incomplete {}", final_dir.display()))?;
+    }
+    let path = tmp.keep();
+    std::fs::rename(&path, &final_dir)
+        .with_context(|| format!("moving {} to {}", path.display(), final_dir.display()))?;
+    OsDir::load(&final_dir)?;
+    Ok(final_dir)
+}
+
+fn link(blob: &Path, to: &Path) -> Result<()> {
+    std::fs::hard_link(blob, to)
+        .or_else(|_| std::fs::copy(blob, to).map(|_| ()))
+        .with_context(|| format!("linking {} to {}", blob.display(), to.display()))
+}

@@ -1,0 +1,221 @@
+//! Flatcar Container Linux: a channel's release files -> verified PXE
+//! artifacts -> an OS directory.
+//!
+//! Sources (read November 2026):
+//! - Release layout: `https://<channel>.release.flatcar-linux.net/amd64-usr/
+//!   <version|current>/`, with `version.txt` (shell `KEY=value` lines, from
+//!   flatcar/scripts `build_image`). Each file `X` has `X.sig` (a binary
+//!   detached signature), `X.DIGESTS` (`# MD5 HASH`, `# SHA1 HASH`,
+//!   `# SHA512 HASH` blocks of `<hex>  <name>`; no sha256) and
+//!   `X.DIGESTS.sig`/`X.DIGESTS.asc` (flatcar/scripts
+//!   `ci-automation/ci_automation_common.sh`, `create_digests`,
+//!   `sign_artifacts`). mkstick checks the DIGESTS file's signature, the
+//!   file's sha512 from it, and the file's own signature.
+//! - Boot contract (flatcar-website `docs/latest/installing/bare-metal/
+//!   booting-with-pxe.md`; flatcar/bootengine `minimal-init`,
+//!   `dracut/30ignition/ignition-generator`, `ignition-setup.sh`):
+//!   `flatcar_production_pxe.vmlinuz` carries its initramfs built in, and
+//!   `flatcar_production_pxe_image.cpio.gz` (holding `usr.squashfs`) is the
+//!   one initrd; there is no separate rootfs. Ignition runs only with
+//!   `flatcar.first_boot=1`. An embedded config goes in an extra cpio at
+//!   `usr/share/oem/config.ign` ("Adding a Custom OEM"); the initramfs copies
+//!   it to `/usr/lib/ignition/user.ign`.
+//! - EFI: Flatcar's ISO boots BIOS only (isolinux, no El Torito EFI image),
+//!   and its `flatcar_production_pxe_grub.efi` carries the disk A/B menu. So
+//!   a Flatcar stick boots through the shim and GRUB that Fedora signs and
+//!   publishes in the Fedora CoreOS live ISO, checked with Fedora's keys.
+//!   GRUB then loads Flatcar's kernel, which Fedora's shim does not trust:
+//!   Secure Boot must be off (Flatcar's docs say the same of UEFI PXE).
+//!
+//! Differences other parts rely on: Flatcar ships the kernel NFS server
+//! (`nfs-server.service`, nfs-utils), so the data export uses it; its
+//! Kubernetes binaries can come from the flatcar/sysext-bakery `kubernetes`
+//! sysext (`https://extensions.flatcar.org/extensions/kubernetes-vX.Y.Z-
+//! x86-64.raw`, checked by SHA256SUMS only) or from mkstick's pinned table.
+
+use super::download::{Artifact, Downloader};
+use super::fetch::Keys;
+use super::source::Release;
+use super::verify::{Digest, Signature};
+use super::{EfiSource, FileRef, NfsServer, OsManifest};
+use crate::config::types::KernelArg;
+use anyhow::{anyhow, bail, Context, Result};
+use std::path::PathBuf;
+
+pub const DISTRO: &str = "flatcar";
+pub const KERNEL_FILE: &str = "flatcar_production_pxe.vmlinuz";
+pub const IMAGE_FILE: &str = "flatcar_production_pxe_image.cpio.gz";
+/// Where Flatcar's initramfs looks for an embedded Ignition config.
+pub const CONFIG_PATH: &str = "usr/share/oem/config.ign";
+const KERNEL_ARGS: &[&str] = &["flatcar.first_boot=1"];
+const GRUB_CFG: &[&str] = &["EFI/BOOT/grub.cfg", "EFI/fedora/grub.cfg"];
+
+/// `FLATCAR_VERSION` from a `version.txt`.
+pub fn parse_version_txt(text: &str) -> Result<String> {
+    for line in text.lines() {
+        if let Some(v) = line.trim().strip_prefix("FLATCAR_VERSION=") {
+            let v = v.trim().trim_matches('"');
+            if !v.is_empty()
+                && v.chars()
+                    .all(|c| c.is_ascii_alphanumeric() || ".+-_".contains(c))
+            {
+                return Ok(v.to_string());
+            }
+            bail!("version.txt has an unreadable FLATCAR_VERSION `{v}`");
+        }
+    }
+    bail!("version.txt has no FLATCAR_VERSION= line; is the release URL right?")
+}
+
+/// The sha512 a `.DIGESTS` file gives for `name`.
+pub fn parse_digests(text: &str, name: &str) -> Result<Digest> {
+    let mut in_sha512 = false;
+    for line in text.lines() {
+        let line = line.trim();
+        if let Some(h) = line.strip_prefix('#') {
+            in_sha512 = h.trim().eq_ignore_ascii_case("SHA512 HASH");
+            continue;
+        }
+        if !in_sha512 {
+            continue;
+        }
+        if let Some((hex, file)) = line.split_once(char::is_whitespace) {
+            if file.trim().trim_start_matches('*') == name {
+                let d = Digest::parse_hex(hex)?;
+                if let Digest::Sha512(_) = d {
+                    return Ok(d);
+                }
+                bail!("the SHA512 entry for {name} is not 128 hex digits");
+            }
+        }
+    }
+    bail!("the DIGESTS file has no SHA512 entry for {name}")
+}
+
+/// Fetch the release `r` asks for; return its OS directory.
+pub fn fetch(r: &Release, dl: &Downloader, keys: &Keys) -> Result<PathBuf> {
+    if let Some(v) = &r.version {
+        if let Some(dir) = super::fetch::cached_os(dl.cache, DISTRO, v) {
+            dl.note(&format!("Flatcar {v}: in the cache"));
+            return Ok(dir);
+        }
+    }
+    let version = match &r.version {
+        Some(v) => v.clone(),
+        None => {
+            let url = format!("{}/current/version.txt", r.url);
+            let bytes = dl.get_small("version.txt", &url)?;
+            parse_version_txt(&String::from_utf8_lossy(&bytes))
+                .with_context(|| format!("reading {url}"))?
+        }
+    };
+    if let Some(dir) = super::fetch::cached_os(dl.cache, DISTRO, &version) {
+        dl.note(&format!(
+            "Flatcar {version} ({} channel): in the cache",
+            r.stream
+        ));
+        return Ok(dir);
+    }
+    dl.note(&format!(
+        "Flatcar {version} ({} channel): fetching",
+        r.stream
+    ));
+    let base = format!("{}/{version}", r.url);
+    let kernel = dl.fetch(&artifact(dl, keys, &base, "kernel", KERNEL_FILE)?, Some(&keys.flatcar))?;
+    let image = dl.fetch(&artifact(dl, keys, &base, "/usr image", IMAGE_FILE)?, Some(&keys.flatcar))?;
+    let (fcos_version, efiboot) =
+        super::fcos::current_efiboot(&r.efi_stream_url, dl, &keys.fedora)
+            .context("getting the EFI boot chain (Fedora's signed shim and GRUB)")?;
+    dl.note(&format!(
+        "EFI boot chain: shim and GRUB from Fedora CoreOS {fcos_version}; turn Secure Boot off to boot Flatcar with it"
+    ));
+    let manifest = OsManifest {
+        format: super::FORMAT,
+        id: DISTRO.to_string(),
+        name: "Flatcar Container Linux".to_string(),
+        version,
+        kernel: FileRef {
+            path: KERNEL_FILE.to_string(),
+            sha256: kernel.sha256,
+        },
+        initramfs: FileRef {
+            path: IMAGE_FILE.to_string(),
+            sha256: image.sha256,
+        },
+        rootfs: None,
+        efi: EfiSource::FatImage(FileRef {
+            path: "efiboot.img".to_string(),
+            sha256: efiboot,
+        }),
+        grub_cfg: GRUB_CFG.iter().map(|s| s.to_string()).collect(),
+        kernel_args: KERNEL_ARGS
+            .iter()
+            .map(|a| a.parse::<KernelArg>().map_err(|e| anyhow!(e)))
+            .collect::<Result<_>>()?,
+        ignition_config_path: CONFIG_PATH.to_string(),
+        nfs_server: NfsServer::Kernel,
+    };
+    super::fetch::write_os_dir(dl.cache, &manifest)
+}
+
+/// Read `file.DIGESTS`, check it against `file.DIGESTS.sig`, and describe
+/// `file` with the sha512 it gives and its own `.sig`.
+fn artifact(dl: &Downloader, keys: &Keys, base: &str, name: &str, file: &str) -> Result<Artifact> {
+    let url = format!("{base}/{file}");
+    let digests_url = format!("{url}.DIGESTS");
+    let text = dl.get_small(&format!("the {name} digests"), &digests_url)?;
+    let sig_url = format!("{digests_url}.sig");
+    let checked = dl
+        .get_small(&format!("the {name} digests' signature"), &sig_url)
+        .and_then(|sig| Signature::parse(&sig))
+        .and_then(|sig| sig.verify(&keys.flatcar, &text[..]));
+    match (checked, dl.signature_policy()) {
+        (Ok(_), _) => {}
+        (Err(e), super::download::SignaturePolicy::Require) => {
+            return Err(e.context(format!(
+                "refusing {digests_url}: its signature {sig_url} does not check out; if you accept that risk, pass --insecure-skip-signature"
+            )))
+        }
+        (Err(e), super::download::SignaturePolicy::InsecureSkip) => dl.note(&format!(
+            "WARNING: --insecure-skip-signature: {digests_url} is NOT signature-checked ({e:#})"
+        )),
+    }
+    let digest = parse_digests(&String::from_utf8_lossy(&text), file)
+        .with_context(|| format!("reading {digests_url}"))?;
+    Ok(Artifact {
+        name: name.to_string(),
+        url: url.clone(),
+        digest,
+        signature_url: Some(format!("{url}.sig")),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn version_txt_gives_the_version() {
+        let text = "FLATCAR_BUILD=4459\nFLATCAR_BRANCH=2\nFLATCAR_PATCH=1\nFLATCAR_VERSION=4459.2.1\nFLATCAR_VERSION_ID=4459.2.1\nFLATCAR_BUILD_ID=\"2025-10-01-0000\"\n";
+        assert_eq!(parse_version_txt(text).unwrap(), "4459.2.1");
+        assert!(parse_version_txt("FLATCAR_BUILD=1\n").is_err());
+        assert!(parse_version_txt("FLATCAR_VERSION=../../x\n").is_err());
+    }
+
+    #[test]
+    fn digests_give_the_sha512_of_the_named_file() {
+        let sha512 = "ab".repeat(64);
+        let text = format!(
+            "# MD5 HASH\n{md5}  {IMAGE_FILE}\n# SHA1 HASH\n{sha1}  {IMAGE_FILE}\n# SHA512 HASH\n{other}  README\n{sha512}  {IMAGE_FILE}\n",
+            md5 = "0".repeat(32),
+            sha1 = "1".repeat(40),
+            other = "cd".repeat(64),
+        );
+        let d = parse_digests(&text, IMAGE_FILE).unwrap();
+        assert_eq!(d, Digest::Sha512([0xab; 64]));
+        let e = parse_digests(&text, KERNEL_FILE).unwrap_err();
+        assert!(format!("{e}").contains("no SHA512 entry"), "{e}");
+        let only_md5 = format!("# MD5 HASH\n{}  {KERNEL_FILE}\n", "0".repeat(32));
+        assert!(parse_digests(&only_md5, KERNEL_FILE).is_err());
+    }
+}

@@ -1,0 +1,162 @@
+//! `[os]` -> [`OsSource`]: a local OS directory, or a release to download.
+
+use crate::config::LoadedConfig;
+use anyhow::Result;
+use std::path::PathBuf;
+use toml::Spanned;
+
+/// Fedora CoreOS's stream metadata, by stream name.
+pub const FCOS_STREAM_URL: &str = "https://builds.coreos.fedoraproject.org/streams/{stream}.json";
+/// Flatcar's releases, by channel: `<base>/<version or current>/`.
+pub const FLATCAR_RELEASE_URL: &str = "https://{channel}.release.flatcar-linux.net/amd64-usr";
+
+pub const FCOS_STREAMS: &[&str] = &["stable", "testing", "next"];
+pub const FLATCAR_CHANNELS: &[&str] = &["stable", "beta", "alpha"];
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum OsSource {
+    /// An OS directory holding `os.json`.
+    Dir(PathBuf),
+    Fcos(Release),
+    Flatcar(Release),
+}
+
+/// A published release to fetch.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Release {
+    /// The stream (FCOS) or channel (Flatcar).
+    pub stream: String,
+    pub version: Option<String>,
+    /// The stream metadata URL (FCOS) or the channel's base URL (Flatcar).
+    pub url: String,
+    /// The Fedora CoreOS stream metadata whose live ISO gives the EFI boot
+    /// chain (the same as `url` for Fedora CoreOS; see `flatcar.rs`).
+    pub efi_stream_url: String,
+}
+
+impl OsSource {
+    /// Resolve `[os]`; `cli_dir` (`--os-dir`) wins over everything.
+    pub fn from_config(loaded: &LoadedConfig, cli_dir: Option<&PathBuf>) -> Result<OsSource> {
+        let os = &loaded.config.os;
+        if let Some(dir) = cli_dir {
+            return Ok(OsSource::Dir(dir.clone()));
+        }
+        let err = |v: &Spanned<String>, msg: String| -> anyhow::Error {
+            loaded.error_at(v, msg).into()
+        };
+        if let Some(p) = &os.path {
+            let others = [&os.distro, &os.stream, &os.version, &os.stream_url, &os.release_url];
+            if let Some(v) = others.into_iter().flatten().next() {
+                return Err(err(
+                    v,
+                    "[os] has both `path` and a release to download; keep `path` for a local OS directory, or remove it to download".to_string(),
+                ));
+            }
+            let dir = loaded.resolve(p.get_ref());
+            if !dir.is_dir() {
+                return Err(loaded
+                    .error_at(
+                        p,
+                        format!(
+                            "the OS directory {} does not exist; build one (scripts/build-test-os DIR), fix the path, or remove `path` to download Fedora CoreOS",
+                            dir.display()
+                        ),
+                    )
+                    .into());
+            }
+            return Ok(OsSource::Dir(dir));
+        }
+        let distro = os.distro.as_ref().map(|d| d.get_ref().as_str());
+        let flatcar = match distro {
+            None | Some("fedora-coreos") => false,
+            Some("flatcar") => true,
+            Some(other) => {
+                let hint = crate::config::nearest(other, &["fedora-coreos", "flatcar"])
+                    .map(|n| format!(" (did you mean `{n}`?)"))
+                    .unwrap_or_default();
+                return Err(err(
+                    os.distro.as_ref().expect("distro is set in this arm"),
+                    format!("unknown distro `{other}`{hint}; use \"fedora-coreos\" or \"flatcar\""),
+                ));
+            }
+        };
+        let (valid, word) = if flatcar {
+            (FLATCAR_CHANNELS, "Flatcar channel")
+        } else {
+            (FCOS_STREAMS, "Fedora CoreOS stream")
+        };
+        let stream = match &os.stream {
+            None => "stable".to_string(),
+            Some(s) if valid.contains(&s.get_ref().as_str()) => s.get_ref().clone(),
+            Some(s) => {
+                return Err(err(
+                    s,
+                    format!(
+                        "`{}` is not a {word}; use one of {}",
+                        s.get_ref(),
+                        valid
+                            .iter()
+                            .map(|v| format!("\"{v}\""))
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    ),
+                ))
+            }
+        };
+        let version = match &os.version {
+            None => None,
+            Some(v) => {
+                let t = v.get_ref();
+                let ok = !t.is_empty()
+                    && t.len() <= 64
+                    && t.starts_with(|c: char| c.is_ascii_digit())
+                    && t.chars()
+                        .all(|c| c.is_ascii_alphanumeric() || c == '.' || c == '-' || c == '_');
+                if !ok {
+                    let example = if flatcar { "4459.2.1" } else { "43.20261020.3.0" };
+                    return Err(err(
+                        v,
+                        format!("`{t}` is not a release version; write it as published, like \"{example}\", or leave `version` out for the newest"),
+                    ));
+                }
+                Some(t.clone())
+            }
+        };
+        if let (false, Some(u)) = (flatcar, &os.release_url) {
+            return Err(err(
+                u,
+                "`release-url` is Flatcar's; for Fedora CoreOS use `stream-url`".to_string(),
+            ));
+        }
+        let check_url = |u: &Spanned<String>| -> Result<String> {
+            let t = u.get_ref().trim_end_matches('/');
+            if !(t.starts_with("https://") || t.starts_with("http://")) || t.contains(' ') {
+                return Err(err(u, format!("`{t}` is not an http(s) URL")));
+            }
+            Ok(t.to_string())
+        };
+        // Flatcar boots through Fedora's signed shim and GRUB, read from the
+        // stable Fedora CoreOS live ISO (flatcar.rs says why).
+        let efi_stream_url = match &os.stream_url {
+            Some(u) => check_url(u)?,
+            None if flatcar => FCOS_STREAM_URL.replace("{stream}", "stable"),
+            None => FCOS_STREAM_URL.replace("{stream}", &stream),
+        };
+        let url = match (&os.release_url, flatcar) {
+            (Some(u), true) => check_url(u)?,
+            (None, true) => FLATCAR_RELEASE_URL.replace("{channel}", &stream),
+            (_, false) => efi_stream_url.clone(),
+        };
+        let release = Release {
+            stream,
+            version,
+            url,
+            efi_stream_url,
+        };
+        Ok(if flatcar {
+            OsSource::Flatcar(release)
+        } else {
+            OsSource::Fcos(release)
+        })
+    }
+}
