@@ -156,7 +156,10 @@ fn init(a: &InitArgs, out: &mut impl Write) -> Result<ExitCode> {
             a.output.display()
         )?,
     }
-    writeln!(out, "next: set [os] path, then run `mkstick plan`")?;
+    writeln!(
+        out,
+        "next: run `mkstick plan` (it downloads Fedora CoreOS once; see [os])"
+    )?;
     Ok(ExitCode::SUCCESS)
 }
 

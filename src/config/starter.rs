@@ -26,9 +26,17 @@ hostname = "kube1"
 timezone = "UTC"
 
 [os]
-# An OS directory: one holding `os.json` with the kernel, initramfs, rootfs and
-# EFI boot files (relative to this file). `--os-dir` overrides it.
-path = "os"
+# The CoreOS the stick boots: "fedora-coreos" or "flatcar". mkstick downloads
+# it into ~/.cache/mkstick and checks its sha256 and its publisher's OpenPGP
+# signature; `mkstick fetch` does only that, ahead of time.
+distro = "fedora-coreos"
+# Fedora CoreOS: "stable", "testing" or "next". Flatcar: "stable", "beta" or
+# "alpha" (`channel` works too).
+stream = "stable"
+# Pin one release; without it, each build takes the stream's newest.
+# version = "43.20261116.3.0"
+# Or boot a local OS directory (one holding os.json) instead of downloading:
+# path = "os"
 
 [boot]
 # Extra kernel arguments, one string each.

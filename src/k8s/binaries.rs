@@ -105,7 +105,13 @@ impl Binary {
             .iter()
             .find(|(a, _)| *a == arch)
             .map(|(_, h)| *h)
-            .ok_or_else(|| anyhow!("no {} for {arch}; mkstick has {}", self.name, ARCHES.join(", ")))?;
+            .ok_or_else(|| {
+                anyhow!(
+                    "no {} for {arch}; mkstick has {}",
+                    self.name,
+                    ARCHES.join(", ")
+                )
+            })?;
         let digest = Digest::parse_hex(hex)?;
         if !matches!(digest, Digest::Sha256(_)) {
             bail!("the table's {} hash for {arch} is not a sha256", self.name);
@@ -156,19 +162,34 @@ mod tests {
         let m = Mirrors::default();
         let mut urls = std::collections::BTreeSet::new();
         for b in BINARIES {
-            assert_eq!(b.sha256.len(), ARCHES.len(), "{}: one hash per arch", b.name);
+            assert_eq!(
+                b.sha256.len(),
+                ARCHES.len(),
+                "{}: one hash per arch",
+                b.name
+            );
             for arch in ARCHES {
                 let a = b.artifact(arch, &m).unwrap();
                 assert!(matches!(a.digest, Digest::Sha256(_)), "{}", b.name);
                 assert!(a.url.starts_with("https://"), "{}", a.url);
-                assert!(a.url.contains(arch) && a.url.contains(b.version), "{}", a.url);
+                assert!(
+                    a.url.contains(arch) && a.url.contains(b.version),
+                    "{}",
+                    a.url
+                );
                 assert!(!a.url.contains('{'), "unfilled template: {}", a.url);
                 assert!(urls.insert(a.url.clone()), "two binaries share {}", a.url);
             }
         }
-        let hashes: std::collections::BTreeSet<_> =
-            BINARIES.iter().flat_map(|b| b.sha256.iter().map(|(_, h)| h)).collect();
-        assert_eq!(hashes.len(), BINARIES.len() * ARCHES.len(), "no hash is repeated");
+        let hashes: std::collections::BTreeSet<_> = BINARIES
+            .iter()
+            .flat_map(|b| b.sha256.iter().map(|(_, h)| h))
+            .collect();
+        assert_eq!(
+            hashes.len(),
+            BINARIES.len() * ARCHES.len(),
+            "no hash is repeated"
+        );
         assert!(BINARIES[0].artifact("riscv64", &m).is_err());
     }
 

@@ -129,8 +129,8 @@ impl Cache {
         let mut out = Vec::new();
         for name in read_dir_names(&dir)? {
             let path = dir.join(&name);
-            let meta = std::fs::metadata(&path)
-                .with_context(|| format!("reading {}", path.display()))?;
+            let meta =
+                std::fs::metadata(&path).with_context(|| format!("reading {}", path.display()))?;
             out.push(Blob {
                 path,
                 size_bytes: meta.len(),
@@ -201,12 +201,9 @@ impl Cache {
             let path = dir.join(&name);
             let text = std::fs::read_to_string(&path)
                 .with_context(|| format!("reading {}", path.display()))?;
-            let record: std::collections::BTreeMap<String, String> =
-                serde_json::from_str(&text).with_context(|| {
-                    format!(
-                        "{} is damaged; delete it and fetch again",
-                        path.display()
-                    )
+            let record: std::collections::BTreeMap<String, String> = serde_json::from_str(&text)
+                .with_context(|| {
+                    format!("{} is damaged; delete it and fetch again", path.display())
                 })?;
             out.extend(record.into_values());
         }
@@ -315,11 +312,20 @@ pub fn describe(cache: &Cache) -> Result<String> {
     writeln!(s, "cache: {}", cache.root.display())?;
     let oses = cache.os_dirs()?;
     if oses.is_empty() {
-        writeln!(s, "no OS releases; `mkstick fetch` downloads the one your config names")?;
+        writeln!(
+            s,
+            "no OS releases; `mkstick fetch` downloads the one your config names"
+        )?;
     }
     for os in &oses {
         let state = if os.complete { "" } else { " (incomplete)" };
-        writeln!(s, "os  {} {}{state}  {}", os.distro, os.version, os.dir.display())?;
+        writeln!(
+            s,
+            "os  {} {}{state}  {}",
+            os.distro,
+            os.version,
+            os.dir.display()
+        )?;
     }
     let blobs = cache.blobs()?;
     let total: u64 = blobs.iter().map(|b| b.size_bytes).sum();
@@ -334,7 +340,11 @@ pub fn describe(cache: &Cache) -> Result<String> {
     )?;
     let partial = read_dir_names(&cache.root.join("partial"))?;
     if !partial.is_empty() {
-        writeln!(s, "{} partial downloads, resumed by the next fetch", partial.len())?;
+        writeln!(
+            s,
+            "{} partial downloads, resumed by the next fetch",
+            partial.len()
+        )?;
     }
     Ok(s)
 }

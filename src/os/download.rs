@@ -64,11 +64,7 @@ impl std::fmt::Display for Summary {
             self.reused.len()
         )?;
         if !self.unsigned.is_empty() {
-            write!(
-                f,
-                "; NOT signature-checked: {}",
-                self.unsigned.join(", ")
-            )?;
+            write!(f, "; NOT signature-checked: {}", self.unsigned.join(", "))?;
         }
         Ok(())
     }
@@ -172,8 +168,19 @@ impl<'a> Downloader<'a> {
         let signature = self.signature(a)?;
         let part = self.cache.part_path(&a.digest);
         let size_bytes = self.download(a, &part)?;
-        let sha256 = match check(&part, a, signature.as_ref(), keys) {
-            Ok(sha256) => sha256,
+        let (sha256, signed) = match check(&part, a, signature.as_ref(), keys, self.policy) {
+            Ok(Checked {
+                sha256,
+                bad_signature: Some(e),
+            }) => {
+                self.progress.note(&format!(
+                    "WARNING: --insecure-skip-signature: accepting {} although its signature is bad ({e:#}); only its {} was checked",
+                    a.url,
+                    a.digest.algorithm()
+                ));
+                (sha256, false)
+            }
+            Ok(c) => (c.sha256, signature.is_some()),
             Err(e) => {
                 let _ = std::fs::remove_file(&part);
                 return Err(e);
@@ -182,7 +189,7 @@ impl<'a> Downloader<'a> {
         let path = self.cache.admit(&part, &a.digest, &sha256)?;
         let mut summary = self.summary.borrow_mut();
         summary.fetched.push((a.name.clone(), size_bytes));
-        if signature.is_none() && a.signature_url.is_some() {
+        if !signed && a.signature_url.is_some() {
             summary.unsigned.push(a.name.clone());
         }
         Ok(Fetched {
@@ -282,11 +289,13 @@ impl<'a> Downloader<'a> {
                     Ok(n) => n,
                     Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
                     Err(e) => {
+                        let of = total.map(|t| format!(" of {}", human_bytes(t)));
                         return Err(Failure::Retry(anyhow!(
-                            "{}: the connection broke after {}: {e}",
+                            "{}: the body was cut off (truncated) after {}{}: {e}",
                             a.url,
-                            human_bytes(got)
-                        )))
+                            human_bytes(got),
+                            of.unwrap_or_default()
+                        )));
                     }
                 };
                 file.write_all(&buf[..n])
@@ -400,14 +409,24 @@ fn short_label(name: &str) -> String {
     name.chars().take(14).collect()
 }
 
+/// What one check pass found.
+struct Checked {
+    /// The sha256 the cache names the file by.
+    sha256: Sha256Digest,
+    /// A signature that failed, accepted under `--insecure-skip-signature`.
+    bad_signature: Option<anyhow::Error>,
+}
+
 /// One pass over a finished download: its digest, and its signature where
-/// there is one. Returns the sha256 the cache names it by.
+/// there is one. A digest mismatch is always an error; a bad signature is
+/// one unless the policy is [`SignaturePolicy::InsecureSkip`].
 fn check(
     part: &std::path::Path,
     a: &Artifact,
     signature: Option<&Signature>,
     keys: Option<&Keyring>,
-) -> Result<Sha256Digest> {
+    policy: SignaturePolicy,
+) -> Result<Checked> {
     let file = std::fs::File::open(part).with_context(|| format!("opening {}", part.display()))?;
     let mut reader = DigestReader::new(
         std::io::BufReader::with_capacity(BUFFER_SIZE, file),
@@ -434,15 +453,21 @@ fn check(
             got.hex()
         );
     }
-    if let Some(r) = sig_result {
-        r.with_context(|| {
-            format!(
-                "bad signature on {} ({}): the file was deleted; do not use this file",
-                a.name, a.url
-            )
-        })?;
+    let sha256 = Sha256Digest(sha256);
+    match (sig_result, policy) {
+        (Some(Err(e)), SignaturePolicy::InsecureSkip) => Ok(Checked {
+            sha256,
+            bad_signature: Some(e),
+        }),
+        (Some(Err(e)), SignaturePolicy::Require) => Err(e.context(format!(
+            "bad signature on {} ({}): the file was deleted; do not use this file",
+            a.name, a.url
+        ))),
+        _ => Ok(Checked {
+            sha256,
+            bad_signature: None,
+        }),
     }
-    Ok(Sha256Digest(sha256))
 }
 
 #[cfg(test)]

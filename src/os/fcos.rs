@@ -124,7 +124,12 @@ pub fn parse_stream(bytes: &[u8], source: &str) -> Result<LiveRelease> {
         .architectures
         .get(ARCH)
         .and_then(|a| a.artifacts.get("metal"))
-        .ok_or_else(|| anyhow!("{source} (stream {}) has no {ARCH} metal artifacts", doc.stream))?;
+        .ok_or_else(|| {
+            anyhow!(
+                "{source} (stream {}) has no {ARCH} metal artifacts",
+                doc.stream
+            )
+        })?;
     pick(&metal.release, &metal.formats, source)
 }
 
@@ -240,8 +245,8 @@ fn efiboot_from(
     let iso = dl.fetch(&artifact("live ISO", &live.iso)?, Some(keys))?;
     let mut f = std::fs::File::open(&iso.path)
         .with_context(|| format!("opening {}", iso.path.display()))?;
-    let bytes = super::iso9660::read_file(&mut f, EFIBOOT_PATH, EFIBOOT_MAX_BYTES)
-        .with_context(|| {
+    let bytes =
+        super::iso9660::read_file(&mut f, EFIBOOT_PATH, EFIBOOT_MAX_BYTES).with_context(|| {
             format!(
                 "reading {EFIBOOT_PATH} from the live ISO {}",
                 iso.path.display()
@@ -267,7 +272,8 @@ pub fn current_efiboot(
 mod tests {
     use super::*;
 
-    const REAL_STREAM: &str = include_str!("../../tests/fixtures/streams/fcos-stream-stable-2020-12.json");
+    const REAL_STREAM: &str =
+        include_str!("../../tests/fixtures/streams/fcos-stream-stable-2020-12.json");
 
     #[test]
     fn reads_the_real_stream_document() {
@@ -279,7 +285,12 @@ mod tests {
             "d6bddcc1cc8f2642b11f38ca4602573211171814a53ab57c2655853008167407"
         );
         assert!(live.rootfs.location.ends_with("live-rootfs.x86_64.img"));
-        assert!(live.initramfs.signature.as_deref().unwrap().ends_with(".img.sig"));
+        assert!(live
+            .initramfs
+            .signature
+            .as_deref()
+            .unwrap()
+            .ends_with(".img.sig"));
         assert!(live.iso.location.ends_with("live.x86_64.iso"));
         for a in [&live.kernel, &live.initramfs, &live.rootfs, &live.iso] {
             artifact("x", a).unwrap();
@@ -291,7 +302,10 @@ mod tests {
         let e = parse_stream(br#"{"stream":"stable","architectures":{}}"#, "u").unwrap_err();
         assert!(format!("{e:#}").contains("no x86_64 metal"), "{e:#}");
         let e = parse_stream(b"<html>", "u").unwrap_err();
-        assert!(format!("{e:#}").contains("not Fedora CoreOS stream metadata"), "{e:#}");
+        assert!(
+            format!("{e:#}").contains("not Fedora CoreOS stream metadata"),
+            "{e:#}"
+        );
     }
 
     #[test]

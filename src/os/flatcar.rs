@@ -121,11 +121,16 @@ pub fn fetch(r: &Release, dl: &Downloader, keys: &Keys) -> Result<PathBuf> {
         r.stream
     ));
     let base = format!("{}/{version}", r.url);
-    let kernel = dl.fetch(&artifact(dl, keys, &base, "kernel", KERNEL_FILE)?, Some(&keys.flatcar))?;
-    let image = dl.fetch(&artifact(dl, keys, &base, "/usr image", IMAGE_FILE)?, Some(&keys.flatcar))?;
-    let (fcos_version, efiboot) =
-        super::fcos::current_efiboot(&r.efi_stream_url, dl, &keys.fedora)
-            .context("getting the EFI boot chain (Fedora's signed shim and GRUB)")?;
+    let kernel = dl.fetch(
+        &artifact(dl, keys, &base, "kernel", KERNEL_FILE)?,
+        Some(&keys.flatcar),
+    )?;
+    let image = dl.fetch(
+        &artifact(dl, keys, &base, "/usr image", IMAGE_FILE)?,
+        Some(&keys.flatcar),
+    )?;
+    let (fcos_version, efiboot) = super::fcos::current_efiboot(&r.efi_stream_url, dl, &keys.fedora)
+        .context("getting the EFI boot chain (Fedora's signed shim and GRUB)")?;
     dl.note(&format!(
         "EFI boot chain: shim and GRUB from Fedora CoreOS {fcos_version}; turn Secure Boot off to boot Flatcar with it"
     ));

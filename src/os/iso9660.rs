@@ -69,8 +69,9 @@ fn root_record<R: Read + Seek>(iso: &mut R) -> Result<Record> {
     for n in FIRST_DESCRIPTOR_SECTOR..FIRST_DESCRIPTOR_SECTOR + 64 {
         iso.seek(SeekFrom::Start(n * SECTOR_BYTES))
             .context("seeking in the ISO")?;
-        iso.read_exact(&mut sector)
-            .context("reading the ISO's volume descriptors: the file is not an ISO image or is cut short")?;
+        iso.read_exact(&mut sector).context(
+            "reading the ISO's volume descriptors: the file is not an ISO image or is cut short",
+        )?;
         // ECMA-119 8.1: type, then the standard identifier "CD001".
         if &sector[1..6] != b"CD001" {
             bail!("not an ISO 9660 image (no CD001 volume descriptor at sector {n})");
@@ -89,7 +90,10 @@ fn root_record<R: Read + Seek>(iso: &mut R) -> Result<Record> {
 
 fn read_dir<R: Read + Seek>(iso: &mut R, dir: &Record) -> Result<Vec<Record>> {
     if dir.size_bytes > MAX_DIR_BYTES {
-        bail!("an ISO directory claims {} bytes; the ISO is damaged", dir.size_bytes);
+        bail!(
+            "an ISO directory claims {} bytes; the ISO is damaged",
+            dir.size_bytes
+        );
     }
     iso.seek(SeekFrom::Start(dir.extent_lba * SECTOR_BYTES))
         .context("seeking in the ISO")?;
@@ -189,7 +193,10 @@ mod tests {
     #[test]
     fn finds_a_file_without_case_or_version() {
         let mut c = std::io::Cursor::new(tiny_iso());
-        assert_eq!(read_file(&mut c, "images/efiboot.img", 100).unwrap(), b"hello");
+        assert_eq!(
+            read_file(&mut c, "images/efiboot.img", 100).unwrap(),
+            b"hello"
+        );
     }
 
     #[test]

@@ -41,11 +41,16 @@ impl OsSource {
         if let Some(dir) = cli_dir {
             return Ok(OsSource::Dir(dir.clone()));
         }
-        let err = |v: &Spanned<String>, msg: String| -> anyhow::Error {
-            loaded.error_at(v, msg).into()
-        };
+        let err =
+            |v: &Spanned<String>, msg: String| -> anyhow::Error { loaded.error_at(v, msg).into() };
         if let Some(p) = &os.path {
-            let others = [&os.distro, &os.stream, &os.version, &os.stream_url, &os.release_url];
+            let others = [
+                &os.distro,
+                &os.stream,
+                &os.version,
+                &os.stream_url,
+                &os.release_url,
+            ];
             if let Some(v) = others.into_iter().flatten().next() {
                 return Err(err(
                     v,
@@ -113,7 +118,11 @@ impl OsSource {
                     && t.chars()
                         .all(|c| c.is_ascii_alphanumeric() || c == '.' || c == '-' || c == '_');
                 if !ok {
-                    let example = if flatcar { "4459.2.1" } else { "43.20261020.3.0" };
+                    let example = if flatcar {
+                        "4459.2.1"
+                    } else {
+                        "43.20261020.3.0"
+                    };
                     return Err(err(
                         v,
                         format!("`{t}` is not a release version; write it as published, like \"{example}\", or leave `version` out for the newest"),

@@ -169,8 +169,11 @@ fn init_writes_a_config_with_the_users_key() {
     assert!(out.contains("with your key"), "{out}");
     let text = std::fs::read_to_string(s.path("mkstick.toml")).unwrap();
     assert!(text.contains(KEY), "{text}");
-    // The starter points at ./os, which the scratch dir has: it checks out.
-    ok(s.run(&["check"]));
+    // The starter downloads Fedora CoreOS stable; with a local OS directory
+    // instead, it checks out.
+    assert!(text.contains("\ndistro = \"fedora-coreos\"\n"), "{text}");
+    assert!(text.contains("\nstream = \"stable\"\n"), "{text}");
+    ok(s.run(&["check", "--os-dir", "os"]));
     let err = fails(s.run_env(&["init"], &[("HOME", home_s)]));
     assert!(err.contains("refusing to overwrite mkstick.toml"), "{err}");
 }

@@ -4,7 +4,9 @@ mod common;
 
 mod cli;
 mod devices;
+mod fetch;
 mod golden;
+mod http;
 mod image;
 
 #[cfg(feature = "boot-tests")]

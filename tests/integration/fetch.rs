@@ -1,0 +1,833 @@
+//! Verified downloads against a real HTTP server on 127.0.0.1 (`http.rs`),
+//! serving releases laid out like the publishers' and signed by gpg with a
+//! throwaway key made for this test run. The verifier gets that key as a
+//! parameter; the `mkstick` binary, which only trusts the embedded Fedora
+//! and Flatcar keys, must refuse the same files.
+
+use crate::common::*;
+use crate::http::{Fault, Server};
+use mkstick::os::cache::Cache;
+use mkstick::os::download::{Downloader, SignaturePolicy, ATTEMPTS};
+use mkstick::os::fetch::Keys;
+use mkstick::os::source::Release;
+use mkstick::os::verify::Keyring;
+use mkstick::os::OsDir;
+use mkstick::progress::Progress;
+use std::path::Path;
+use std::process::Command;
+use std::sync::{Mutex, OnceLock};
+use std::time::Duration;
+
+/// A throwaway gpg home with one RSA signing key.
+struct Signer {
+    home: tempfile::TempDir,
+    public: String,
+    lock: Mutex<()>,
+}
+
+fn gpg(home: &Path, args: &[&str], input: Option<&Path>) -> Vec<u8> {
+    let mut cmd = Command::new("gpg");
+    cmd.arg("--homedir").arg(home).args(["--batch", "--quiet"]);
+    cmd.args(args);
+    if let Some(i) = input {
+        cmd.arg(i);
+    }
+    let out = cmd.output().expect("gpg runs (Debian package gnupg)");
+    assert!(
+        out.status.success(),
+        "gpg {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out.stdout
+}
+
+impl Signer {
+    fn new(uid: &str) -> Signer {
+        let home = tempfile::tempdir().unwrap();
+        gpg(
+            home.path(),
+            &[
+                "--pinentry-mode",
+                "loopback",
+                "--passphrase",
+                "",
+                "--quick-gen-key",
+                uid,
+                "rsa2048",
+                "sign",
+                "never",
+            ],
+            None,
+        );
+        let public = String::from_utf8(gpg(home.path(), &["--armor", "--export"], None)).unwrap();
+        Signer {
+            home,
+            public,
+            lock: Mutex::new(()),
+        }
+    }
+
+    /// A binary detached signature, as Fedora and Flatcar publish.
+    fn sign(&self, data: &[u8]) -> Vec<u8> {
+        let _g = self.lock.lock().unwrap();
+        let file = self.home.path().join("data");
+        std::fs::write(&file, data).unwrap();
+        gpg(
+            self.home.path(),
+            &["--yes", "--detach-sign", "--output", "-"],
+            Some(&file),
+        )
+    }
+
+    fn keyring(&self, publisher: &str) -> Keyring {
+        Keyring::from_armored(publisher, &[("throwaway", &self.public)]).unwrap()
+    }
+}
+
+fn signer() -> &'static Signer {
+    static S: OnceLock<Signer> = OnceLock::new();
+    S.get_or_init(|| Signer::new("mkstick test <publisher@example.invalid>"))
+}
+
+fn stranger() -> &'static Signer {
+    static S: OnceLock<Signer> = OnceLock::new();
+    S.get_or_init(|| Signer::new("someone else <stranger@example.invalid>"))
+}
+
+fn test_keys() -> Keys {
+    Keys {
+        fedora: signer().keyring("Fedora (test)"),
+        flatcar: signer().keyring("Flatcar (test)"),
+    }
+}
+
+/// An ISO 9660 image holding `images/efiboot.img`, made by xorriso.
+fn live_iso(efiboot: &[u8]) -> Vec<u8> {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(dir.path().join("tree/images")).unwrap();
+    std::fs::write(dir.path().join("tree/images/efiboot.img"), efiboot).unwrap();
+    std::fs::write(dir.path().join("tree/README.md"), b"a fake live ISO").unwrap();
+    let iso = dir.path().join("live.iso");
+    let out = Command::new("xorriso")
+        .args(["-as", "mkisofs", "-quiet", "-R", "-J", "-o"])
+        .arg(&iso)
+        .arg(dir.path().join("tree"))
+        .output()
+        .expect("xorriso runs (Debian package xorriso)");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    std::fs::read(&iso).unwrap()
+}
+
+fn efiboot() -> Vec<u8> {
+    fat_image(&[
+        ("EFI/BOOT/BOOTX64.EFI", b"shim (fake)"),
+        ("EFI/BOOT/grubx64.efi", b"grub (fake)"),
+        (
+            "EFI/BOOT/grub.cfg",
+            b"# the ISO's stub, replaced by mkstick's\n",
+        ),
+    ])
+}
+
+/// One fake Fedora CoreOS release, published on `server` like
+/// builds.coreos.fedoraproject.org: artifacts, `.sig`s, the stream
+/// document and `release.json`.
+struct Fcos {
+    version: String,
+    kernel: Vec<u8>,
+    rootfs: Vec<u8>,
+}
+
+fn publish_fcos(server: &Server, version: &str, signer: &Signer) -> Fcos {
+    let dir = format!("/prod/streams/stable/builds/{version}/x86_64");
+    // Each release's files differ, as real ones do (the cache is by content).
+    let unique = |len: usize, seed: u8| -> Vec<u8> {
+        let mut b = format!("{version}/{seed}").into_bytes();
+        b.extend(filler(len, seed));
+        b
+    };
+    let kernel = unique(300_000, 1);
+    let initramfs = unique(200_000, 2);
+    let rootfs = unique(900_000, 3);
+    let iso = live_iso(&efiboot());
+    let mut entries = serde_json::Map::new();
+    for (key, name, bytes) in [
+        ("kernel", "live-kernel.x86_64", &kernel),
+        ("initramfs", "live-initramfs.x86_64.img", &initramfs),
+        ("rootfs", "live-rootfs.x86_64.img", &rootfs),
+        ("iso", "live.x86_64.iso", &iso),
+    ] {
+        let path = format!("{dir}/fedora-coreos-{version}-{name}");
+        server.put(&path, bytes.clone());
+        server.put(&format!("{path}.sig"), signer.sign(bytes));
+        entries.insert(
+            key.to_string(),
+            serde_json::json!({
+                "location": server.url(&path),
+                "signature": server.url(&format!("{path}.sig")),
+                "sha256": sha256_hex(bytes),
+            }),
+        );
+    }
+    let formats = serde_json::json!({
+        "pxe": {
+            "kernel": entries["kernel"],
+            "initramfs": entries["initramfs"],
+            "rootfs": entries["rootfs"],
+        },
+        "iso": { "disk": entries["iso"] },
+    });
+    let stream = serde_json::json!({
+        "stream": "stable",
+        "metadata": { "last-modified": "2026-11-20T00:00:00Z" },
+        "architectures": { "x86_64": { "artifacts": { "metal": {
+            "release": version,
+            "formats": formats,
+        }}}},
+    });
+    let release = serde_json::json!({
+        "release": version,
+        "stream": "stable",
+        "architectures": { "x86_64": { "media": { "metal": { "artifacts": formats }}}},
+    });
+    server.put("/streams/stable.json", serde_json::to_vec(&stream).unwrap());
+    server.put(
+        &format!("/prod/streams/stable/builds/{version}/release.json"),
+        serde_json::to_vec(&release).unwrap(),
+    );
+    Fcos {
+        version: version.to_string(),
+        kernel,
+        rootfs,
+    }
+}
+
+fn kernel_path(f: &Fcos) -> String {
+    format!(
+        "/prod/streams/stable/builds/{v}/x86_64/fedora-coreos-{v}-live-kernel.x86_64",
+        v = f.version
+    )
+}
+
+fn rootfs_path(f: &Fcos) -> String {
+    format!(
+        "/prod/streams/stable/builds/{v}/x86_64/fedora-coreos-{v}-live-rootfs.x86_64.img",
+        v = f.version
+    )
+}
+
+fn fcos_release(server: &Server, version: Option<&str>) -> Release {
+    Release {
+        stream: "stable".to_string(),
+        version: version.map(str::to_string),
+        url: server.url("/streams/stable.json"),
+        efi_stream_url: server.url("/streams/stable.json"),
+    }
+}
+
+fn downloader<'a>(cache: &'a Cache, policy: SignaturePolicy) -> Downloader<'a> {
+    static P: OnceLock<Progress> = OnceLock::new();
+    let progress = P.get_or_init(Progress::hidden);
+    Downloader::new(cache, progress, policy).with_retry_delay(Duration::from_millis(5))
+}
+
+/// Files in the cache's blobs/ and partial/ directories.
+fn cache_files(cache: &Cache) -> (usize, usize) {
+    let count = |d: &str| std::fs::read_dir(cache.root.join(d)).unwrap().count();
+    (count("blobs/sha256"), count("partial"))
+}
+
+#[test]
+fn fedora_coreos_fetch_gives_a_usable_os_directory_and_a_cache_hit_uses_no_network() {
+    let server = Server::start();
+    let rel = publish_fcos(&server, "43.20261116.3.0", signer());
+    let tmp = tempfile::tempdir().unwrap();
+    let cache = Cache::open(Some(&tmp.path().join("cache"))).unwrap();
+    let keys = test_keys();
+
+    let dl = downloader(&cache, SignaturePolicy::Require);
+    let dir = mkstick::os::fcos::fetch(&fcos_release(&server, None), &dl, &keys.fedora).unwrap();
+    let summary = dl.summary();
+    assert_eq!(summary.fetched.len(), 4, "{summary}");
+    assert!(summary.unsigned.is_empty());
+    let os = OsDir::load(&dir).unwrap();
+    assert_eq!(os.manifest.version, rel.version);
+    assert_eq!(os.manifest.id, "fedora-coreos");
+    os.verify(|_| {}).unwrap();
+    assert_eq!(std::fs::read(dir.join("kernel")).unwrap(), rel.kernel);
+    let efi: Vec<String> = os
+        .efi_files()
+        .unwrap()
+        .into_iter()
+        .map(|f| f.esp_path)
+        .collect();
+    assert!(efi.contains(&"EFI/BOOT/BOOTX64.EFI".to_string()), "{efi:?}");
+    assert!(os
+        .manifest
+        .kernel_args
+        .iter()
+        .any(|a| a.as_str() == "ignition.firstboot"));
+    // Each of the 4 artifacts: its signature, then the file.
+    let paths: Vec<String> = server.requests().into_iter().map(|r| r.path).collect();
+    assert_eq!(paths.len(), 1 + 4 * 2, "{paths:?}");
+
+    // The directory builds a stick.
+    let s = Scratch::new(&minimal_config());
+    ok(s.run(&["build", "--os-dir", dir.to_str().unwrap()]));
+    let grub = esp_file(&s.path("mkstick.img"), "EFI/BOOT/grub.cfg");
+    assert!(String::from_utf8_lossy(&grub).contains("os/rootfs.img"));
+
+    // Pinned and cached: not one request.
+    server.clear_log();
+    let dl = downloader(&cache, SignaturePolicy::Require);
+    let again = mkstick::os::fcos::fetch(
+        &fcos_release(&server, Some(&rel.version)),
+        &dl,
+        &keys.fedora,
+    )
+    .unwrap();
+    assert_eq!(again, dir);
+    assert_eq!(
+        server.requests(),
+        vec![],
+        "a cache hit must not touch the network"
+    );
+
+    // Unpinned: only the stream document, to learn the current release.
+    let dl = downloader(&cache, SignaturePolicy::Require);
+    mkstick::os::fcos::fetch(&fcos_release(&server, None), &dl, &keys.fedora).unwrap();
+    let paths: Vec<String> = server.requests().into_iter().map(|r| r.path).collect();
+    assert_eq!(paths, vec!["/streams/stable.json".to_string()]);
+
+    // An older pinned release is read from its release.json.
+    server.clear_log();
+    let old = publish_fcos(&server, "43.20261101.3.0", signer());
+    publish_fcos(&server, "43.20261116.3.0", signer());
+    let dl = downloader(&cache, SignaturePolicy::Require);
+    let dir = mkstick::os::fcos::fetch(
+        &fcos_release(&server, Some(&old.version)),
+        &dl,
+        &keys.fedora,
+    )
+    .unwrap();
+    assert_eq!(OsDir::load(&dir).unwrap().manifest.version, old.version);
+    assert!(server
+        .requests()
+        .iter()
+        .any(|r| r.path.ends_with(&format!("{}/release.json", old.version))));
+}
+
+#[test]
+fn a_tampered_artifact_is_refused_and_nothing_is_left_in_the_cache() {
+    let server = Server::start();
+    let rel = publish_fcos(&server, "43.1.3.0", signer());
+    let mut bad = rel.kernel.clone();
+    bad[1000] ^= 1;
+    server.put(&kernel_path(&rel), bad.clone());
+    let tmp = tempfile::tempdir().unwrap();
+    let cache = Cache::open(Some(tmp.path())).unwrap();
+    let dl = downloader(&cache, SignaturePolicy::Require);
+    let e = mkstick::os::fcos::fetch(&fcos_release(&server, None), &dl, &test_keys().fedora)
+        .unwrap_err();
+    let msg = format!("{e:#}");
+    assert!(msg.contains("sha256 mismatch for kernel"), "{msg}");
+    assert!(
+        msg.contains(&sha256_hex(&rel.kernel)),
+        "names the expected hash: {msg}"
+    );
+    assert!(
+        msg.contains(&sha256_hex(&bad)),
+        "names the hash it got: {msg}"
+    );
+    assert!(
+        msg.contains(&server.url(&kernel_path(&rel))),
+        "names the URL: {msg}"
+    );
+    assert_eq!(cache_files(&cache), (0, 0), "nothing kept");
+    assert!(cache.os_dirs().unwrap().is_empty());
+}
+
+#[test]
+fn a_signature_by_another_key_or_over_other_bytes_is_refused() {
+    let server = Server::start();
+    let rel = publish_fcos(&server, "43.2.3.0", signer());
+    let sig = format!("{}.sig", rootfs_path(&rel));
+    let tmp = tempfile::tempdir().unwrap();
+    let cache = Cache::open(Some(tmp.path())).unwrap();
+    let keys = test_keys();
+
+    // Signed by a key that is not the publisher's.
+    server.put(&sig, stranger().sign(&rel.rootfs));
+    let dl = downloader(&cache, SignaturePolicy::Require);
+    let e = mkstick::os::fcos::fetch(&fcos_release(&server, None), &dl, &keys.fedora).unwrap_err();
+    let msg = format!("{e:#}");
+    assert!(msg.contains("bad signature on rootfs"), "{msg}");
+    assert!(msg.contains("not one of Fedora (test)'s"), "{msg}");
+
+    // The publisher's key, but over different bytes.
+    server.put(&sig, signer().sign(b"something else"));
+    let dl = downloader(&cache, SignaturePolicy::Require);
+    let e = mkstick::os::fcos::fetch(&fcos_release(&server, None), &dl, &keys.fedora).unwrap_err();
+    let msg = format!("{e:#}");
+    assert!(msg.contains("bad signature on rootfs"), "{msg}");
+    assert!(msg.contains("does not match"), "{msg}");
+
+    // Garbage where the signature should be.
+    server.put(&sig, b"<html>mirror error page</html>".to_vec());
+    let dl = downloader(&cache, SignaturePolicy::Require);
+    let e = mkstick::os::fcos::fetch(&fcos_release(&server, None), &dl, &keys.fedora).unwrap_err();
+    assert!(
+        format!("{e:#}").contains("not an OpenPGP signature"),
+        "{e:#}"
+    );
+
+    // The rootfs never entered the cache (kernel and initramfs did).
+    assert!(cache
+        .lookup(&mkstick::os::verify::Digest::parse_hex(&sha256_hex(&rel.rootfs)).unwrap())
+        .unwrap()
+        .is_none());
+    assert_eq!(cache_files(&cache).1, 0, "no partial file is left");
+}
+
+#[test]
+fn a_missing_signature_is_refused_unless_the_insecure_flag_is_given() {
+    let server = Server::start();
+    let rel = publish_fcos(&server, "43.3.3.0", signer());
+    server.remove(&format!("{}.sig", kernel_path(&rel)));
+    let tmp = tempfile::tempdir().unwrap();
+    let cache = Cache::open(Some(tmp.path())).unwrap();
+    let keys = test_keys();
+
+    let dl = downloader(&cache, SignaturePolicy::Require);
+    let e = mkstick::os::fcos::fetch(&fcos_release(&server, None), &dl, &keys.fedora).unwrap_err();
+    let msg = format!("{e:#}");
+    assert!(msg.contains("HTTP 404"), "{msg}");
+    assert!(msg.contains("--insecure-skip-signature"), "{msg}");
+    assert!(
+        !server
+            .requests()
+            .iter()
+            .any(|r| r.path == kernel_path(&rel)),
+        "the file itself is not even downloaded"
+    );
+
+    let dl = downloader(&cache, SignaturePolicy::InsecureSkip);
+    let dir = mkstick::os::fcos::fetch(&fcos_release(&server, None), &dl, &keys.fedora).unwrap();
+    assert_eq!(dl.summary().unsigned, vec!["kernel".to_string()]);
+    assert!(dl
+        .summary()
+        .to_string()
+        .contains("NOT signature-checked: kernel"));
+    OsDir::load(&dir).unwrap().verify(|_| {}).unwrap();
+
+    // The flag never skips the sha256.
+    let rel = publish_fcos(&server, "43.4.3.0", signer());
+    server.remove(&format!("{}.sig", kernel_path(&rel)));
+    server.put(&kernel_path(&rel), filler(300_000, 9));
+    let dl = downloader(&cache, SignaturePolicy::InsecureSkip);
+    let e = mkstick::os::fcos::fetch(&fcos_release(&server, None), &dl, &keys.fedora).unwrap_err();
+    assert!(format!("{e:#}").contains("sha256 mismatch"), "{e:#}");
+}
+
+#[test]
+fn an_interrupted_download_resumes_with_range_and_is_verified() {
+    let server = Server::start();
+    let rel = publish_fcos(&server, "43.5.3.0", signer());
+    let path = rootfs_path(&rel);
+    // The connection breaks twice, at 300000 bytes each time.
+    server.fault(
+        &path,
+        Fault {
+            truncate_at: Some(300_000),
+            truncations: 2,
+            ..Fault::default()
+        },
+    );
+    let tmp = tempfile::tempdir().unwrap();
+    let cache = Cache::open(Some(tmp.path())).unwrap();
+    let dl = downloader(&cache, SignaturePolicy::Require);
+    let dir =
+        mkstick::os::fcos::fetch(&fcos_release(&server, None), &dl, &test_keys().fedora).unwrap();
+    let ranges: Vec<Option<u64>> = server
+        .requests()
+        .into_iter()
+        .filter(|r| r.path == path)
+        .map(|r| r.range_from)
+        .collect();
+    assert_eq!(ranges, vec![None, Some(300_000), Some(600_000)]);
+    assert_eq!(std::fs::read(dir.join("rootfs.img")).unwrap(), rel.rootfs);
+
+    // A .part left by an earlier run (killed mid-way) is picked up.
+    let rel = publish_fcos(&server, "43.6.3.0", signer());
+    let want = mkstick::os::verify::Digest::parse_hex(&sha256_hex(&rel.rootfs)).unwrap();
+    std::fs::write(cache.part_path(&want), &rel.rootfs[..500_000]).unwrap();
+    server.clear_log();
+    let dl = downloader(&cache, SignaturePolicy::Require);
+    let dir =
+        mkstick::os::fcos::fetch(&fcos_release(&server, None), &dl, &test_keys().fedora).unwrap();
+    let ranges: Vec<Option<u64>> = server
+        .requests()
+        .into_iter()
+        .filter(|r| r.path == rootfs_path(&rel))
+        .map(|r| r.range_from)
+        .collect();
+    assert_eq!(ranges, vec![Some(500_000)]);
+    assert_eq!(std::fs::read(dir.join("rootfs.img")).unwrap(), rel.rootfs);
+
+    // A .part that is not a prefix of the file fails the check and is deleted.
+    let rel = publish_fcos(&server, "43.7.3.0", signer());
+    let want = mkstick::os::verify::Digest::parse_hex(&sha256_hex(&rel.rootfs)).unwrap();
+    std::fs::write(cache.part_path(&want), filler(500_000, 77)).unwrap();
+    let dl = downloader(&cache, SignaturePolicy::Require);
+    let e = mkstick::os::fcos::fetch(&fcos_release(&server, None), &dl, &test_keys().fedora)
+        .unwrap_err();
+    assert!(
+        format!("{e:#}").contains("sha256 mismatch for rootfs"),
+        "{e:#}"
+    );
+    assert!(!cache.part_path(&want).exists());
+    // ...and the next run starts over and succeeds.
+    let dl = downloader(&cache, SignaturePolicy::Require);
+    mkstick::os::fcos::fetch(&fcos_release(&server, None), &dl, &test_keys().fedora).unwrap();
+}
+
+#[test]
+fn server_errors_and_cut_bodies_give_a_clear_error_after_bounded_retries() {
+    let server = Server::start();
+    let rel = publish_fcos(&server, "43.8.3.0", signer());
+    let tmp = tempfile::tempdir().unwrap();
+    let cache = Cache::open(Some(tmp.path())).unwrap();
+
+    // Two 500s, then it works: retried.
+    server.fault(
+        "/streams/stable.json",
+        Fault {
+            errors_500: 2,
+            ..Fault::default()
+        },
+    );
+    let dl = downloader(&cache, SignaturePolicy::Require);
+    mkstick::os::fcos::fetch(&fcos_release(&server, None), &dl, &test_keys().fedora).unwrap();
+
+    // Always 500: exactly ATTEMPTS requests, then the URL and the reason.
+    server.clear_log();
+    server.fault(
+        "/streams/stable.json",
+        Fault {
+            errors_500: 1000,
+            ..Fault::default()
+        },
+    );
+    let dl = downloader(&cache, SignaturePolicy::Require);
+    let e = mkstick::os::fcos::fetch(&fcos_release(&server, None), &dl, &test_keys().fedora)
+        .unwrap_err();
+    let msg = format!("{e:#}");
+    assert!(
+        msg.contains(&format!(
+            "giving up on {} after {ATTEMPTS} attempts",
+            server.url("/streams/stable.json")
+        )),
+        "{msg}"
+    );
+    assert!(msg.contains("HTTP 500"), "{msg}");
+    assert_eq!(server.requests().len(), ATTEMPTS as usize);
+
+    // A body that is always cut short: bounded too, and nothing admitted.
+    server.fault("/streams/stable.json", Fault::default());
+    let rel2 = publish_fcos(&server, "43.9.3.0", signer());
+    server.fault(
+        &kernel_path(&rel2),
+        Fault {
+            truncate_at: Some(0),
+            truncations: 1000,
+            ..Fault::default()
+        },
+    );
+    server.clear_log();
+    let dl = downloader(&cache, SignaturePolicy::Require);
+    let e = mkstick::os::fcos::fetch(&fcos_release(&server, None), &dl, &test_keys().fedora)
+        .unwrap_err();
+    let msg = format!("{e:#}");
+    assert!(msg.contains("truncated"), "{msg}");
+    assert!(msg.contains(&server.url(&kernel_path(&rel2))), "{msg}");
+    let tries = server
+        .requests()
+        .iter()
+        .filter(|r| r.path == kernel_path(&rel2))
+        .count();
+    assert_eq!(tries, ATTEMPTS as usize);
+    drop(rel);
+}
+
+/// A fake Flatcar release on `server`, laid out like
+/// `<channel>.release.flatcar-linux.net/amd64-usr/<version>/`.
+fn publish_flatcar(server: &Server, version: &str) -> (Vec<u8>, Vec<u8>) {
+    let kernel = filler(250_000, 5);
+    let image = filler(700_000, 6);
+    for (name, bytes) in [
+        ("flatcar_production_pxe.vmlinuz", &kernel),
+        ("flatcar_production_pxe_image.cpio.gz", &image),
+    ] {
+        let path = format!("/amd64-usr/{version}/{name}");
+        use sha2::Digest;
+        let digests = format!(
+            "# MD5 HASH\n{}  {name}\n# SHA1 HASH\n{}  {name}\n# SHA512 HASH\n{}  {name}\n",
+            "0".repeat(32),
+            "1".repeat(40),
+            mkstick::io::hex(&sha2::Sha512::digest(bytes))
+        );
+        server.put(&path, bytes.clone());
+        server.put(&format!("{path}.sig"), signer().sign(bytes));
+        server.put(
+            &format!("{path}.DIGESTS.sig"),
+            signer().sign(digests.as_bytes()),
+        );
+        server.put(&format!("{path}.DIGESTS"), digests);
+    }
+    server.put(
+        "/amd64-usr/current/version.txt",
+        format!("FLATCAR_BUILD=4459\nFLATCAR_VERSION={version}\nFLATCAR_VERSION_ID={version}\n"),
+    );
+    (kernel, image)
+}
+
+#[test]
+fn flatcar_fetch_checks_digests_and_signatures_and_boots_through_fedoras_efi_chain() {
+    let server = Server::start();
+    publish_fcos(&server, "43.10.3.0", signer());
+    let (kernel, image) = publish_flatcar(&server, "4459.2.1");
+    let tmp = tempfile::tempdir().unwrap();
+    let cache = Cache::open(Some(tmp.path())).unwrap();
+    let release = Release {
+        stream: "stable".to_string(),
+        version: None,
+        url: server.url("/amd64-usr"),
+        efi_stream_url: server.url("/streams/stable.json"),
+    };
+    let dl = downloader(&cache, SignaturePolicy::Require);
+    let dir = mkstick::os::flatcar::fetch(&release, &dl, &test_keys()).unwrap();
+    let os = OsDir::load(&dir).unwrap();
+    os.verify(|_| {}).unwrap();
+    let m = &os.manifest;
+    assert_eq!((m.id.as_str(), m.version.as_str()), ("flatcar", "4459.2.1"));
+    assert!(
+        m.rootfs.is_none(),
+        "Flatcar's /usr image is its only initrd"
+    );
+    assert_eq!(m.ignition_config_path, "usr/share/oem/config.ign");
+    assert!(m
+        .kernel_args
+        .iter()
+        .any(|a| a.as_str() == "flatcar.first_boot=1"));
+    assert_eq!(
+        std::fs::read(dir.join("flatcar_production_pxe.vmlinuz")).unwrap(),
+        kernel
+    );
+    assert_eq!(
+        std::fs::read(dir.join("flatcar_production_pxe_image.cpio.gz")).unwrap(),
+        image
+    );
+
+    // The stick: two initrds (the /usr image, then the config at Flatcar's path).
+    let s = Scratch::new(&minimal_config());
+    ok(s.run(&["build", "--os-dir", dir.to_str().unwrap()]));
+    let img = s.path("mkstick.img");
+    let grub = String::from_utf8(esp_file(&img, "EFI/BOOT/grub.cfg")).unwrap();
+    assert!(
+        grub.contains("initrd /os/initramfs.img /mkstick/ignition.img"),
+        "{grub}"
+    );
+    let members = mkstick::image::initrd::read(&esp_file(&img, "mkstick/ignition.img")).unwrap();
+    assert!(members.iter().any(|m| m.name == "usr/share/oem/config.ign"));
+
+    // Pinned and cached: no request at all.
+    server.clear_log();
+    let pinned = Release {
+        version: Some("4459.2.1".to_string()),
+        ..release.clone()
+    };
+    let dl = downloader(&cache, SignaturePolicy::Require);
+    mkstick::os::flatcar::fetch(&pinned, &dl, &test_keys()).unwrap();
+    assert_eq!(server.requests(), vec![]);
+
+    // A DIGESTS file signed by someone else is refused before any download.
+    publish_flatcar(&server, "4459.3.0");
+    let path = "/amd64-usr/4459.3.0/flatcar_production_pxe.vmlinuz.DIGESTS";
+    let text = b"# SHA512 HASH\n00  flatcar_production_pxe.vmlinuz\n".to_vec();
+    server.put(&format!("{path}.sig"), stranger().sign(&text));
+    server.put(path, text);
+    let dl = downloader(&cache, SignaturePolicy::Require);
+    let e = mkstick::os::flatcar::fetch(&release, &dl, &test_keys()).unwrap_err();
+    let msg = format!("{e:#}");
+    assert!(
+        msg.contains("refusing") && msg.contains(".DIGESTS"),
+        "{msg}"
+    );
+    assert!(msg.contains("not one of Flatcar (test)'s"), "{msg}");
+}
+
+#[test]
+fn the_kubernetes_table_is_enforced_and_binaries_land_in_the_cache() {
+    use mkstick::k8s::binaries::{self, Mirrors, BINARIES, KUBERNETES_VERSION};
+    let server = Server::start();
+    let mirrors = Mirrors {
+        k8s: server.base.clone(),
+        github: server.base.clone(),
+    };
+    for b in BINARIES {
+        let url = b.artifact("amd64", &mirrors).unwrap().url;
+        server.put(url.strip_prefix(&server.base).unwrap(), filler(10_000, 4));
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let cache = Cache::open(Some(tmp.path())).unwrap();
+    let dl = downloader(&cache, SignaturePolicy::Require);
+    // These files are not the real binaries, so the pinned hashes refuse them.
+    let e = binaries::fetch(&dl, "amd64", &mirrors).unwrap_err();
+    let msg = format!("{e:#}");
+    assert!(
+        msg.contains(&format!("sha256 mismatch for kubeadm {KUBERNETES_VERSION}")),
+        "{msg}"
+    );
+    assert!(msg.contains(BINARIES[0].sha256[0].1), "{msg}");
+    assert_eq!(cache_files(&cache), (0, 0));
+    assert!(!binaries::record_path(&cache, "amd64").exists());
+}
+
+#[test]
+fn the_binary_trusts_only_the_embedded_keys_and_honours_no_proxy() {
+    let server = Server::start();
+    let rel = publish_fcos(&server, "43.11.3.0", signer());
+    let s = Scratch::new(&minimal_config());
+    let config = format!(
+        "[node]\nhostname = \"kube1\"\nssh-authorized-keys = [\"{KEY}\"]\n\n[os]\ndistro = \"fedora-coreos\"\nstream = \"stable\"\nstream-url = \"{}\"\n",
+        server.url("/streams/stable.json")
+    );
+    s.write("mkstick.toml", &config);
+    let cache = s.path("cache");
+    let cache_arg = cache.to_str().unwrap();
+    // A proxy that does not exist: NO_PROXY must keep 127.0.0.1 away from it.
+    let env = [
+        ("HTTPS_PROXY", "http://127.0.0.1:9"),
+        ("HTTP_PROXY", "http://127.0.0.1:9"),
+        ("NO_PROXY", "127.0.0.1"),
+    ];
+
+    // Signed, but not by Fedora: refused, exit 1, nothing admitted.
+    let err = fails(s.run_env(&["fetch", "--cache-dir", cache_arg], &env));
+    assert!(err.contains("bad signature on kernel"), "{err}");
+    assert!(err.contains("not one of Fedora's"), "{err}");
+    assert_eq!(
+        std::fs::read_dir(cache.join("blobs/sha256"))
+            .unwrap()
+            .count(),
+        0
+    );
+
+    // --insecure-skip-signature: loud, accepted on the sha256 alone.
+    let o = s.run_env(
+        &[
+            "fetch",
+            "--cache-dir",
+            cache_arg,
+            "--insecure-skip-signature",
+        ],
+        &env,
+    );
+    let err = stderr(&o);
+    let out = ok(o);
+    assert!(err.contains("WARNING: --insecure-skip-signature"), "{err}");
+    assert!(out.contains("fetched 4 files"), "{out}");
+    assert!(out.contains("NOT signature-checked"), "{out}");
+    assert!(
+        out.contains(&format!("Fedora CoreOS {} is ready", rel.version)),
+        "{out}"
+    );
+
+    // build uses the cache, with no new download.
+    server.clear_log();
+    let o = s.run_env(
+        &[
+            "build",
+            "--cache-dir",
+            cache_arg,
+            "--insecure-skip-signature",
+        ],
+        &env,
+    );
+    ok(o);
+    let paths: Vec<String> = server.requests().into_iter().map(|r| r.path).collect();
+    assert_eq!(paths, vec!["/streams/stable.json".to_string()]);
+
+    // Without NO_PROXY the dead proxy is used, and the error says so.
+    let o = s.run_env(
+        &["fetch", "--cache-dir", cache_arg],
+        &[
+            ("HTTPS_PROXY", "http://127.0.0.1:9"),
+            ("HTTP_PROXY", "http://127.0.0.1:9"),
+            ("NO_PROXY", ""),
+        ],
+    );
+    let err = fails(o);
+    assert!(
+        err.contains("giving up on") && err.contains("HTTPS_PROXY"),
+        "{err}"
+    );
+
+    // cache ls shows the release; prune keeps it and drops the ISO, which
+    // only served to take efiboot.img out.
+    let ls = ok(s.run(&["cache", "ls", "--cache-dir", cache_arg]));
+    assert!(
+        ls.contains(&format!("os  fedora-coreos {}", rel.version)),
+        "{ls}"
+    );
+    assert!(ls.contains("1 not used by a release"), "{ls}");
+    let pruned = ok(s.run(&["cache", "prune", "--cache-dir", cache_arg]));
+    assert!(pruned.contains("removed 1 unused files"), "{pruned}");
+    let ls = ok(s.run(&["cache", "ls", "--cache-dir", cache_arg]));
+    assert!(ls.contains("0 not used"), "{ls}");
+    ok(s.run_env(
+        &[
+            "check",
+            "--cache-dir",
+            cache_arg,
+            "--insecure-skip-signature",
+        ],
+        &env,
+    ));
+}
+
+#[test]
+fn os_config_mistakes_are_located() {
+    let s = Scratch::new(&minimal_config());
+    let base = format!("[node]\nhostname = \"kube1\"\nssh-authorized-keys = [\"{KEY}\"]\n\n[os]\n");
+    for (os, want) in [
+        ("distro = \"fedora\"\n", "unknown distro `fedora`"),
+        (
+            "distro = \"flatcar\"\nchannel = \"testing\"\n",
+            "`testing` is not a Flatcar channel",
+        ),
+        (
+            "stream = \"beta\"\n",
+            "`beta` is not a Fedora CoreOS stream",
+        ),
+        (
+            "version = \"latest\"\n",
+            "`latest` is not a release version",
+        ),
+        ("release-url = \"http://x\"\n", "`release-url` is Flatcar's"),
+        ("stream-url = \"ftp://x\"\n", "is not an http(s) URL"),
+        (
+            "path = \"os\"\ndistro = \"flatcar\"\n",
+            "both `path` and a release",
+        ),
+    ] {
+        s.write("mkstick.toml", &format!("{base}{os}"));
+        let err = fails(s.run(&["plan", "--cache-dir", s.path("c").to_str().unwrap()]));
+        assert!(err.contains(want), "{os}: {err}");
+        assert!(err.contains("mkstick.toml:"), "located: {err}");
+    }
+}
