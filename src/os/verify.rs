@@ -132,8 +132,15 @@ impl Signature {
             .map(|k| format!("{k:?}"))
             .chain(s.issuer_fingerprint().iter().map(|f| format!("{f:?}")))
             .collect();
+        let made = s
+            .created()
+            .map(|t| t.as_secs())
+            .ok_or_else(|| anyhow!("the signature has no creation time"))?;
         for (name, key) in &ring.keys {
             if signed_by(s, key) {
+                if let Some(why) = unusable_at(key, None, made) {
+                    bail!("it was made by {name}, but {why}");
+                }
                 self.sig
                     .signature
                     .verify(key, data)
@@ -142,6 +149,9 @@ impl Signature {
             }
             for sub in &key.public_subkeys {
                 if signed_by(s, sub) {
+                    if let Some(why) = unusable_at(key, Some(sub), made) {
+                        bail!("it was made by a subkey of {name}, but {why}");
+                    }
                     self.sig.signature.verify(sub, data).map_err(|e| {
                         anyhow!("the signature by {name} (subkey) does not match: {e}")
                     })?;
@@ -159,6 +169,105 @@ impl Signature {
             }
         )
     }
+}
+
+/// Why `key` (or its subkey `sub`) could not have made a valid signature at
+/// `at` (seconds since 1970), if it could not: revoked, expired, not yet
+/// made, or a subkey not bound for signing. The bindings themselves were
+/// verified when the keyring was loaded.
+pub fn unusable_at(
+    key: &SignedPublicKey,
+    sub: Option<&pgp::composed::SignedPublicSubKey>,
+    at: u32,
+) -> Option<String> {
+    use pgp::packet::SignatureType;
+    let created = |s: &pgp::packet::Signature| s.created().map_or(0, |t| t.as_secs());
+    let expiry = |born: u32, s: &pgp::packet::Signature| {
+        s.key_expiration_time()
+            .map(|d| d.as_secs())
+            .filter(|d| *d > 0)
+            .map(|d| born.saturating_add(d))
+    };
+    if !key.details.revocation_signatures.is_empty() {
+        return Some("that key has been revoked".to_string());
+    }
+    let key_born = key.primary_key.created_at().as_secs();
+    if at < key_born {
+        return Some(format!(
+            "the signature ({}) is older than the key ({})",
+            ymd(at),
+            ymd(key_born)
+        ));
+    }
+    let newest_cert = key
+        .details
+        .users
+        .iter()
+        .flat_map(|u| u.signatures.iter())
+        .max_by_key(|s| created(s));
+    if let Some(end) = newest_cert.and_then(|s| expiry(key_born, s)) {
+        if at > end {
+            return Some(format!(
+                "the key expired on {} and the signature is from {}",
+                ymd(end),
+                ymd(at)
+            ));
+        }
+    }
+    let Some(sub) = sub else {
+        return None;
+    };
+    if let Some(r) = sub
+        .signatures
+        .iter()
+        .find(|s| s.typ() == Some(SignatureType::SubkeyRevocation))
+    {
+        return Some(format!("that subkey was revoked on {}", ymd(created(r))));
+    }
+    let Some(binding) = sub
+        .signatures
+        .iter()
+        .filter(|s| s.typ() == Some(SignatureType::SubkeyBinding))
+        .max_by_key(|s| created(s))
+    else {
+        return Some("that subkey is not bound to the key".to_string());
+    };
+    if !binding.key_flags().sign() {
+        return Some("that subkey is not a signing subkey".to_string());
+    }
+    let born = sub.key.created_at().as_secs();
+    if at < born {
+        return Some(format!(
+            "the signature ({}) is older than that subkey ({})",
+            ymd(at),
+            ymd(born)
+        ));
+    }
+    if let Some(end) = expiry(born, binding) {
+        if at > end {
+            return Some(format!(
+                "that subkey expired on {} and the signature is from {}",
+                ymd(end),
+                ymd(at)
+            ));
+        }
+    }
+    None
+}
+
+/// `YYYY-MM-DD` of a Unix time (UTC), for messages.
+fn ymd(secs: u32) -> String {
+    // Howard Hinnant's civil_from_days.
+    let z = i64::from(secs) / 86_400 + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1_460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    format!("{y:04}-{m:02}-{d:02}")
 }
 
 /// Whether the signature names this key as its issuer.
@@ -279,6 +388,53 @@ mod tests {
                 "{name} has a signed user ID"
             );
         }
+    }
+
+    /// Seconds since 1970 of a UTC date.
+    fn at(y: i64, m: i64, d: i64) -> u32 {
+        // Inverse of ymd (days_from_civil).
+        let y = if m <= 2 { y - 1 } else { y };
+        let era = y.div_euclid(400);
+        let yoe = y - era * 400;
+        let mp = (m + 9) % 12;
+        let doy = (153 * mp + 2) / 5 + d - 1;
+        let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+        ((era * 146_097 + doe - 719_468) * 86_400) as u32
+    }
+
+    #[test]
+    fn dates_print_as_published() {
+        assert_eq!(ymd(0), "1970-01-01");
+        assert_eq!(ymd(at(2027, 3, 8)), "2027-03-08");
+        assert_eq!(ymd(at(2024, 2, 29) + 86_399), "2024-02-29");
+    }
+
+    /// Flatcar's real key: which signing subkey could sign when, as
+    /// `gpg --show-keys` reports it (flatcar.org's file, 2025-03-07).
+    #[test]
+    fn flatcar_subkeys_are_usable_only_in_their_lifetime() {
+        let ring = Keyring::flatcar().unwrap();
+        let key = &ring.keys[0].1;
+        let sub = |fpr: &str| {
+            key.public_subkeys
+                .iter()
+                .find(|s| format!("{}", s.key.fingerprint()).eq_ignore_ascii_case(fpr))
+                .unwrap_or_else(|| panic!("subkey {fpr}"))
+        };
+        let current = sub("52F145DFD00BBDCD928CBB5A32DA80F91EF52974");
+        assert_eq!(unusable_at(key, Some(current), at(2026, 11, 24)), None);
+        let why = unusable_at(key, Some(current), at(2027, 6, 1)).unwrap();
+        assert!(why.contains("expired on 2027-03-08"), "{why}");
+        let why = unusable_at(key, Some(current), at(2025, 1, 1)).unwrap();
+        assert!(why.contains("older than that subkey (2025-03-07)"), "{why}");
+        let previous = sub("E9426D8B67E35DF476BD048185F7C8868837E271");
+        assert_eq!(unusable_at(key, Some(previous), at(2024, 6, 1)), None);
+        assert!(unusable_at(key, Some(previous), at(2025, 6, 1)).is_some());
+        let revoked = sub("1E100DD7A677A6F9A532C9F9B51DE377064D542D");
+        let why = unusable_at(key, Some(revoked), at(2018, 3, 1)).unwrap();
+        assert!(why.contains("revoked on 2018-03-14"), "{why}");
+        // The primary key itself never expires.
+        assert_eq!(unusable_at(key, None, at(2030, 1, 1)), None);
     }
 
     #[test]

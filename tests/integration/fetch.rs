@@ -831,3 +831,70 @@ fn os_config_mistakes_are_located() {
         assert!(err.contains("mkstick.toml:"), "located: {err}");
     }
 }
+
+#[test]
+fn a_signature_by_a_revoked_subkey_is_refused() {
+    use mkstick::os::verify::Signature;
+    // A publisher-shaped key: a certify-only primary and a signing subkey.
+    let home = tempfile::tempdir().unwrap();
+    let h = home.path();
+    let quiet = ["--pinentry-mode", "loopback", "--passphrase", ""];
+    let mut args = quiet.to_vec();
+    args.extend([
+        "--quick-gen-key",
+        "pub <p@example.invalid>",
+        "rsa2048",
+        "cert",
+        "never",
+    ]);
+    gpg(h, &args, None);
+    let listing = String::from_utf8(gpg(h, &["--list-keys", "--with-colons"], None)).unwrap();
+    let fpr = listing
+        .lines()
+        .find_map(|l| l.strip_prefix("fpr:::::::::"))
+        .map(|l| l.trim_end_matches(':').to_string())
+        .unwrap();
+    let mut args = quiet.to_vec();
+    args.extend(["--quick-add-key", &fpr, "rsa2048", "sign", "never"]);
+    gpg(h, &args, None);
+    let data = h.join("data");
+    std::fs::write(&data, b"a release").unwrap();
+    let sig = gpg(h, &["--detach-sign", "--output", "-"], Some(&data));
+    let before = String::from_utf8(gpg(h, &["--armor", "--export"], None)).unwrap();
+    let ring = Keyring::from_armored("P", &[("p", &before)]).unwrap();
+    let parsed = Signature::parse(&sig).unwrap();
+    parsed.verify(&ring, &b"a release"[..]).unwrap();
+
+    // Revoke the subkey (gpg --edit-key, driven through --command-fd).
+    let mut child = Command::new("gpg")
+        .arg("--homedir")
+        .arg(h)
+        .args([
+            "--batch",
+            "--quiet",
+            "--pinentry-mode",
+            "loopback",
+            "--passphrase",
+            "",
+        ])
+        .args(["--command-fd", "0", "--edit-key", &fpr])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    std::io::Write::write_all(
+        child.stdin.as_mut().unwrap(),
+        b"key 1\nrevkey\ny\n0\n\ny\nsave\n",
+    )
+    .unwrap();
+    drop(child.stdin.take());
+    assert!(child.wait().unwrap().success());
+    let after = String::from_utf8(gpg(h, &["--armor", "--export"], None)).unwrap();
+    let ring = Keyring::from_armored("P", &[("p", &after)]).unwrap();
+    let e = parsed.verify(&ring, &b"a release"[..]).unwrap_err();
+    assert!(
+        format!("{e:#}").contains("that subkey was revoked"),
+        "{e:#}"
+    );
+}
