@@ -214,9 +214,7 @@ pub fn unusable_at(
             ));
         }
     }
-    let Some(sub) = sub else {
-        return None;
-    };
+    let sub = sub?;
     if let Some(r) = sub
         .signatures
         .iter()
