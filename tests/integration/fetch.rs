@@ -19,7 +19,7 @@ use std::sync::{Mutex, OnceLock};
 use std::time::Duration;
 
 /// A throwaway gpg home with one RSA signing key.
-struct Signer {
+pub struct Signer {
     home: tempfile::TempDir,
     public: String,
     lock: Mutex<()>,
@@ -84,7 +84,7 @@ impl Signer {
     }
 }
 
-fn signer() -> &'static Signer {
+pub fn signer() -> &'static Signer {
     static S: OnceLock<Signer> = OnceLock::new();
     S.get_or_init(|| Signer::new("mkstick test <publisher@example.invalid>"))
 }
@@ -94,7 +94,7 @@ fn stranger() -> &'static Signer {
     S.get_or_init(|| Signer::new("someone else <stranger@example.invalid>"))
 }
 
-fn test_keys() -> Keys {
+pub fn test_keys() -> Keys {
     Keys {
         fedora: signer().keyring("Fedora (test)"),
         flatcar: signer().keyring("Flatcar (test)"),
@@ -136,24 +136,39 @@ fn efiboot() -> Vec<u8> {
 /// One fake Fedora CoreOS release, published on `server` like
 /// builds.coreos.fedoraproject.org: artifacts, `.sig`s, the stream
 /// document and `release.json`.
-struct Fcos {
-    version: String,
+pub struct Fcos {
+    pub version: String,
     kernel: Vec<u8>,
     rootfs: Vec<u8>,
 }
 
 fn publish_fcos(server: &Server, version: &str, signer: &Signer) -> Fcos {
-    let dir = format!("/prod/streams/stable/builds/{version}/x86_64");
     // Each release's files differ, as real ones do (the cache is by content).
     let unique = |len: usize, seed: u8| -> Vec<u8> {
         let mut b = format!("{version}/{seed}").into_bytes();
         b.extend(filler(len, seed));
         b
     };
-    let kernel = unique(300_000, 1);
-    let initramfs = unique(200_000, 2);
-    let rootfs = unique(900_000, 3);
-    let iso = live_iso(&efiboot());
+    publish_fcos_files(
+        server,
+        version,
+        signer,
+        [unique(300_000, 1), unique(200_000, 2), unique(900_000, 3)],
+        &efiboot(),
+    )
+}
+
+/// Publish these kernel, initramfs and rootfs, and a live ISO holding this
+/// efiboot.img, as Fedora CoreOS release `version`.
+pub fn publish_fcos_files(
+    server: &Server,
+    version: &str,
+    signer: &Signer,
+    [kernel, initramfs, rootfs]: [Vec<u8>; 3],
+    efiboot: &[u8],
+) -> Fcos {
+    let dir = format!("/prod/streams/stable/builds/{version}/x86_64");
+    let iso = live_iso(efiboot);
     let mut entries = serde_json::Map::new();
     for (key, name, bytes) in [
         ("kernel", "live-kernel.x86_64", &kernel),
@@ -220,7 +235,7 @@ fn rootfs_path(f: &Fcos) -> String {
     )
 }
 
-fn fcos_release(server: &Server, version: Option<&str>) -> Release {
+pub fn fcos_release(server: &Server, version: Option<&str>) -> Release {
     Release {
         stream: "stable".to_string(),
         version: version.map(str::to_string),
@@ -229,7 +244,7 @@ fn fcos_release(server: &Server, version: Option<&str>) -> Release {
     }
 }
 
-fn downloader<'a>(cache: &'a Cache, policy: SignaturePolicy) -> Downloader<'a> {
+pub fn downloader<'a>(cache: &'a Cache, policy: SignaturePolicy) -> Downloader<'a> {
     static P: OnceLock<Progress> = OnceLock::new();
     let progress = P.get_or_init(Progress::hidden);
     Downloader::new(cache, progress, policy).with_retry_delay(Duration::from_millis(5))

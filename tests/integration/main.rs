@@ -12,4 +12,6 @@ mod image;
 #[cfg(feature = "boot-tests")]
 mod boot;
 #[cfg(feature = "boot-tests")]
+mod fetch_boot;
+#[cfg(feature = "boot-tests")]
 mod storage_boot;
