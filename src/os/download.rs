@@ -367,7 +367,7 @@ impl<'a> Downloader<'a> {
         }
         let e = last.expect("the loop ran at least once and every failure was kept");
         Err(e.context(format!(
-            "giving up on {url} after {ATTEMPTS} attempts; check the network (and HTTPS_PROXY), then run the command again: finished parts are kept"
+            "giving up on {url} after {ATTEMPTS} attempts; check the network (and HTTPS_PROXY), then run the command again (a cut download resumes where it stopped)"
         )))
     }
 }

@@ -180,7 +180,9 @@ pub fn fetch(r: &Release, dl: &Downloader, keys: &Keyring) -> Result<PathBuf> {
             return Ok(dir);
         }
     }
-    let bytes = dl.get_small("stream metadata", &r.url)?;
+    let bytes = dl
+        .get_small("stream metadata", &r.url)
+        .with_context(|| super::fetch::offline_hint(dl.cache, DISTRO))?;
     let mut live = parse_stream(&bytes, &r.url)?;
     if let Some(v) = &r.version {
         if *v != live.version {

@@ -59,6 +59,25 @@ pub fn acquire(
     Ok((dir, Some(dl.summary())))
 }
 
+/// The context for a failure to learn the newest release: how to build
+/// offline from what the cache already holds.
+pub fn offline_hint(cache: &Cache, distro: &str) -> String {
+    let versions: Vec<String> = cache
+        .os_dirs()
+        .unwrap_or_default()
+        .into_iter()
+        .filter(|o| o.distro == distro && o.complete)
+        .map(|o| o.version)
+        .collect();
+    match versions.first() {
+        Some(v) => format!(
+            "cannot learn the newest release; to build offline from the cache, pin it in [os]: version = \"{v}\" (cached: {})",
+            versions.join(", ")
+        ),
+        None => "cannot learn the newest release, and the cache holds none to build from".to_string(),
+    }
+}
+
 /// A complete OS directory for this release in the cache, if there is one.
 pub fn cached_os(cache: &Cache, distro: &str, version: &str) -> Option<PathBuf> {
     let dir = cache.os_dir(distro, version);

@@ -104,7 +104,9 @@ pub fn fetch(r: &Release, dl: &Downloader, keys: &Keys) -> Result<PathBuf> {
         Some(v) => v.clone(),
         None => {
             let url = format!("{}/current/version.txt", r.url);
-            let bytes = dl.get_small("version.txt", &url)?;
+            let bytes = dl
+                .get_small("version.txt", &url)
+                .with_context(|| super::fetch::offline_hint(dl.cache, DISTRO))?;
             parse_version_txt(&String::from_utf8_lossy(&bytes))
                 .with_context(|| format!("reading {url}"))?
         }

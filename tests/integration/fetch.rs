@@ -791,6 +791,10 @@ fn the_binary_trusts_only_the_embedded_keys_and_honours_no_proxy() {
         err.contains("giving up on") && err.contains("HTTPS_PROXY"),
         "{err}"
     );
+    assert!(
+        err.contains(&format!("pin it in [os]: version = \"{}\"", rel.version)),
+        "offline, it says how to build from the cache: {err}"
+    );
 
     // cache ls shows the release; prune keeps it and drops the ISO, which
     // only served to take efiboot.img out.
