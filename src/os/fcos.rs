@@ -100,6 +100,9 @@ fn pick(
     formats: &BTreeMap<String, BTreeMap<String, ArtifactRef>>,
     source: &str,
 ) -> Result<LiveRelease> {
+    if !super::source::is_release_version(version) {
+        bail!("{source} names release `{version}`, which is not a version mkstick can use");
+    }
     let get = |format: &str, key: &str| -> Result<ArtifactRef> {
         formats
             .get(format)
@@ -303,6 +306,9 @@ mod tests {
     fn a_stream_without_metal_is_refused_clearly() {
         let e = parse_stream(br#"{"stream":"stable","architectures":{}}"#, "u").unwrap_err();
         assert!(format!("{e:#}").contains("no x86_64 metal"), "{e:#}");
+        let doc = REAL_STREAM.replace("33.20201201.3.0\",", "..\",");
+        let e = parse_stream(doc.as_bytes(), "u").unwrap_err();
+        assert!(format!("{e:#}").contains("not a version"), "{e:#}");
         let e = parse_stream(b"<html>", "u").unwrap_err();
         assert!(
             format!("{e:#}").contains("not Fedora CoreOS stream metadata"),

@@ -55,10 +55,7 @@ pub fn parse_version_txt(text: &str) -> Result<String> {
     for line in text.lines() {
         if let Some(v) = line.trim().strip_prefix("FLATCAR_VERSION=") {
             let v = v.trim().trim_matches('"');
-            if !v.is_empty()
-                && v.chars()
-                    .all(|c| c.is_ascii_alphanumeric() || ".+-_".contains(c))
-            {
+            if super::source::is_release_version(v) {
                 return Ok(v.to_string());
             }
             bail!("version.txt has an unreadable FLATCAR_VERSION `{v}`");
@@ -207,6 +204,11 @@ mod tests {
         assert_eq!(parse_version_txt(text).unwrap(), "4459.2.1");
         assert!(parse_version_txt("FLATCAR_BUILD=1\n").is_err());
         assert!(parse_version_txt("FLATCAR_VERSION=../../x\n").is_err());
+        assert!(parse_version_txt("FLATCAR_VERSION=..\n").is_err());
+        assert_eq!(
+            parse_version_txt("FLATCAR_VERSION=4799.0.0+nightly-20261101\n").unwrap(),
+            "4799.0.0+nightly-20261101"
+        );
     }
 
     #[test]

@@ -34,6 +34,18 @@ pub struct Release {
     pub efi_stream_url: String,
 }
 
+/// A release version as publishers write them (`43.20261116.3.0`,
+/// `4459.2.1`, `4799.0.0+nightly-20261101`): it starts with a digit and
+/// holds only letters, digits and `.+-_`, so it is safe as a directory name.
+/// Versions read from servers are held to the same rule.
+pub fn is_release_version(v: &str) -> bool {
+    !v.is_empty()
+        && v.len() <= 64
+        && v.starts_with(|c: char| c.is_ascii_digit())
+        && v.chars()
+            .all(|c| c.is_ascii_alphanumeric() || ".+-_".contains(c))
+}
+
 impl OsSource {
     /// Resolve `[os]`; `cli_dir` (`--os-dir`) wins over everything.
     pub fn from_config(loaded: &LoadedConfig, cli_dir: Option<&PathBuf>) -> Result<OsSource> {
@@ -112,12 +124,7 @@ impl OsSource {
             None => None,
             Some(v) => {
                 let t = v.get_ref();
-                let ok = !t.is_empty()
-                    && t.len() <= 64
-                    && t.starts_with(|c: char| c.is_ascii_digit())
-                    && t.chars()
-                        .all(|c| c.is_ascii_alphanumeric() || c == '.' || c == '-' || c == '_');
-                if !ok {
+                if !is_release_version(t) {
                     let example = if flatcar {
                         "4459.2.1"
                     } else {
