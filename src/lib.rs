@@ -43,7 +43,7 @@ pub fn run(cli: Cli, progress: &Progress) -> Result<ExitCode> {
         }
         Command::Build(a) => build(&a, progress, &mut out()),
         Command::Fetch(a) => fetch(&a, progress, &mut out()),
-        Command::Cache(c) => cache(&c, &mut out()),
+        Command::Cache(c) => cache(&c, progress, &mut out()),
         Command::Inspect(a) => inspect::run(&a, progress, &mut out()),
         // `boot` copies the guest's console to stdout from a thread of its
         // own, so this thread must not hold the stdout lock meanwhile.
@@ -63,8 +63,9 @@ fn source_date_epoch() -> Result<Option<i64>> {
     }
 }
 
-fn fetch_options(a: &cli::FetchArgs) -> os::fetch::FetchOptions {
+fn fetch_options(a: &cli::FetchArgs, reverify: bool) -> os::fetch::FetchOptions {
     os::fetch::FetchOptions {
+        reverify,
         cache_dir: a.cache_dir.clone(),
         signatures: if a.insecure_skip_signature {
             os::download::SignaturePolicy::InsecureSkip
@@ -75,19 +76,21 @@ fn fetch_options(a: &cli::FetchArgs) -> os::fetch::FetchOptions {
 }
 
 /// The OS directory the config names: local, or fetched into the cache.
+/// `reverify` (the `fetch` command) hashes cached files again.
 fn acquire_os(
     loaded: &config::LoadedConfig,
     a: &ConfigArgs,
+    reverify: bool,
     progress: &Progress,
 ) -> Result<(PathBuf, Option<os::download::Summary>)> {
     let source = os::source::OsSource::from_config(loaded, a.os_dir.as_ref())?;
     let keys = os::fetch::Keys::embedded()?;
-    os::fetch::acquire(&source, &fetch_options(&a.fetch), &keys, progress)
+    os::fetch::acquire(&source, &fetch_options(&a.fetch, reverify), &keys, progress)
 }
 
 fn fetch(a: &ConfigArgs, progress: &Progress, out: &mut impl Write) -> Result<ExitCode> {
     let loaded = config::load(&a.config)?;
-    let (dir, summary) = acquire_os(&loaded, a, progress)?;
+    let (dir, summary) = acquire_os(&loaded, a, true, progress)?;
     let os = os::OsDir::load(&dir)?;
     if let Some(s) = summary {
         writeln!(out, "{s}")?;
@@ -102,7 +105,7 @@ fn fetch(a: &ConfigArgs, progress: &Progress, out: &mut impl Write) -> Result<Ex
     Ok(ExitCode::SUCCESS)
 }
 
-fn cache(c: &cli::CacheCommand, out: &mut impl Write) -> Result<ExitCode> {
+fn cache(c: &cli::CacheCommand, progress: &Progress, out: &mut impl Write) -> Result<ExitCode> {
     match c {
         cli::CacheCommand::Ls(a) => {
             let cache = os::cache::Cache::open(a.cache_dir.as_deref())?;
@@ -110,6 +113,7 @@ fn cache(c: &cli::CacheCommand, out: &mut impl Write) -> Result<ExitCode> {
         }
         cli::CacheCommand::Prune(a) => {
             let cache = os::cache::Cache::open(a.cache.cache_dir.as_deref())?;
+            let _lock = cache.lock(progress)?;
             writeln!(out, "{}", cache.prune(a.keep)?)?;
         }
     }
@@ -122,7 +126,7 @@ fn plan_and_render(
     progress: &Progress,
 ) -> Result<(plan::Plan, payload::Payload)> {
     let loaded = config::load(&a.config)?;
-    let (os_dir, summary) = acquire_os(&loaded, a, progress)?;
+    let (os_dir, summary) = acquire_os(&loaded, a, false, progress)?;
     if let Some(s) = summary {
         progress.note(&s.to_string());
     }

@@ -141,8 +141,18 @@ pub fn record_path(cache: &Cache, arch: &str) -> std::path::PathBuf {
 /// Fetch every binary for `arch` into the cache, and record which blobs they
 /// are (`k8s/<version>-<arch>.json`, name -> sha256). Returns that map.
 pub fn fetch(dl: &Downloader, arch: &str, m: &Mirrors) -> Result<BTreeMap<String, String>> {
+    fetch_table(dl, BINARIES, arch, m)
+}
+
+/// [`fetch`] for any table (tests use one whose hashes match their files).
+pub fn fetch_table(
+    dl: &Downloader,
+    table: &[Binary],
+    arch: &str,
+    m: &Mirrors,
+) -> Result<BTreeMap<String, String>> {
     let mut record = BTreeMap::new();
-    for b in BINARIES {
+    for b in table {
         let got = dl.fetch(&b.artifact(arch, m)?, None)?;
         record.insert(b.name.to_string(), got.sha256.to_string());
     }

@@ -29,12 +29,47 @@ impl Cache {
             Some(d) => d.to_path_buf(),
             None => default_dir()?,
         };
-        for sub in ["blobs/sha256", "blobs/sha512", "partial", "os", "k8s"] {
+        for sub in [
+            "blobs/sha256",
+            "blobs/sha512",
+            "blobs/signed",
+            "partial",
+            "os",
+            "k8s",
+        ] {
             let p = root.join(sub);
             std::fs::create_dir_all(&p)
                 .with_context(|| format!("creating the cache directory {}", p.display()))?;
         }
         Ok(Cache { root })
+    }
+
+    /// Hold the cache for this process: one mkstick at a time fetches or
+    /// prunes, so two never write one `.part` or prune a fetch's files.
+    pub fn lock(&self, progress: &crate::progress::Progress) -> Result<CacheLock> {
+        use nix::fcntl::{Flock, FlockArg};
+        let path = self.root.join("lock");
+        let open = || {
+            std::fs::OpenOptions::new()
+                .create(true)
+                .truncate(false)
+                .write(true)
+                .open(&path)
+                .with_context(|| format!("opening {}", path.display()))
+        };
+        match Flock::lock(open()?, FlockArg::LockExclusiveNonblock) {
+            Ok(l) => Ok(CacheLock(l)),
+            Err((_, nix::errno::Errno::EWOULDBLOCK)) => {
+                progress.note(&format!(
+                    "waiting for another mkstick that is using the cache {}",
+                    self.root.display()
+                ));
+                Flock::lock(open()?, FlockArg::LockExclusive)
+                    .map(CacheLock)
+                    .map_err(|(_, e)| anyhow::anyhow!("locking {}: {e}", path.display()))
+            }
+            Err((_, e)) => bail!("locking {}: {e}", path.display()),
+        }
     }
 
     pub fn blob_path(&self, sha256: &Sha256Digest) -> PathBuf {
@@ -60,6 +95,22 @@ impl Cache {
             }
         };
         Ok(self.blob_path(&sha256).is_file().then_some(sha256))
+    }
+
+    /// Which keyring's signature a cached file was checked against when it
+    /// entered the cache (`None`: not signature-checked).
+    pub fn signed_by(&self, sha256: &Sha256Digest) -> Option<String> {
+        let text = std::fs::read_to_string(self.root.join("blobs/signed").join(sha256.to_string()))
+            .ok()?;
+        let t = text.trim();
+        (!t.is_empty()).then(|| t.to_string())
+    }
+
+    pub fn mark_signed(&self, sha256: &Sha256Digest, publisher: &str) -> Result<()> {
+        write_atomic(
+            &self.root.join("blobs/signed").join(sha256.to_string()),
+            format!("{publisher}\n").as_bytes(),
+        )
     }
 
     pub fn part_path(&self, want: &Digest) -> PathBuf {
@@ -104,37 +155,42 @@ impl Cache {
         for distro in read_dir_names(&self.root.join("os"))? {
             for version in read_dir_names(&self.root.join("os").join(&distro))? {
                 let dir = self.root.join("os").join(&distro).join(&version);
-                let modified = std::fs::metadata(dir.join(super::MANIFEST_NAME))
-                    .and_then(|m| m.modified())
-                    .ok();
+                let complete = dir.join(super::MANIFEST_NAME).is_file();
                 out.push(CachedOs {
                     distro: distro.clone(),
                     version,
-                    complete: modified.is_some(),
+                    complete,
                     dir,
-                    modified,
                 });
             }
         }
         out.sort_by(|a, b| {
-            (a.distro.as_str(), std::cmp::Reverse(a.modified))
-                .cmp(&(b.distro.as_str(), std::cmp::Reverse(b.modified)))
+            (
+                a.distro.as_str(),
+                std::cmp::Reverse(version_key(&a.version)),
+            )
+                .cmp(&(
+                    b.distro.as_str(),
+                    std::cmp::Reverse(version_key(&b.version)),
+                ))
         });
         Ok(out)
     }
 
-    /// Every blob, with its size and its link count (1: used by nothing).
+    /// Every blob, with its size and whether an OS directory (a hard link)
+    /// or a Kubernetes record uses it.
     pub fn blobs(&self) -> Result<Vec<Blob>> {
         let dir = self.root.join("blobs/sha256");
+        let k8s = self.k8s_blobs()?;
         let mut out = Vec::new();
         for name in read_dir_names(&dir)? {
             let path = dir.join(&name);
             let meta =
                 std::fs::metadata(&path).with_context(|| format!("reading {}", path.display()))?;
             out.push(Blob {
+                used: meta.nlink() > 1 || k8s.contains(&name),
                 path,
                 size_bytes: meta.len(),
-                links: meta.nlink(),
             });
         }
         Ok(out)
@@ -163,24 +219,46 @@ impl Cache {
                 report.os_dirs.push(format!("{} {}", os.distro, os.version));
             }
         }
-        let kept_k8s = self.k8s_blobs()?;
+        // Temporary files and half-made OS directories of interrupted runs
+        // (their hard links would keep blobs alive).
+        let mut dirs = vec![
+            self.root.join("blobs/sha256"),
+            self.root.join("blobs/sha512"),
+        ];
+        for d in read_dir_names(&self.root.join("os"))? {
+            dirs.push(self.root.join("os").join(d));
+        }
+        for dir in dirs {
+            remove_leftovers(&dir)?;
+        }
         for blob in self.blobs()? {
-            let name = blob.path.file_name().and_then(|n| n.to_str()).unwrap_or("");
-            if blob.links <= 1 && !kept_k8s.iter().any(|k| k == name) {
+            if !blob.used {
                 std::fs::remove_file(&blob.path)
                     .with_context(|| format!("removing {}", blob.path.display()))?;
                 report.freed_bytes += blob.size_bytes;
                 report.blobs += 1;
             }
         }
-        let live = self.blobs()?;
-        let idx = self.root.join("blobs/sha512");
-        for name in read_dir_names(&idx)? {
-            let path = idx.join(&name);
-            let target = std::fs::read_to_string(&path).unwrap_or_default();
-            if !live.iter().any(|b| b.path.ends_with(target.trim())) {
-                std::fs::remove_file(&path)
-                    .with_context(|| format!("removing {}", path.display()))?;
+        // Index entries and signature records of files that are gone.
+        for sub in ["blobs/sha512", "blobs/signed"] {
+            let dir = self.root.join(sub);
+            for name in read_dir_names(&dir)? {
+                let path = dir.join(&name);
+                let target = if sub == "blobs/sha512" {
+                    std::fs::read_to_string(&path)
+                        .unwrap_or_default()
+                        .trim()
+                        .to_string()
+                } else {
+                    name.clone()
+                };
+                let alive = target
+                    .parse::<Sha256Digest>()
+                    .is_ok_and(|d| self.blob_path(&d).is_file());
+                if !alive {
+                    std::fs::remove_file(&path)
+                        .with_context(|| format!("removing {}", path.display()))?;
+                }
             }
         }
         let partial = self.root.join("partial");
@@ -211,6 +289,9 @@ impl Cache {
     }
 }
 
+/// The cache's lock; released when dropped.
+pub struct CacheLock(#[allow(dead_code)] nix::fcntl::Flock<std::fs::File>);
+
 #[derive(Debug, Clone)]
 pub struct CachedOs {
     pub distro: String,
@@ -218,14 +299,32 @@ pub struct CachedOs {
     pub dir: PathBuf,
     /// Whether os.json was written (the fetch finished).
     pub complete: bool,
-    modified: Option<std::time::SystemTime>,
+}
+
+/// A version as a list of numbers and words, so that `43.20261116.3.0`
+/// sorts after `43.20261101.3.0` and `4459.10.0` after `4459.9.0`.
+pub fn version_key(v: &str) -> Vec<(u64, String)> {
+    let mut out = Vec::new();
+    let mut rest = v;
+    while !rest.is_empty() {
+        let digits = rest.len() - rest.trim_start_matches(|c: char| c.is_ascii_digit()).len();
+        if digits > 0 {
+            out.push((rest[..digits].parse().unwrap_or(u64::MAX), String::new()));
+            rest = &rest[digits..];
+        } else {
+            let word = rest.len() - rest.trim_start_matches(|c: char| !c.is_ascii_digit()).len();
+            out.push((0, rest[..word].to_string()));
+            rest = &rest[word..];
+        }
+    }
+    out
 }
 
 #[derive(Debug, Clone)]
 pub struct Blob {
     pub path: PathBuf,
     pub size_bytes: u64,
-    pub links: u64,
+    pub used: bool,
 }
 
 #[derive(Debug, Clone, Default)]
@@ -262,6 +361,30 @@ fn default_dir() -> Result<PathBuf> {
         Some(home) => Ok(PathBuf::from(home).join(".cache/mkstick")),
         None => bail!("neither XDG_CACHE_HOME nor HOME is set, so there is no cache directory; pass --cache-dir DIR"),
     }
+}
+
+/// Remove the hidden temporary entries (`.partial-*`, `.mkstick-*`) in `dir`.
+fn remove_leftovers(dir: &Path) -> Result<()> {
+    let entries = match std::fs::read_dir(dir) {
+        Ok(e) => e,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => return Err(e).with_context(|| format!("reading {}", dir.display())),
+    };
+    for e in entries {
+        let e = e.with_context(|| format!("reading {}", dir.display()))?;
+        let name = e.file_name();
+        let name = name.to_string_lossy();
+        if name.starts_with(".partial-") || name.starts_with(".mkstick-") {
+            let path = e.path();
+            if path.is_dir() {
+                std::fs::remove_dir_all(&path)
+            } else {
+                std::fs::remove_file(&path)
+            }
+            .with_context(|| format!("removing {}", path.display()))?;
+        }
+    }
+    Ok(())
 }
 
 fn read_dir_names(dir: &Path) -> Result<Vec<String>> {
@@ -329,7 +452,7 @@ pub fn describe(cache: &Cache) -> Result<String> {
     }
     let blobs = cache.blobs()?;
     let total: u64 = blobs.iter().map(|b| b.size_bytes).sum();
-    let unused: Vec<&Blob> = blobs.iter().filter(|b| b.links <= 1).collect();
+    let unused: Vec<&Blob> = blobs.iter().filter(|b| !b.used).collect();
     writeln!(
         s,
         "{} verified files, {}; {} not used by a release ({}), which `mkstick cache prune` removes",
@@ -347,4 +470,31 @@ pub fn describe(cache: &Cache) -> Result<String> {
         )?;
     }
     Ok(s)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn versions_sort_by_their_numbers() {
+        let mut v = vec![
+            "43.20261116.3.0",
+            "4459.10.0",
+            "43.20261101.3.0",
+            "4459.9.0",
+            "42.1",
+        ];
+        v.sort_by_key(|x| version_key(x));
+        assert_eq!(
+            v,
+            [
+                "42.1",
+                "43.20261101.3.0",
+                "43.20261116.3.0",
+                "4459.9.0",
+                "4459.10.0"
+            ]
+        );
+    }
 }

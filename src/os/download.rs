@@ -16,7 +16,7 @@ use super::cache::Cache;
 use super::verify::{Digest, DigestReader, Keyring, Signature};
 use crate::io::{human_bytes, Sha256Digest, BUFFER_SIZE};
 use crate::progress::Progress;
-use anyhow::{anyhow, bail, Context, Result};
+use anyhow::{anyhow, Context, Result};
 use std::cell::RefCell;
 use std::io::{Read, Write};
 use std::path::PathBuf;
@@ -42,6 +42,8 @@ pub struct Fetched {
     pub path: PathBuf,
     pub sha256: Sha256Digest,
     pub size_bytes: u64,
+    /// The key whose signature it carries, if it was signature-checked.
+    pub signed_by: Option<String>,
 }
 
 /// What a run fetched and what it reused, for the summary line.
@@ -85,7 +87,24 @@ pub struct Downloader<'a> {
     progress: &'a Progress,
     policy: SignaturePolicy,
     retry_delay: Duration,
+    reverify: bool,
     summary: RefCell<Summary>,
+}
+
+/// A connection that sends nothing for this long is given up (and retried).
+pub const READ_TIMEOUT: Duration = Duration::from_secs(60);
+/// No download may grow past this, whatever the server sends.
+pub const MAX_DOWNLOAD_BYTES: u64 = 16 << 30;
+
+fn agent(read_timeout: Duration) -> ureq::Agent {
+    ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .timeout_connect(Some(Duration::from_secs(30)))
+        .timeout_recv_response(Some(read_timeout))
+        .timeout_per_read(Some(read_timeout))
+        .user_agent(concat!("mkstick/", env!("CARGO_PKG_VERSION")))
+        .build()
+        .new_agent()
 }
 
 /// Why one attempt failed, and whether another may help.
@@ -96,21 +115,31 @@ enum Failure {
 
 impl<'a> Downloader<'a> {
     pub fn new(cache: &'a Cache, progress: &'a Progress, policy: SignaturePolicy) -> Self {
-        let agent = ureq::Agent::config_builder()
-            .http_status_as_error(false)
-            .timeout_connect(Some(Duration::from_secs(30)))
-            .timeout_recv_response(Some(Duration::from_secs(60)))
-            .user_agent(concat!("mkstick/", env!("CARGO_PKG_VERSION")))
-            .build()
-            .new_agent();
         Downloader {
-            agent,
+            agent: agent(READ_TIMEOUT),
             cache,
             progress,
             policy,
             retry_delay: Duration::from_millis(500),
+            reverify: false,
             summary: RefCell::new(Summary::default()),
         }
+    }
+
+    /// Hash cached OS files again before reusing them.
+    pub fn with_reverify(mut self, yes: bool) -> Self {
+        self.reverify = yes;
+        self
+    }
+
+    pub fn reverify(&self) -> bool {
+        self.reverify
+    }
+
+    /// Give up on a connection that sends nothing for this long (tests).
+    pub fn with_read_timeout(mut self, d: Duration) -> Self {
+        self.agent = agent(d);
+        self
     }
 
     /// Shorter waits between attempts (tests).
@@ -150,53 +179,129 @@ impl<'a> Downloader<'a> {
         })
     }
 
-    /// Fetch one artifact into the cache, or find it there.
-    /// `keys` checks the signature of an artifact that has one.
+    /// Fetch one artifact into the cache, or find it there. `keys` checks
+    /// the signature of an artifact that has one.
+    ///
+    /// A cached file is reused without a request only if its signature was
+    /// checked with these keys when it entered the cache. One accepted under
+    /// `--insecure-skip-signature` (or cached for another purpose) is checked
+    /// against its signature now, without being downloaded again.
     pub fn fetch(&self, a: &Artifact, keys: Option<&Keyring>) -> Result<Fetched> {
+        let publisher = keys.map(|k| k.publisher.as_str());
         if let Some(sha256) = self.cache.lookup(&a.digest)? {
             let path = self.cache.blob_path(&sha256);
             let size_bytes = std::fs::metadata(&path)
                 .with_context(|| format!("reading {}", path.display()))?
                 .len();
-            self.summary.borrow_mut().reused.push(a.name.clone());
-            return Ok(Fetched {
-                path,
-                sha256,
-                size_bytes,
-            });
+            let signed_by = self.cache.signed_by(&sha256);
+            let trusted = a.signature_url.is_none()
+                || (signed_by.is_some() && signed_by.as_deref() == publisher);
+            if trusted {
+                self.summary.borrow_mut().reused.push(a.name.clone());
+                return Ok(Fetched {
+                    path,
+                    sha256,
+                    size_bytes,
+                    signed_by,
+                });
+            }
+            let signature = self.signature(a)?;
+            let c = check(&path, a, signature.as_ref(), keys)?;
+            if c.got != a.digest {
+                // A damaged cache file: drop it and download again.
+                self.progress.note(&format!(
+                    "{}: the cached copy is damaged ({} {}); downloading it again",
+                    a.name,
+                    a.digest.algorithm(),
+                    c.got.hex()
+                ));
+                std::fs::remove_file(&path)
+                    .with_context(|| format!("removing {}", path.display()))?;
+            } else {
+                let signed_by = self
+                    .accept(a, &c, signature.is_some())?
+                    .then(|| publisher.unwrap_or_default().to_string());
+                if let Some(p) = &signed_by {
+                    self.cache.mark_signed(&sha256, p)?;
+                }
+                self.summary.borrow_mut().reused.push(a.name.clone());
+                return Ok(Fetched {
+                    path,
+                    sha256,
+                    size_bytes,
+                    signed_by,
+                });
+            }
         }
         let signature = self.signature(a)?;
         let part = self.cache.part_path(&a.digest);
         let size_bytes = self.download(a, &part)?;
-        let (sha256, signed) = match check(&part, a, signature.as_ref(), keys, self.policy) {
-            Ok(Checked {
-                sha256,
-                bad_signature: Some(e),
-            }) => {
-                self.progress.note(&format!(
-                    "WARNING: --insecure-skip-signature: accepting {} although its signature is bad ({e:#}); only its {} was checked",
-                    a.url,
-                    a.digest.algorithm()
-                ));
-                (sha256, false)
-            }
-            Ok(c) => (c.sha256, signature.is_some()),
+        let c = check(&part, a, signature.as_ref(), keys);
+        let signed_by = match c {
+            Ok(c) if c.got == a.digest => self
+                .accept(a, &c, signature.is_some())
+                .map(|s| (c, s.then(|| publisher.unwrap_or_default().to_string()))),
+            Ok(c) => Err(anyhow!(
+                "{} mismatch for {} ({}): its publisher says {}, the download has {}; the file was deleted. Run the command again; if it happens again, the mirror or the network changes the file",
+                a.digest.algorithm(),
+                a.name,
+                a.url,
+                a.digest.hex(),
+                c.got.hex()
+            )),
+            Err(e) => Err(e),
+        };
+        let (c, signed_by) = match signed_by {
+            Ok(v) => v,
             Err(e) => {
                 let _ = std::fs::remove_file(&part);
                 return Err(e);
             }
         };
-        let path = self.cache.admit(&part, &a.digest, &sha256)?;
-        let mut summary = self.summary.borrow_mut();
-        summary.fetched.push((a.name.clone(), size_bytes));
-        if !signed && a.signature_url.is_some() {
-            summary.unsigned.push(a.name.clone());
+        let path = self.cache.admit(&part, &a.digest, &c.sha256)?;
+        if let Some(p) = &signed_by {
+            self.cache.mark_signed(&c.sha256, p)?;
         }
+        self.summary
+            .borrow_mut()
+            .fetched
+            .push((a.name.clone(), size_bytes));
         Ok(Fetched {
             path,
-            sha256,
+            sha256: c.sha256,
             size_bytes,
+            signed_by,
         })
+    }
+
+    /// Decide on a file whose digest matched: whether its signature checked
+    /// out, or why it is accepted without (only `--insecure-skip-signature`,
+    /// loudly).
+    fn accept(&self, a: &Artifact, c: &Checked, had_signature: bool) -> Result<bool> {
+        match (&c.signature, self.policy) {
+            (Some(Ok(_key)), _) => Ok(true),
+            (Some(Err(e)), SignaturePolicy::Require) => Err(anyhow!("{e:#}").context(format!(
+                "bad signature on {} ({}): the file was deleted; do not use this file; if you accept that risk, pass --insecure-skip-signature",
+                a.name, a.url
+            ))),
+            (Some(Err(e)), SignaturePolicy::InsecureSkip) => {
+                self.progress.note(&format!(
+                    "WARNING: --insecure-skip-signature: accepting {} although its signature is bad ({e:#}); only its {} was checked",
+                    a.url,
+                    a.digest.algorithm()
+                ));
+                self.summary.borrow_mut().unsigned.push(a.name.clone());
+                Ok(false)
+            }
+            (None, _) if a.signature_url.is_some() => {
+                // Only reachable under InsecureSkip: signature() refuses a
+                // missing signature otherwise.
+                debug_assert!(!had_signature);
+                self.summary.borrow_mut().unsigned.push(a.name.clone());
+                Ok(false)
+            }
+            (None, _) => Ok(false),
+        }
     }
 
     /// The artifact's detached signature, parsed, or `None` when the user
@@ -249,6 +354,10 @@ impl<'a> Downloader<'a> {
                         )));
                     }
                 },
+                416 if content_total(&resp) == Some(have) => {
+                    // The earlier run got the whole file; the check decides.
+                    return Ok(());
+                }
                 416 => {
                     // What we have is not a prefix of what the server has.
                     let _ = std::fs::remove_file(part);
@@ -298,6 +407,14 @@ impl<'a> Downloader<'a> {
                         )));
                     }
                 };
+                if got + n as u64 > MAX_DOWNLOAD_BYTES || total.is_some_and(|t| got + n as u64 > t) {
+                    let _ = std::fs::remove_file(part);
+                    return Err(Failure::Fatal(anyhow!(
+                        "{}: the server sends more than {} for this file; refusing it",
+                        a.url,
+                        human_bytes(total.unwrap_or(MAX_DOWNLOAD_BYTES))
+                    )));
+                }
                 file.write_all(&buf[..n])
                     .with_context(|| format!("writing {}", part.display()))
                     .map_err(Failure::Fatal)?;
@@ -398,6 +515,12 @@ fn content_range(resp: &ureq::http::Response<ureq::Body>) -> Option<(u64, Option
     parse_content_range(v)
 }
 
+/// The total of `Content-Range: bytes */TOTAL` (a 416's answer).
+fn content_total(resp: &ureq::http::Response<ureq::Body>) -> Option<u64> {
+    let v = resp.headers().get("content-range")?.to_str().ok()?;
+    v.rsplit_once('/')?.1.trim().parse().ok()
+}
+
 fn parse_content_range(v: &str) -> Option<(u64, Option<u64>)> {
     let rest = v.trim().strip_prefix("bytes ")?;
     let (range, total) = rest.split_once('/')?;
@@ -409,25 +532,24 @@ fn short_label(name: &str) -> String {
     name.chars().take(14).collect()
 }
 
-/// What one check pass found.
+/// What one check pass over a file found.
 struct Checked {
     /// The sha256 the cache names the file by.
     sha256: Sha256Digest,
-    /// A signature that failed, accepted under `--insecure-skip-signature`.
-    bad_signature: Option<anyhow::Error>,
+    /// The file's digest in the publisher's algorithm.
+    got: Digest,
+    /// The signature check: the key that made it, or why it failed.
+    signature: Option<Result<String>>,
 }
 
-/// One pass over a finished download: its digest, and its signature where
-/// there is one. A digest mismatch is always an error; a bad signature is
-/// one unless the policy is [`SignaturePolicy::InsecureSkip`].
+/// One pass over a file: its digests, and its signature where there is one.
 fn check(
-    part: &std::path::Path,
+    path: &std::path::Path,
     a: &Artifact,
     signature: Option<&Signature>,
     keys: Option<&Keyring>,
-    policy: SignaturePolicy,
 ) -> Result<Checked> {
-    let file = std::fs::File::open(part).with_context(|| format!("opening {}", part.display()))?;
+    let file = std::fs::File::open(path).with_context(|| format!("opening {}", path.display()))?;
     let mut reader = DigestReader::new(
         std::io::BufReader::with_capacity(BUFFER_SIZE, file),
         matches!(a.digest, Digest::Sha512(_)),
@@ -438,36 +560,16 @@ fn check(
     });
     let (sha256, sha512) = reader
         .finish()
-        .with_context(|| format!("reading {}", part.display()))?;
+        .with_context(|| format!("reading {}", path.display()))?;
     let got = match a.digest {
         Digest::Sha256(_) => Digest::Sha256(sha256),
         Digest::Sha512(_) => Digest::Sha512(sha512.expect("sha512 was asked for")),
     };
-    if got != a.digest {
-        bail!(
-            "{} mismatch for {} ({}): its publisher says {}, the download has {}; the file was deleted. Run the command again; if it happens again, the mirror or the network changes the file",
-            a.digest.algorithm(),
-            a.name,
-            a.url,
-            a.digest.hex(),
-            got.hex()
-        );
-    }
-    let sha256 = Sha256Digest(sha256);
-    match (sig_result, policy) {
-        (Some(Err(e)), SignaturePolicy::InsecureSkip) => Ok(Checked {
-            sha256,
-            bad_signature: Some(e),
-        }),
-        (Some(Err(e)), SignaturePolicy::Require) => Err(e.context(format!(
-            "bad signature on {} ({}): the file was deleted; do not use this file",
-            a.name, a.url
-        ))),
-        _ => Ok(Checked {
-            sha256,
-            bad_signature: None,
-        }),
-    }
+    Ok(Checked {
+        sha256: Sha256Digest(sha256),
+        got,
+        signature: sig_result,
+    })
 }
 
 #[cfg(test)]

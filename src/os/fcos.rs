@@ -162,23 +162,41 @@ fn release_url(stream_url: &str, stream: &str, version: &str) -> Result<String> 
     }
 }
 
-fn artifact(name: &str, r: &ArtifactRef) -> Result<Artifact> {
+/// An artifact of release `version`. Every Fedora CoreOS artifact is
+/// signed: without a `signature` entry, `<location>.sig` is where
+/// coreos-installer looks too. A location that does not name the release
+/// is refused, so metadata cannot pass off another release's file.
+fn artifact(name: &str, version: &str, r: &ArtifactRef) -> Result<Artifact> {
     let sha: crate::io::Sha256Digest = r
         .sha256
         .parse()
         .map_err(|e: String| anyhow!("the stream metadata's sha256 for the {name}: {e}"))?;
+    let file = r.location.rsplit('/').next().unwrap_or_default();
+    if !file.contains(version) {
+        bail!(
+            "the stream metadata gives the {name} of {version} as {}, a file that does not name that release; refusing it",
+            r.location
+        );
+    }
     Ok(Artifact {
         name: name.to_string(),
         url: r.location.clone(),
         digest: Digest::Sha256(sha.0),
-        signature_url: r.signature.clone(),
+        signature_url: Some(
+            r.signature
+                .clone()
+                .unwrap_or_else(|| format!("{}.sig", r.location)),
+        ),
     })
 }
 
 /// Fetch the release `r` asks for into the cache; return its OS directory.
 pub fn fetch(r: &Release, dl: &Downloader, keys: &Keyring) -> Result<PathBuf> {
     if let Some(v) = &r.version {
-        if let Some(dir) = super::fetch::cached_os(dl.cache, DISTRO, v) {
+        if !super::source::is_release_version(v) {
+            bail!("`{v}` is not a release version");
+        }
+        if let Some(dir) = super::fetch::cached_os(dl, DISTRO, v) {
             dl.note(&format!("Fedora CoreOS {v}: in the cache"));
             return Ok(dir);
         }
@@ -197,7 +215,7 @@ pub fn fetch(r: &Release, dl: &Downloader, keys: &Keyring) -> Result<PathBuf> {
             }
         }
     }
-    if let Some(dir) = super::fetch::cached_os(dl.cache, DISTRO, &live.version) {
+    if let Some(dir) = super::fetch::cached_os(dl, DISTRO, &live.version) {
         dl.note(&format!(
             "Fedora CoreOS {} ({} stream): in the cache",
             live.version, r.stream
@@ -208,9 +226,18 @@ pub fn fetch(r: &Release, dl: &Downloader, keys: &Keyring) -> Result<PathBuf> {
         "Fedora CoreOS {} ({} stream): fetching",
         live.version, r.stream
     ));
-    let kernel = dl.fetch(&artifact("kernel", &live.kernel)?, Some(keys))?;
-    let initramfs = dl.fetch(&artifact("initramfs", &live.initramfs)?, Some(keys))?;
-    let rootfs = dl.fetch(&artifact("rootfs", &live.rootfs)?, Some(keys))?;
+    let kernel = dl.fetch(
+        &artifact("kernel", &live.version, &live.kernel)?,
+        Some(keys),
+    )?;
+    let initramfs = dl.fetch(
+        &artifact("initramfs", &live.version, &live.initramfs)?,
+        Some(keys),
+    )?;
+    let rootfs = dl.fetch(
+        &artifact("rootfs", &live.version, &live.rootfs)?,
+        Some(keys),
+    )?;
     let efiboot_sha = efiboot_from(&live, dl, keys)?;
 
     let file = |path: &str, f: &Fetched| FileRef {
@@ -247,7 +274,7 @@ fn efiboot_from(
     dl: &Downloader,
     keys: &Keyring,
 ) -> Result<crate::io::Sha256Digest> {
-    let iso = dl.fetch(&artifact("live ISO", &live.iso)?, Some(keys))?;
+    let iso = dl.fetch(&artifact("live ISO", &live.version, &live.iso)?, Some(keys))?;
     let mut f = std::fs::File::open(&iso.path)
         .with_context(|| format!("opening {}", iso.path.display()))?;
     let bytes =
@@ -257,7 +284,12 @@ fn efiboot_from(
                 iso.path.display()
             )
         })?;
-    dl.cache.admit_bytes(&bytes)
+    let sha = dl.cache.admit_bytes(&bytes)?;
+    // It is part of the ISO, so it carries the ISO's signature.
+    if let Some(p) = &iso.signed_by {
+        dl.cache.mark_signed(&sha, p)?;
+    }
+    Ok(sha)
 }
 
 /// The EFI boot chain of the current release of the stream at `stream_url`
@@ -298,8 +330,20 @@ mod tests {
             .ends_with(".img.sig"));
         assert!(live.iso.location.ends_with("live.x86_64.iso"));
         for a in [&live.kernel, &live.initramfs, &live.rootfs, &live.iso] {
-            artifact("x", a).unwrap();
+            let art = artifact("x", &live.version, a).unwrap();
+            assert_eq!(art.signature_url.unwrap(), format!("{}.sig", a.location));
         }
+        // No signature entry: the .sig next to the file is still required.
+        let mut unsigned = live.kernel.clone();
+        unsigned.signature = None;
+        let art = artifact("kernel", &live.version, &unsigned).unwrap();
+        assert_eq!(
+            art.signature_url.unwrap(),
+            format!("{}.sig", unsigned.location)
+        );
+        // Another release's file is refused.
+        let e = artifact("kernel", "33.20201214.3.1", &live.kernel).unwrap_err();
+        assert!(format!("{e}").contains("does not name that release"), "{e}");
     }
 
     #[test]

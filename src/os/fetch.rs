@@ -15,6 +15,8 @@ use std::path::{Path, PathBuf};
 pub struct FetchOptions {
     pub cache_dir: Option<PathBuf>,
     pub signatures: SignaturePolicy,
+    /// Hash every cached file again before reusing it (`mkstick fetch`).
+    pub reverify: bool,
 }
 
 /// The keys each publisher signs with; tests pass throwaway ones.
@@ -50,7 +52,8 @@ pub fn acquire(
         );
     }
     let cache = Cache::open(opts.cache_dir.as_deref())?;
-    let dl = Downloader::new(&cache, progress, opts.signatures);
+    let _lock = cache.lock(progress)?;
+    let dl = Downloader::new(&cache, progress, opts.signatures).with_reverify(opts.reverify);
     let dir = match source {
         OsSource::Dir(_) => unreachable!("handled above"),
         OsSource::Fcos(r) => super::fcos::fetch(r, &dl, &keys.fedora)?,
@@ -78,12 +81,58 @@ pub fn offline_hint(cache: &Cache, distro: &str) -> String {
     }
 }
 
-/// A complete OS directory for this release in the cache, if there is one.
-pub fn cached_os(cache: &Cache, distro: &str, version: &str) -> Option<PathBuf> {
-    let dir = cache.os_dir(distro, version);
+/// A complete OS directory for this release in the cache, if there is one
+/// whose every file carries a checked signature (any file, under
+/// `--insecure-skip-signature`, with a warning). With `reverify` (the
+/// `fetch` command) every file is hashed again, and a damaged one is
+/// dropped from the cache so that the caller downloads it again.
+pub fn cached_os(dl: &Downloader, distro: &str, version: &str) -> Option<PathBuf> {
+    let dir = dl.cache.os_dir(distro, version);
     let os = OsDir::load(&dir).ok()?;
-    // Every file is there (load checks), and the EFI files hash right.
     os.efi_files().ok()?;
+    let m = &os.manifest;
+    let mut files = vec![&m.kernel, &m.initramfs];
+    files.extend(m.rootfs.as_ref());
+    if let super::EfiSource::FatImage(f) = &m.efi {
+        files.push(f);
+    }
+    let unsigned: Vec<&str> = files
+        .iter()
+        .filter(|f| dl.cache.signed_by(&f.sha256).is_none())
+        .map(|f| f.path.as_str())
+        .collect();
+    if !unsigned.is_empty() {
+        if dl.signature_policy() == SignaturePolicy::Require {
+            // Go the long way: fetch() checks those files' signatures now.
+            return None;
+        }
+        dl.note(&format!(
+            "WARNING: --insecure-skip-signature: using the cached {distro} {version}, whose {} never passed a signature check",
+            unsigned.join(", ")
+        ));
+    }
+    if dl.reverify() {
+        let mut damaged = false;
+        for f in &files {
+            let path = dir.join(&f.path);
+            let ok = std::fs::File::open(&path)
+                .ok()
+                .and_then(|r| crate::io::sha256_reader(r).ok())
+                .is_some_and(|(got, _)| got == f.sha256);
+            if !ok {
+                dl.note(&format!(
+                    "{}: damaged in the cache; downloading it again",
+                    path.display()
+                ));
+                let _ = std::fs::remove_file(dl.cache.blob_path(&f.sha256));
+                damaged = true;
+            }
+        }
+        if damaged {
+            let _ = std::fs::remove_dir_all(&dir);
+            return None;
+        }
+    }
     Some(dir)
 }
 

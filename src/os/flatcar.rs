@@ -92,7 +92,10 @@ pub fn parse_digests(text: &str, name: &str) -> Result<Digest> {
 /// Fetch the release `r` asks for; return its OS directory.
 pub fn fetch(r: &Release, dl: &Downloader, keys: &Keys) -> Result<PathBuf> {
     if let Some(v) = &r.version {
-        if let Some(dir) = super::fetch::cached_os(dl.cache, DISTRO, v) {
+        if !super::source::is_release_version(v) {
+            bail!("`{v}` is not a release version");
+        }
+        if let Some(dir) = super::fetch::cached_os(dl, DISTRO, v) {
             dl.note(&format!("Flatcar {v}: in the cache"));
             return Ok(dir);
         }
@@ -108,7 +111,7 @@ pub fn fetch(r: &Release, dl: &Downloader, keys: &Keys) -> Result<PathBuf> {
                 .with_context(|| format!("reading {url}"))?
         }
     };
-    if let Some(dir) = super::fetch::cached_os(dl.cache, DISTRO, &version) {
+    if let Some(dir) = super::fetch::cached_os(dl, DISTRO, &version) {
         dl.note(&format!(
             "Flatcar {version} ({} channel): in the cache",
             r.stream

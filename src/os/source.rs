@@ -149,6 +149,18 @@ impl OsSource {
             if !(t.starts_with("https://") || t.starts_with("http://")) || t.contains(' ') {
                 return Err(err(u, format!("`{t}` is not an http(s) URL")));
             }
+            // The metadata carries the digests, so it must come over TLS;
+            // plain http only from this machine (a local mirror, the tests).
+            let host = t
+                .split_once("://")
+                .map(|(_, rest)| rest.split(['/', ':']).next().unwrap_or(""))
+                .unwrap_or("");
+            if t.starts_with("http://") && !matches!(host, "127.0.0.1" | "localhost") {
+                return Err(err(
+                    u,
+                    format!("`{t}` is plain http; the metadata carries the digests mkstick checks downloads against, so use https (plain http only for 127.0.0.1 or localhost)"),
+                ));
+            }
             Ok(t.to_string())
         };
         // Flatcar boots through Fedora's signed shim and GRUB, read from the

@@ -136,6 +136,29 @@ impl Signature {
             .created()
             .map(|t| t.as_secs())
             .ok_or_else(|| anyhow!("the signature has no creation time"))?;
+        use pgp::crypto::hash::HashAlgorithm as H;
+        use pgp::packet::SignatureType as T;
+        if !matches!(s.typ(), Some(T::Binary | T::Text)) {
+            bail!("it is not a signature over a file ({:?})", s.typ());
+        }
+        match s.hash_alg() {
+            Some(H::Md5 | H::Sha1 | H::Ripemd160 | H::None) | None => {
+                bail!("it uses a broken hash ({:?})", s.hash_alg())
+            }
+            _ => {}
+        }
+        if let Some(d) = s
+            .signature_expiration_time()
+            .map(|d| d.as_secs())
+            .filter(|d| *d > 0)
+        {
+            let now = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_secs());
+            if now > u64::from(made) + u64::from(d) {
+                bail!("it expired on {}", ymd(made.saturating_add(d)));
+            }
+        }
         for (name, key) in &ring.keys {
             if signed_by(s, key) {
                 if let Some(why) = unusable_at(key, None, made) {

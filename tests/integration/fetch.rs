@@ -686,7 +686,7 @@ fn flatcar_fetch_checks_digests_and_signatures_and_boots_through_fedoras_efi_cha
 }
 
 #[test]
-fn the_kubernetes_table_is_enforced_and_binaries_land_in_the_cache() {
+fn the_kubernetes_table_is_enforced() {
     use mkstick::k8s::binaries::{self, Mirrors, BINARIES, KUBERNETES_VERSION};
     let server = Server::start();
     let mirrors = Mirrors {
@@ -762,6 +762,19 @@ fn the_binary_trusts_only_the_embedded_keys_and_honours_no_proxy() {
         "{out}"
     );
 
+    // Files taken with the flag are not trusted later without it: their
+    // signatures are checked now, and these are not Fedora's.
+    server.clear_log();
+    let err = fails(s.run_env(&["build", "--cache-dir", cache_arg], &env));
+    assert!(err.contains("bad signature on kernel"), "{err}");
+    assert!(
+        !server
+            .requests()
+            .iter()
+            .any(|r| r.path == kernel_path(&rel)),
+        "the cached file is checked in place, not downloaded again"
+    );
+
     // build uses the cache, with no new download.
     server.clear_log();
     let o = s.run_env(
@@ -777,7 +790,9 @@ fn the_binary_trusts_only_the_embedded_keys_and_honours_no_proxy() {
     let paths: Vec<String> = server.requests().into_iter().map(|r| r.path).collect();
     assert_eq!(paths, vec!["/streams/stable.json".to_string()]);
 
-    // Without NO_PROXY the dead proxy is used, and the error says so.
+    // Without NO_PROXY the dead proxy is used: the server, which is up,
+    // sees nothing.
+    server.clear_log();
     let o = s.run_env(
         &["fetch", "--cache-dir", cache_arg],
         &[
@@ -787,10 +802,8 @@ fn the_binary_trusts_only_the_embedded_keys_and_honours_no_proxy() {
         ],
     );
     let err = fails(o);
-    assert!(
-        err.contains("giving up on") && err.contains("HTTPS_PROXY"),
-        "{err}"
-    );
+    assert!(err.contains("giving up on"), "{err}");
+    assert_eq!(server.requests(), vec![], "every request went to the proxy");
     assert!(
         err.contains(&format!("pin it in [os]: version = \"{}\"", rel.version)),
         "offline, it says how to build from the cache: {err}"
@@ -839,6 +852,10 @@ fn os_config_mistakes_are_located() {
         ),
         ("release-url = \"http://x\"\n", "`release-url` is Flatcar's"),
         ("stream-url = \"ftp://x\"\n", "is not an http(s) URL"),
+        (
+            "stream-url = \"http://mirror.example/s.json\"\n",
+            "is plain http",
+        ),
         (
             "path = \"os\"\ndistro = \"flatcar\"\n",
             "both `path` and a release",
@@ -915,5 +932,253 @@ fn a_signature_by_a_revoked_subkey_is_refused() {
     assert!(
         format!("{e:#}").contains("that subkey was revoked"),
         "{e:#}"
+    );
+}
+
+#[test]
+fn kubernetes_binaries_land_in_the_cache_and_a_second_fetch_is_free() {
+    use mkstick::k8s::binaries::{self, Binary, Mirrors, BINARIES};
+    let server = Server::start();
+    let mirrors = Mirrors {
+        k8s: server.base.clone(),
+        github: server.base.clone(),
+    };
+    // The real table's URLs, with hashes of this test's own files.
+    let table: Vec<Binary> = BINARIES
+        .iter()
+        .enumerate()
+        .map(|(i, b)| {
+            let bytes = filler(20_000, i as u8 + 10);
+            let hex: &'static str = Box::leak(sha256_hex(&bytes).into_boxed_str());
+            let t = Binary {
+                name: b.name,
+                url: b.url,
+                version: b.version,
+                sha256: Box::leak(vec![("amd64", hex)].into_boxed_slice()),
+            };
+            let url = t.artifact("amd64", &mirrors).unwrap().url;
+            server.put(url.strip_prefix(&server.base).unwrap(), bytes);
+            t
+        })
+        .collect();
+    let tmp = tempfile::tempdir().unwrap();
+    let cache = Cache::open(Some(tmp.path())).unwrap();
+    let dl = downloader(&cache, SignaturePolicy::Require);
+    let record = binaries::fetch_table(&dl, &table, "amd64", &mirrors).unwrap();
+    assert_eq!(record.len(), BINARIES.len());
+    for (name, sha) in &record {
+        let b = table.iter().find(|b| b.name == name).unwrap();
+        assert_eq!(sha, b.sha256[0].1);
+        assert!(cache.blob_path(&sha.parse().unwrap()).is_file());
+    }
+    assert!(binaries::record_path(&cache, "amd64").is_file());
+    // Recorded binaries count as used: prune keeps them.
+    cache.prune(1).unwrap();
+    assert_eq!(cache_files(&cache).0, BINARIES.len());
+    server.clear_log();
+    let dl = downloader(&cache, SignaturePolicy::Require);
+    binaries::fetch_table(&dl, &table, "amd64", &mirrors).unwrap();
+    assert_eq!(server.requests(), vec![]);
+    assert_eq!(dl.summary().reused.len(), BINARIES.len());
+}
+
+#[test]
+fn a_stalled_server_times_out_and_a_server_ignoring_range_still_works() {
+    let server = Server::start();
+    let rel = publish_fcos(&server, "43.12.3.0", signer());
+    let tmp = tempfile::tempdir().unwrap();
+    let cache = Cache::open(Some(tmp.path())).unwrap();
+
+    // Goes silent after 1000 bytes, every time: bounded, and said so.
+    server.fault(
+        &kernel_path(&rel),
+        Fault {
+            stall_at: Some(1000),
+            stall_secs: 5,
+            ..Fault::default()
+        },
+    );
+    let dl =
+        downloader(&cache, SignaturePolicy::Require).with_read_timeout(Duration::from_millis(300));
+    let e = mkstick::os::fcos::fetch(&fcos_release(&server, None), &dl, &test_keys().fedora)
+        .unwrap_err();
+    let msg = format!("{e:#}");
+    assert!(msg.contains(&format!("after {ATTEMPTS} attempts")), "{msg}");
+    assert!(
+        msg.to_lowercase().contains("timeout") || msg.contains("timed out"),
+        "{msg}"
+    );
+
+    // A server that answers every Range request with the whole file (200):
+    // the part is started over, and the result is right.
+    server.fault(
+        &kernel_path(&rel),
+        Fault {
+            ignore_range: true,
+            truncate_at: Some(100_000),
+            truncations: 1,
+            ..Fault::default()
+        },
+    );
+    server.clear_log();
+    let dl = downloader(&cache, SignaturePolicy::Require);
+    let dir =
+        mkstick::os::fcos::fetch(&fcos_release(&server, None), &dl, &test_keys().fedora).unwrap();
+    assert_eq!(std::fs::read(dir.join("kernel")).unwrap(), rel.kernel);
+    let tries: Vec<Option<u64>> = server
+        .requests()
+        .into_iter()
+        .filter(|r| r.path == kernel_path(&rel))
+        .map(|r| r.range_from)
+        .collect();
+    assert_eq!(
+        tries.len(),
+        2,
+        "one cut attempt, one whole retry: {tries:?}"
+    );
+
+    // A complete .part from a run killed before the check: the server says
+    // 416, and the file is checked without downloading it again.
+    let rel = publish_fcos(&server, "43.13.3.0", signer());
+    let want = mkstick::os::verify::Digest::parse_hex(&sha256_hex(&rel.rootfs)).unwrap();
+    std::fs::write(cache.part_path(&want), &rel.rootfs).unwrap();
+    server.clear_log();
+    let dl = downloader(&cache, SignaturePolicy::Require);
+    let dir =
+        mkstick::os::fcos::fetch(&fcos_release(&server, None), &dl, &test_keys().fedora).unwrap();
+    assert_eq!(std::fs::read(dir.join("rootfs.img")).unwrap(), rel.rootfs);
+    let rootfs_reqs: Vec<Option<u64>> = server
+        .requests()
+        .into_iter()
+        .filter(|r| r.path == rootfs_path(&rel))
+        .map(|r| r.range_from)
+        .collect();
+    assert_eq!(rootfs_reqs, vec![Some(rel.rootfs.len() as u64)]);
+}
+
+#[test]
+fn insecurely_accepted_files_are_checked_again_and_damaged_ones_replaced() {
+    let server = Server::start();
+    let rel = publish_fcos(&server, "43.14.3.0", signer());
+    let sig_path = format!("{}.sig", kernel_path(&rel));
+    let sig = signer().sign(&rel.kernel);
+    server.remove(&sig_path);
+    let tmp = tempfile::tempdir().unwrap();
+    let cache = Cache::open(Some(tmp.path())).unwrap();
+    let keys = test_keys();
+    let dl = downloader(&cache, SignaturePolicy::InsecureSkip);
+    mkstick::os::fcos::fetch(
+        &fcos_release(&server, Some(&rel.version)),
+        &dl,
+        &keys.fedora,
+    )
+    .unwrap();
+
+    // Without the flag, pinned and cached, the kernel is not trusted yet:
+    // with its signature still missing, it is refused.
+    let dl = downloader(&cache, SignaturePolicy::Require);
+    let e = mkstick::os::fcos::fetch(
+        &fcos_release(&server, Some(&rel.version)),
+        &dl,
+        &keys.fedora,
+    )
+    .unwrap_err();
+    assert!(
+        format!("{e:#}").contains("--insecure-skip-signature"),
+        "{e:#}"
+    );
+
+    // Once the signature is published, the cached file is checked in place.
+    server.put(&sig_path, sig);
+    server.clear_log();
+    let dl = downloader(&cache, SignaturePolicy::Require);
+    mkstick::os::fcos::fetch(
+        &fcos_release(&server, Some(&rel.version)),
+        &dl,
+        &keys.fedora,
+    )
+    .unwrap();
+    let paths: Vec<String> = server.requests().into_iter().map(|r| r.path).collect();
+    assert!(paths.contains(&sig_path), "{paths:?}");
+    assert!(
+        !paths.contains(&kernel_path(&rel)),
+        "not downloaded again: {paths:?}"
+    );
+    // ...and from then on it is trusted: no request at all.
+    server.clear_log();
+    let dl = downloader(&cache, SignaturePolicy::Require);
+    mkstick::os::fcos::fetch(
+        &fcos_release(&server, Some(&rel.version)),
+        &dl,
+        &keys.fedora,
+    )
+    .unwrap();
+    assert_eq!(server.requests(), vec![]);
+
+    // A cached file damaged on disk: `fetch` (reverify) notices and
+    // downloads it again.
+    let blob = cache.blob_path(&sha256_hex(&rel.rootfs).parse().unwrap());
+    let mut bytes = std::fs::read(&blob).unwrap();
+    bytes[10] ^= 0xff;
+    std::fs::write(&blob, &bytes).unwrap();
+    server.clear_log();
+    let dl = downloader(&cache, SignaturePolicy::Require).with_reverify(true);
+    let dir = mkstick::os::fcos::fetch(
+        &fcos_release(&server, Some(&rel.version)),
+        &dl,
+        &keys.fedora,
+    )
+    .unwrap();
+    assert_eq!(std::fs::read(dir.join("rootfs.img")).unwrap(), rel.rootfs);
+    assert!(server
+        .requests()
+        .iter()
+        .any(|r| r.path == rootfs_path(&rel)));
+}
+
+#[test]
+fn prune_keeps_the_newest_releases_by_version_and_clears_leftovers() {
+    let server = Server::start();
+    let tmp = tempfile::tempdir().unwrap();
+    let cache = Cache::open(Some(tmp.path())).unwrap();
+    let keys = test_keys();
+    // Fetched out of order: the newest version is fetched first.
+    for v in ["43.20261116.3.0", "43.20261101.3.0", "43.20261020.3.0"] {
+        publish_fcos(&server, v, signer());
+        let dl = downloader(&cache, SignaturePolicy::Require);
+        mkstick::os::fcos::fetch(&fcos_release(&server, Some(v)), &dl, &keys.fedora).unwrap();
+    }
+    // Leftovers of an interrupted run: a half-made OS directory holding a
+    // hard link (which would keep its blob alive), and a partial download.
+    let half = cache.root.join("os/fedora-coreos/.partial-abc");
+    std::fs::create_dir_all(&half).unwrap();
+    let oldest = cache.os_dir("fedora-coreos", "43.20261020.3.0");
+    std::fs::hard_link(oldest.join("kernel"), half.join("kernel")).unwrap();
+    std::fs::write(cache.root.join("partial/sha256-00.part"), b"half").unwrap();
+    let report = cache.prune(2).unwrap();
+    assert_eq!(
+        report.os_dirs,
+        vec!["fedora-coreos 43.20261020.3.0".to_string()]
+    );
+    assert_eq!(report.partial, 1);
+    let left: Vec<String> = cache
+        .os_dirs()
+        .unwrap()
+        .into_iter()
+        .map(|o| o.version)
+        .collect();
+    assert_eq!(left, vec!["43.20261116.3.0", "43.20261101.3.0"]);
+    assert!(!cache.root.join("os/fedora-coreos/.partial-abc").exists());
+    assert!(
+        cache.blobs().unwrap().iter().all(|b| b.used),
+        "only used files are left"
+    );
+    for os in cache.os_dirs().unwrap() {
+        OsDir::load(&os.dir).unwrap().verify(|_| {}).unwrap();
+    }
+    let report = cache.prune(1).unwrap();
+    assert_eq!(
+        report.os_dirs,
+        vec!["fedora-coreos 43.20261101.3.0".to_string()]
     );
 }

@@ -16,6 +16,11 @@ pub struct Fault {
     /// on this many requests, then close the connection.
     pub truncate_at: Option<usize>,
     pub truncations: usize,
+    /// Answer a Range request with the whole file (200), as some servers do.
+    pub ignore_range: bool,
+    /// Send this many bytes of the body, then go silent for `stall_secs`.
+    pub stall_at: Option<usize>,
+    pub stall_secs: u64,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -103,7 +108,7 @@ fn serve(conn: TcpStream, st: &Mutex<State>) -> std::io::Result<()> {
             range_from = v.trim().trim_end_matches('-').parse::<u64>().ok();
         }
     }
-    let (body, status, truncate) = {
+    let (body, status, truncate, stall) = {
         let mut s = st.lock().unwrap();
         s.log.push(Request {
             path: path.clone(),
@@ -111,6 +116,13 @@ fn serve(conn: TcpStream, st: &Mutex<State>) -> std::io::Result<()> {
         });
         let mut truncate = None;
         let mut forced_500 = false;
+        let mut stall = None;
+        if let Some(f) = s.faults.get(&path) {
+            if f.ignore_range {
+                range_from = None;
+            }
+            stall = f.stall_at.map(|n| (n, f.stall_secs));
+        }
         if let Some(f) = s.faults.get_mut(&path) {
             if f.errors_500 > 0 {
                 f.errors_500 -= 1;
@@ -121,9 +133,9 @@ fn serve(conn: TcpStream, st: &Mutex<State>) -> std::io::Result<()> {
             }
         }
         match (forced_500, s.files.get(&path)) {
-            (true, _) => (b"server error".to_vec(), 500, None),
-            (false, Some(b)) => (b.clone(), 200, truncate),
-            (false, None) => (b"not found".to_vec(), 404, None),
+            (true, _) => (b"server error".to_vec(), 500, None, None),
+            (false, Some(b)) => (b.clone(), 200, truncate, stall),
+            (false, None) => (b"not found".to_vec(), 404, None, None),
         }
     };
     let mut out = conn;
@@ -137,7 +149,7 @@ fn serve(conn: TcpStream, st: &Mutex<State>) -> std::io::Result<()> {
         return Ok(());
     }
     let from = range_from.unwrap_or(0) as usize;
-    if from > body.len() {
+    if range_from.is_some() && from >= body.len() {
         write!(
             out,
             "HTTP/1.1 416 Range Not Satisfiable\r\nContent-Range: bytes */{}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
@@ -160,6 +172,12 @@ fn serve(conn: TcpStream, st: &Mutex<State>) -> std::io::Result<()> {
             "HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
             part.len()
         )?;
+    }
+    if let Some((n, secs)) = stall {
+        out.write_all(&part[..n.min(part.len())])?;
+        out.flush()?;
+        std::thread::sleep(std::time::Duration::from_secs(secs));
+        return Ok(());
     }
     match truncate {
         Some(n) => out.write_all(&part[..n.min(part.len())])?,
