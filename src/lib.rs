@@ -37,7 +37,7 @@ pub fn run(cli: Cli, progress: &Progress) -> Result<ExitCode> {
         Command::Init(a) => init(&a, &mut out()),
         Command::Check(a) => check(&a, progress, &mut out()),
         Command::Plan(a) => {
-            let (plan, payload) = plan_and_render(&a, SeedChoice::Derived, progress)?;
+            let (plan, payload, _lock) = plan_and_render(&a, SeedChoice::Derived, progress)?;
             write!(out(), "{}", plan::describe(&plan, &payload))?;
             Ok(ExitCode::SUCCESS)
         }
@@ -82,7 +82,7 @@ fn acquire_os(
     a: &ConfigArgs,
     reverify: bool,
     progress: &Progress,
-) -> Result<(PathBuf, Option<os::download::Summary>)> {
+) -> Result<os::fetch::Acquired> {
     let source = os::source::OsSource::from_config(loaded, a.os_dir.as_ref())?;
     let keys = os::fetch::Keys::embedded()?;
     os::fetch::acquire(&source, &fetch_options(&a.fetch, reverify), &keys, progress)
@@ -90,9 +90,10 @@ fn acquire_os(
 
 fn fetch(a: &ConfigArgs, progress: &Progress, out: &mut impl Write) -> Result<ExitCode> {
     let loaded = config::load(&a.config)?;
-    let (dir, summary) = acquire_os(&loaded, a, true, progress)?;
+    let got = acquire_os(&loaded, a, true, progress)?;
+    let dir = got.dir;
     let os = os::OsDir::load(&dir)?;
-    if let Some(s) = summary {
+    if let Some(s) = got.summary {
         writeln!(out, "{s}")?;
     }
     writeln!(
@@ -120,14 +121,17 @@ fn cache(c: &cli::CacheCommand, progress: &Progress, out: &mut impl Write) -> Re
     Ok(ExitCode::SUCCESS)
 }
 
+/// The plan and payload, and the cache lock that keeps a downloaded OS in
+/// place while they are used.
 fn plan_and_render(
     a: &ConfigArgs,
     seed: SeedChoice,
     progress: &Progress,
-) -> Result<(plan::Plan, payload::Payload)> {
+) -> Result<(plan::Plan, payload::Payload, Option<os::cache::CacheLock>)> {
     let loaded = config::load(&a.config)?;
-    let (os_dir, summary) = acquire_os(&loaded, a, false, progress)?;
-    if let Some(s) = summary {
+    let got = acquire_os(&loaded, a, false, progress)?;
+    let os_dir = got.dir;
+    if let Some(s) = got.summary {
         progress.note(&s.to_string());
     }
     let plan = plan::plan(
@@ -139,7 +143,7 @@ fn plan_and_render(
         },
     )?;
     let payload = payload::render(&plan)?;
-    Ok((plan, payload))
+    Ok((plan, payload, got.lock))
 }
 
 fn init(a: &InitArgs, out: &mut impl Write) -> Result<ExitCode> {
@@ -216,7 +220,7 @@ fn write_private(path: &Path, bytes: &[u8], force: bool) -> Result<()> {
 }
 
 fn check(a: &ConfigArgs, progress: &Progress, out: &mut impl Write) -> Result<ExitCode> {
-    let (plan, payload) = plan_and_render(a, SeedChoice::Derived, progress)?;
+    let (plan, payload, _lock) = plan_and_render(a, SeedChoice::Derived, progress)?;
     let total = plan.kernel.size_bytes
         + plan.initramfs.size_bytes
         + plan.rootfs.as_ref().map_or(0, |r| r.size_bytes);
@@ -265,7 +269,7 @@ fn build(a: &BuildArgs, progress: &Progress, out: &mut impl Write) -> Result<Exi
     let record_path = PathBuf::from(format!("{}.manifest.json", a.output.display()));
     image::check_output(&a.output, a.force)?;
     image::check_output(&record_path, a.force)?;
-    let (plan, payload) = plan_and_render(&a.config, seed, progress)?;
+    let (plan, payload, _lock) = plan_and_render(&a.config, seed, progress)?;
     let img = image::assemble(&plan, &payload, &a.output, a.force, progress)?;
 
     let mut inputs = BTreeMap::new();

@@ -14,7 +14,6 @@
 use super::verify::Digest;
 use crate::io::{hex, human_bytes, Sha256Digest};
 use anyhow::{bail, Context, Result};
-use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
 #[derive(Debug, Clone)]
@@ -97,20 +96,46 @@ impl Cache {
         Ok(self.blob_path(&sha256).is_file().then_some(sha256))
     }
 
-    /// Which keyring's signature a cached file was checked against when it
-    /// entered the cache (`None`: not signature-checked).
-    pub fn signed_by(&self, sha256: &Sha256Digest) -> Option<String> {
+    /// Whose signature a cached file carried, and under which file name,
+    /// when it entered the cache (`None`: not signature-checked).
+    pub fn signed_by(&self, sha256: &Sha256Digest) -> Option<SignedRecord> {
         let text = std::fs::read_to_string(self.root.join("blobs/signed").join(sha256.to_string()))
             .ok()?;
-        let t = text.trim();
-        (!t.is_empty()).then(|| t.to_string())
+        let mut lines = text.lines();
+        let publisher = lines.next()?.trim().to_string();
+        let file = lines.next().unwrap_or_default().trim().to_string();
+        (!publisher.is_empty()).then_some(SignedRecord { publisher, file })
     }
 
-    pub fn mark_signed(&self, sha256: &Sha256Digest, publisher: &str) -> Result<()> {
+    pub fn mark_signed(&self, sha256: &Sha256Digest, publisher: &str, file: &str) -> Result<()> {
         write_atomic(
             &self.root.join("blobs/signed").join(sha256.to_string()),
-            format!("{publisher}\n").as_bytes(),
+            format!("{publisher}\n{file}\n").as_bytes(),
         )
+    }
+
+    /// Take a file out of the cache, with its signature record and every
+    /// OS directory that uses it.
+    pub fn evict(&self, sha256: &Sha256Digest) -> Result<()> {
+        for os in self.os_dirs()? {
+            let uses = std::fs::read_to_string(os.dir.join(super::MANIFEST_NAME))
+                .is_ok_and(|t| t.contains(&sha256.to_string()));
+            if uses {
+                std::fs::remove_dir_all(&os.dir)
+                    .with_context(|| format!("removing {}", os.dir.display()))?;
+            }
+        }
+        for p in [
+            self.blob_path(sha256),
+            self.root.join("blobs/signed").join(sha256.to_string()),
+        ] {
+            match std::fs::remove_file(&p) {
+                Ok(()) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => return Err(e).with_context(|| format!("removing {}", p.display())),
+            }
+        }
+        Ok(())
     }
 
     pub fn part_path(&self, want: &Digest) -> PathBuf {
@@ -177,18 +202,29 @@ impl Cache {
         Ok(out)
     }
 
-    /// Every blob, with its size and whether an OS directory (a hard link)
-    /// or a Kubernetes record uses it.
+    /// Every blob, with its size and whether an OS directory's os.json or a
+    /// Kubernetes record names it.
     pub fn blobs(&self) -> Result<Vec<Blob>> {
         let dir = self.root.join("blobs/sha256");
-        let k8s = self.k8s_blobs()?;
+        let mut referenced = self.k8s_blobs()?;
+        for os in self.os_dirs()? {
+            if let Ok(os) = super::OsDir::load(&os.dir) {
+                let m = &os.manifest;
+                let mut files = vec![&m.kernel, &m.initramfs];
+                files.extend(m.rootfs.as_ref());
+                if let super::EfiSource::FatImage(f) = &m.efi {
+                    files.push(f);
+                }
+                referenced.extend(files.iter().map(|f| f.sha256.to_string()));
+            }
+        }
         let mut out = Vec::new();
         for name in read_dir_names(&dir)? {
             let path = dir.join(&name);
             let meta =
                 std::fs::metadata(&path).with_context(|| format!("reading {}", path.display()))?;
             out.push(Blob {
-                used: meta.nlink() > 1 || k8s.contains(&name),
+                used: referenced.contains(&name),
                 path,
                 size_bytes: meta.len(),
             });
@@ -203,6 +239,14 @@ impl Cache {
         let mut report = PruneReport::default();
         let mut seen: Vec<(String, usize)> = Vec::new();
         for os in self.os_dirs()? {
+            if !os.complete {
+                std::fs::remove_dir_all(&os.dir)
+                    .with_context(|| format!("removing {}", os.dir.display()))?;
+                report
+                    .os_dirs
+                    .push(format!("{} {} (incomplete)", os.distro, os.version));
+                continue;
+            }
             let n = match seen.iter_mut().find(|(d, _)| *d == os.distro) {
                 Some((_, n)) => {
                     *n += 1;
@@ -213,7 +257,7 @@ impl Cache {
                     1
                 }
             };
-            if n > keep || !os.complete {
+            if n > keep {
                 std::fs::remove_dir_all(&os.dir)
                     .with_context(|| format!("removing {}", os.dir.display()))?;
                 report.os_dirs.push(format!("{} {}", os.distro, os.version));
@@ -224,6 +268,8 @@ impl Cache {
         let mut dirs = vec![
             self.root.join("blobs/sha256"),
             self.root.join("blobs/sha512"),
+            self.root.join("blobs/signed"),
+            self.root.join("k8s"),
         ];
         for d in read_dir_names(&self.root.join("os"))? {
             dirs.push(self.root.join("os").join(d));
@@ -287,6 +333,13 @@ impl Cache {
         }
         Ok(out)
     }
+}
+
+/// Whose signature a cached file carried, and as which file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SignedRecord {
+    pub publisher: String,
+    pub file: String,
 }
 
 /// The cache's lock; released when dropped.

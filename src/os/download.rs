@@ -36,6 +36,14 @@ pub struct Artifact {
     pub signature_url: Option<String>,
 }
 
+impl Artifact {
+    /// The last part of the URL's path: the file name the publisher signed.
+    pub fn file_name(&self) -> String {
+        let path = self.url.split(['?', '#']).next().unwrap_or_default();
+        path.rsplit('/').next().unwrap_or_default().to_string()
+    }
+}
+
 /// A file in the cache, verified.
 #[derive(Debug, Clone)]
 pub struct Fetched {
@@ -174,7 +182,16 @@ impl<'a> Downloader<'a> {
                 .limit(64 << 20)
                 .reader()
                 .read_to_end(&mut body)
-                .map_err(|e| Failure::Retry(anyhow!("reading {url}: {e}")))?;
+                .map_err(|e| match e.kind() {
+                    std::io::ErrorKind::InvalidData | std::io::ErrorKind::Other
+                        if e.to_string().contains("limit") =>
+                    {
+                        Failure::Fatal(anyhow!(
+                            "{url} is larger than 64 MiB; it is not the document mkstick expects"
+                        ))
+                    }
+                    _ => Failure::Retry(anyhow!("reading {url}: {e}")),
+                })?;
             Ok(body)
         })
     }
@@ -188,41 +205,54 @@ impl<'a> Downloader<'a> {
     /// against its signature now, without being downloaded again.
     pub fn fetch(&self, a: &Artifact, keys: Option<&Keyring>) -> Result<Fetched> {
         let publisher = keys.map(|k| k.publisher.as_str());
+        let file = a.file_name();
         if let Some(sha256) = self.cache.lookup(&a.digest)? {
             let path = self.cache.blob_path(&sha256);
             let size_bytes = std::fs::metadata(&path)
                 .with_context(|| format!("reading {}", path.display()))?
                 .len();
-            let signed_by = self.cache.signed_by(&sha256);
+            let record = self.cache.signed_by(&sha256);
+            // Trusted: signed by this publisher *as this file*, so metadata
+            // cannot pass off another cached file (an older kernel) as this one.
             let trusted = a.signature_url.is_none()
-                || (signed_by.is_some() && signed_by.as_deref() == publisher);
-            if trusted {
+                || record
+                    .as_ref()
+                    .is_some_and(|r| Some(r.publisher.as_str()) == publisher && r.file == file);
+            let damaged = trusted
+                && self.reverify
+                && check(&path, a, None, None).map_or(true, |c| c.got != a.digest);
+            if trusted && !damaged {
                 self.summary.borrow_mut().reused.push(a.name.clone());
                 return Ok(Fetched {
                     path,
                     sha256,
                     size_bytes,
-                    signed_by,
+                    signed_by: record.map(|r| r.publisher),
                 });
             }
-            let signature = self.signature(a)?;
-            let c = check(&path, a, signature.as_ref(), keys)?;
-            if c.got != a.digest {
-                // A damaged cache file: drop it and download again.
-                self.progress.note(&format!(
-                    "{}: the cached copy is damaged ({} {}); downloading it again",
-                    a.name,
-                    a.digest.algorithm(),
-                    c.got.hex()
-                ));
-                std::fs::remove_file(&path)
-                    .with_context(|| format!("removing {}", path.display()))?;
+            let signature = if damaged { None } else { self.signature(a)? };
+            let c = if damaged {
+                None
             } else {
-                let signed_by = self
-                    .accept(a, &c, signature.is_some())?
-                    .then(|| publisher.unwrap_or_default().to_string());
+                Some(check(&path, a, signature.as_ref(), keys)?)
+            };
+            if let Some(c) = c.filter(|c| c.got == a.digest) {
+                let signed = match self.accept(a, &c, signature.is_some()) {
+                    Ok(s) => s,
+                    Err(e) => {
+                        // Never signature-checked (taken with the insecure
+                        // flag): out of the cache with it, and with every
+                        // OS directory built from it. A file signed as
+                        // another file stays; the metadata was wrong.
+                        if record.is_none() {
+                            self.cache.evict(&sha256)?;
+                        }
+                        return Err(e);
+                    }
+                };
+                let signed_by = signed.then(|| publisher.unwrap_or_default().to_string());
                 if let Some(p) = &signed_by {
-                    self.cache.mark_signed(&sha256, p)?;
+                    self.cache.mark_signed(&sha256, p, &file)?;
                 }
                 self.summary.borrow_mut().reused.push(a.name.clone());
                 return Ok(Fetched {
@@ -231,6 +261,14 @@ impl<'a> Downloader<'a> {
                     size_bytes,
                     signed_by,
                 });
+            }
+            {
+                // A damaged cache file: drop it and download again.
+                self.progress.note(&format!(
+                    "{}: the cached copy is damaged; downloading it again",
+                    a.name
+                ));
+                self.cache.evict(&sha256)?;
             }
         }
         let signature = self.signature(a)?;
@@ -260,7 +298,7 @@ impl<'a> Downloader<'a> {
         };
         let path = self.cache.admit(&part, &a.digest, &c.sha256)?;
         if let Some(p) = &signed_by {
-            self.cache.mark_signed(&c.sha256, p)?;
+            self.cache.mark_signed(&c.sha256, p, &file)?;
         }
         self.summary
             .borrow_mut()
@@ -281,7 +319,7 @@ impl<'a> Downloader<'a> {
         match (&c.signature, self.policy) {
             (Some(Ok(_key)), _) => Ok(true),
             (Some(Err(e)), SignaturePolicy::Require) => Err(anyhow!("{e:#}").context(format!(
-                "bad signature on {} ({}): the file was deleted; do not use this file; if you accept that risk, pass --insecure-skip-signature",
+                "bad signature on {} ({}): the file was removed from the cache; do not use it; if you accept that risk, pass --insecure-skip-signature",
                 a.name, a.url
             ))),
             (Some(Err(e)), SignaturePolicy::InsecureSkip) => {

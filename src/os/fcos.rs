@@ -171,23 +171,26 @@ fn artifact(name: &str, version: &str, r: &ArtifactRef) -> Result<Artifact> {
         .sha256
         .parse()
         .map_err(|e: String| anyhow!("the stream metadata's sha256 for the {name}: {e}"))?;
-    let file = r.location.rsplit('/').next().unwrap_or_default();
-    if !file.contains(version) {
+    let sig = format!("{}.sig", r.location);
+    if r.signature.as_ref().is_some_and(|s| *s != sig) {
+        bail!(
+            "the stream metadata gives the {name}'s signature as {}, not {sig} next to the file; refusing it",
+            r.signature.as_deref().unwrap_or_default()
+        );
+    }
+    let a = Artifact {
+        name: name.to_string(),
+        url: r.location.clone(),
+        digest: Digest::Sha256(sha.0),
+        signature_url: Some(sig),
+    };
+    if !a.file_name().contains(version) {
         bail!(
             "the stream metadata gives the {name} of {version} as {}, a file that does not name that release; refusing it",
             r.location
         );
     }
-    Ok(Artifact {
-        name: name.to_string(),
-        url: r.location.clone(),
-        digest: Digest::Sha256(sha.0),
-        signature_url: Some(
-            r.signature
-                .clone()
-                .unwrap_or_else(|| format!("{}.sig", r.location)),
-        ),
-    })
+    Ok(a)
 }
 
 /// Fetch the release `r` asks for into the cache; return its OS directory.
@@ -274,7 +277,9 @@ fn efiboot_from(
     dl: &Downloader,
     keys: &Keyring,
 ) -> Result<crate::io::Sha256Digest> {
-    let iso = dl.fetch(&artifact("live ISO", &live.version, &live.iso)?, Some(keys))?;
+    let iso_artifact = artifact("live ISO", &live.version, &live.iso)?;
+    let iso_name = iso_artifact.file_name();
+    let iso = dl.fetch(&iso_artifact, Some(keys))?;
     let mut f = std::fs::File::open(&iso.path)
         .with_context(|| format!("opening {}", iso.path.display()))?;
     let bytes =
@@ -287,7 +292,8 @@ fn efiboot_from(
     let sha = dl.cache.admit_bytes(&bytes)?;
     // It is part of the ISO, so it carries the ISO's signature.
     if let Some(p) = &iso.signed_by {
-        dl.cache.mark_signed(&sha, p)?;
+        dl.cache
+            .mark_signed(&sha, p, &format!("{EFIBOOT_PATH} of {}", iso_name))?;
     }
     Ok(sha)
 }

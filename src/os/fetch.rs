@@ -35,16 +35,29 @@ impl Keys {
     }
 }
 
-/// The OS directory for `source`, fetching what the cache lacks. Returns
-/// the directory and, when something was fetched or reused, the summary.
+/// An OS directory to build from.
+pub struct Acquired {
+    pub dir: PathBuf,
+    /// What was fetched and reused, for a downloaded OS.
+    pub summary: Option<Summary>,
+    /// Held while the directory is in use, so `cache prune` cannot remove
+    /// it under a build.
+    pub lock: Option<super::cache::CacheLock>,
+}
+
+/// The OS directory for `source`, fetching what the cache lacks.
 pub fn acquire(
     source: &OsSource,
     opts: &FetchOptions,
     keys: &Keys,
     progress: &Progress,
-) -> Result<(PathBuf, Option<Summary>)> {
+) -> Result<Acquired> {
     if let OsSource::Dir(d) = source {
-        return Ok((d.clone(), None));
+        return Ok(Acquired {
+            dir: d.clone(),
+            summary: None,
+            lock: None,
+        });
     }
     if opts.signatures == SignaturePolicy::InsecureSkip {
         progress.note(
@@ -52,14 +65,18 @@ pub fn acquire(
         );
     }
     let cache = Cache::open(opts.cache_dir.as_deref())?;
-    let _lock = cache.lock(progress)?;
+    let lock = cache.lock(progress)?;
     let dl = Downloader::new(&cache, progress, opts.signatures).with_reverify(opts.reverify);
     let dir = match source {
         OsSource::Dir(_) => unreachable!("handled above"),
         OsSource::Fcos(r) => super::fcos::fetch(r, &dl, &keys.fedora)?,
         OsSource::Flatcar(r) => super::flatcar::fetch(r, &dl, keys)?,
     };
-    Ok((dir, Some(dl.summary())))
+    Ok(Acquired {
+        dir,
+        summary: Some(dl.summary()),
+        lock: Some(lock),
+    })
 }
 
 /// The context for a failure to learn the newest release: how to build
@@ -161,7 +178,7 @@ pub fn write_os_dir(cache: &Cache, m: &OsManifest) -> Result<PathBuf> {
     super::cache::write_atomic(&tmp.path().join(super::MANIFEST_NAME), &json)?;
     if final_dir.exists() {
         std::fs::remove_dir_all(&final_dir)
-            .with_context(|| format!("replacing the incomplete {}", final_dir.display()))?;
+            .with_context(|| format!("replacing {}", final_dir.display()))?;
     }
     let path = tmp.keep();
     std::fs::rename(&path, &final_dir)

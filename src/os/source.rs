@@ -151,11 +151,19 @@ impl OsSource {
             }
             // The metadata carries the digests, so it must come over TLS;
             // plain http only from this machine (a local mirror, the tests).
-            let host = t
+            let authority = t
                 .split_once("://")
-                .map(|(_, rest)| rest.split(['/', ':']).next().unwrap_or(""))
+                .map(|(_, rest)| rest.split(['/', '?', '#']).next().unwrap_or(""))
                 .unwrap_or("");
-            if t.starts_with("http://") && !matches!(host, "127.0.0.1" | "localhost") {
+            let host = authority
+                .rsplit_once(':')
+                .filter(|(_, port)| port.chars().all(|c| c.is_ascii_digit()))
+                .map_or(authority, |(h, _)| h);
+            let local = matches!(host, "127.0.0.1" | "localhost" | "[::1]");
+            if authority.contains('@') {
+                return Err(err(u, format!("`{t}` carries a user name; leave it out")));
+            }
+            if t.starts_with("http://") && !local {
                 return Err(err(
                     u,
                     format!("`{t}` is plain http; the metadata carries the digests mkstick checks downloads against, so use https (plain http only for 127.0.0.1 or localhost)"),

@@ -762,19 +762,6 @@ fn the_binary_trusts_only_the_embedded_keys_and_honours_no_proxy() {
         "{out}"
     );
 
-    // Files taken with the flag are not trusted later without it: their
-    // signatures are checked now, and these are not Fedora's.
-    server.clear_log();
-    let err = fails(s.run_env(&["build", "--cache-dir", cache_arg], &env));
-    assert!(err.contains("bad signature on kernel"), "{err}");
-    assert!(
-        !server
-            .requests()
-            .iter()
-            .any(|r| r.path == kernel_path(&rel)),
-        "the cached file is checked in place, not downloaded again"
-    );
-
     // build uses the cache, with no new download.
     server.clear_log();
     let o = s.run_env(
@@ -789,6 +776,30 @@ fn the_binary_trusts_only_the_embedded_keys_and_honours_no_proxy() {
     ok(o);
     let paths: Vec<String> = server.requests().into_iter().map(|r| r.path).collect();
     assert_eq!(paths, vec!["/streams/stable.json".to_string()]);
+
+    // Files taken with the flag are not trusted later without it: their
+    // signatures are checked now, and these are not Fedora's.
+    server.clear_log();
+    let err = fails(s.run_env(&["build", "--force", "--cache-dir", cache_arg], &env));
+    assert!(err.contains("bad signature on kernel"), "{err}");
+    assert!(
+        !server
+            .requests()
+            .iter()
+            .any(|r| r.path == kernel_path(&rel)),
+        "the cached file is checked in place, not downloaded again"
+    );
+    // It is then out of the cache: the next run with the flag fetches it.
+    let o = s.run_env(
+        &[
+            "fetch",
+            "--cache-dir",
+            cache_arg,
+            "--insecure-skip-signature",
+        ],
+        &env,
+    );
+    assert!(ok(o).contains("fetched 1 file"));
 
     // Without NO_PROXY the dead proxy is used: the server, which is up,
     // sees nothing.
@@ -855,6 +866,10 @@ fn os_config_mistakes_are_located() {
         (
             "stream-url = \"http://mirror.example/s.json\"\n",
             "is plain http",
+        ),
+        (
+            "stream-url = \"http://localhost:1@mirror.example/s.json\"\n",
+            "carries a user name",
         ),
         (
             "path = \"os\"\ndistro = \"flatcar\"\n",
@@ -1117,10 +1132,23 @@ fn insecurely_accepted_files_are_checked_again_and_damaged_ones_replaced() {
 
     // A cached file damaged on disk: `fetch` (reverify) notices and
     // downloads it again.
-    let blob = cache.blob_path(&sha256_hex(&rel.rootfs).parse().unwrap());
-    let mut bytes = std::fs::read(&blob).unwrap();
-    bytes[10] ^= 0xff;
-    std::fs::write(&blob, &bytes).unwrap();
+    // So is the ISO, which no OS directory holds (only its efiboot.img).
+    let iso_sha = std::fs::read_dir(cache.root.join("blobs/signed"))
+        .unwrap()
+        .map(|e| e.unwrap())
+        .find(|e| {
+            std::fs::read_to_string(e.path())
+                .unwrap()
+                .contains("\nfedora-coreos-43.14.3.0-live.x86_64.iso\n")
+        })
+        .map(|e| e.file_name().into_string().unwrap())
+        .expect("the ISO's signature record");
+    for sha in [sha256_hex(&rel.rootfs), iso_sha] {
+        let blob = cache.blob_path(&sha.parse().unwrap());
+        let mut bytes = std::fs::read(&blob).unwrap();
+        bytes[10] ^= 0xff;
+        std::fs::write(&blob, &bytes).unwrap();
+    }
     server.clear_log();
     let dl = downloader(&cache, SignaturePolicy::Require).with_reverify(true);
     let dir = mkstick::os::fcos::fetch(
@@ -1130,10 +1158,16 @@ fn insecurely_accepted_files_are_checked_again_and_damaged_ones_replaced() {
     )
     .unwrap();
     assert_eq!(std::fs::read(dir.join("rootfs.img")).unwrap(), rel.rootfs);
-    assert!(server
-        .requests()
-        .iter()
-        .any(|r| r.path == rootfs_path(&rel)));
+    let paths: Vec<String> = server.requests().into_iter().map(|r| r.path).collect();
+    assert!(paths.contains(&rootfs_path(&rel)), "{paths:?}");
+    assert!(
+        paths.iter().any(|p| p.ends_with("live.x86_64.iso")),
+        "{paths:?}"
+    );
+    assert!(
+        !paths.contains(&kernel_path(&rel)),
+        "intact files are kept: {paths:?}"
+    );
 }
 
 #[test]
@@ -1181,4 +1215,37 @@ fn prune_keeps_the_newest_releases_by_version_and_clears_leftovers() {
         report.os_dirs,
         vec!["fedora-coreos 43.20261101.3.0".to_string()]
     );
+}
+
+#[test]
+fn metadata_cannot_pass_off_another_cached_file() {
+    let server = Server::start();
+    let old = publish_fcos(&server, "43.15.3.0", signer());
+    let tmp = tempfile::tempdir().unwrap();
+    let cache = Cache::open(Some(tmp.path())).unwrap();
+    let keys = test_keys();
+    let dl = downloader(&cache, SignaturePolicy::Require);
+    mkstick::os::fcos::fetch(&fcos_release(&server, None), &dl, &keys.fedora).unwrap();
+
+    // A newer stream document that names the old, cached kernel's sha256 at
+    // the new release's location.
+    publish_fcos(&server, "43.16.3.0", signer());
+    let dl = downloader(&cache, SignaturePolicy::Require);
+    let doc = dl
+        .get_small("test document", &server.url("/streams/stable.json"))
+        .unwrap();
+    let mut doc: serde_json::Value = serde_json::from_slice(&doc).unwrap();
+    doc["architectures"]["x86_64"]["artifacts"]["metal"]["formats"]["pxe"]["kernel"]["sha256"] =
+        serde_json::Value::String(sha256_hex(&old.kernel));
+    server.put("/streams/stable.json", serde_json::to_vec(&doc).unwrap());
+    let e = mkstick::os::fcos::fetch(&fcos_release(&server, None), &dl, &keys.fedora).unwrap_err();
+    let msg = format!("{e:#}");
+    assert!(msg.contains("bad signature on kernel"), "{msg}");
+    // The old release, whose kernel that really is, is untouched.
+    let old_dir = cache.os_dir("fedora-coreos", &old.version);
+    OsDir::load(&old_dir).unwrap().verify(|_| {}).unwrap();
+    assert!(!cache
+        .os_dir("fedora-coreos", "43.16.3.0")
+        .join("os.json")
+        .exists());
 }
