@@ -101,16 +101,22 @@ impl Cache {
     pub fn signed_by(&self, sha256: &Sha256Digest) -> Option<SignedRecord> {
         let text = std::fs::read_to_string(self.root.join("blobs/signed").join(sha256.to_string()))
             .ok()?;
-        let mut lines = text.lines();
-        let publisher = lines.next()?.trim().to_string();
-        let file = lines.next().unwrap_or_default().trim().to_string();
-        (!publisher.is_empty()).then_some(SignedRecord { publisher, file })
+        let mut lines = text.lines().map(|l| l.trim().to_string());
+        let publisher = lines.next().filter(|p| !p.is_empty())?;
+        let file = lines.next().unwrap_or_default();
+        let fingerprint = lines.next().unwrap_or_default();
+        Some(SignedRecord {
+            publisher,
+            file,
+            fingerprint,
+        })
     }
 
-    pub fn mark_signed(&self, sha256: &Sha256Digest, publisher: &str, file: &str) -> Result<()> {
+    /// Record that `sha256` carried the signature of `signer` as `file`.
+    pub fn mark_signed(&self, sha256: &Sha256Digest, signer: &Signer, file: &str) -> Result<()> {
         write_atomic(
             &self.root.join("blobs/signed").join(sha256.to_string()),
-            format!("{publisher}\n{file}\n").as_bytes(),
+            format!("{}\n{file}\n{}\n", signer.publisher, signer.fingerprint).as_bytes(),
         )
     }
 
@@ -340,6 +346,15 @@ impl Cache {
 pub struct SignedRecord {
     pub publisher: String,
     pub file: String,
+    /// The signing primary key's fingerprint.
+    pub fingerprint: String,
+}
+
+/// Who signed a file: the publisher, and the primary key's fingerprint.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Signer {
+    pub publisher: String,
+    pub fingerprint: String,
 }
 
 /// The cache's lock; released when dropped.

@@ -12,7 +12,7 @@
 //! the digest and, where the publisher signs, the detached signature; only
 //! then is it renamed into the cache. A failed check deletes the file.
 
-use super::cache::Cache;
+use super::cache::{Cache, Signer};
 use super::verify::{Digest, DigestReader, Keyring, Signature};
 use crate::io::{human_bytes, Sha256Digest, BUFFER_SIZE};
 use crate::progress::Progress;
@@ -50,8 +50,8 @@ pub struct Fetched {
     pub path: PathBuf,
     pub sha256: Sha256Digest,
     pub size_bytes: u64,
-    /// The key whose signature it carries, if it was signature-checked.
-    pub signed_by: Option<String>,
+    /// Whose signature it carries, if it was signature-checked.
+    pub signed_by: Option<Signer>,
 }
 
 /// What a run fetched and what it reused, for the summary line.
@@ -215,9 +215,11 @@ impl<'a> Downloader<'a> {
             // Trusted: signed by this publisher *as this file*, so metadata
             // cannot pass off another cached file (an older kernel) as this one.
             let trusted = a.signature_url.is_none()
-                || record
-                    .as_ref()
-                    .is_some_and(|r| Some(r.publisher.as_str()) == publisher && r.file == file);
+                || record.as_ref().is_some_and(|r| {
+                    Some(r.publisher.as_str()) == publisher
+                        && r.file == file
+                        && keys.is_some_and(|k| k.has(&r.fingerprint))
+                });
             let damaged = trusted
                 && self.reverify
                 && check(&path, a, None, None).map_or(true, |c| c.got != a.digest);
@@ -227,7 +229,10 @@ impl<'a> Downloader<'a> {
                     path,
                     sha256,
                     size_bytes,
-                    signed_by: record.map(|r| r.publisher),
+                    signed_by: record.map(|r| Signer {
+                        publisher: r.publisher,
+                        fingerprint: r.fingerprint,
+                    }),
                 });
             }
             let signature = if damaged { None } else { self.signature(a)? };
@@ -250,9 +255,12 @@ impl<'a> Downloader<'a> {
                         return Err(e);
                     }
                 };
-                let signed_by = signed.then(|| publisher.unwrap_or_default().to_string());
-                if let Some(p) = &signed_by {
-                    self.cache.mark_signed(&sha256, p, &file)?;
+                let signed_by = signed.map(|fingerprint| Signer {
+                    publisher: publisher.unwrap_or_default().to_string(),
+                    fingerprint,
+                });
+                if let Some(signer) = &signed_by {
+                    self.cache.mark_signed(&sha256, signer, &file)?;
                 }
                 self.summary.borrow_mut().reused.push(a.name.clone());
                 return Ok(Fetched {
@@ -278,7 +286,13 @@ impl<'a> Downloader<'a> {
         let signed_by = match c {
             Ok(c) if c.got == a.digest => self
                 .accept(a, &c, signature.is_some())
-                .map(|s| (c, s.then(|| publisher.unwrap_or_default().to_string()))),
+                .map(|s| {
+                    let signer = s.map(|fingerprint| Signer {
+                        publisher: publisher.unwrap_or_default().to_string(),
+                        fingerprint,
+                    });
+                    (c, signer)
+                }),
             Ok(c) => Err(anyhow!(
                 "{} mismatch for {} ({}): its publisher says {}, the download has {}; the file was deleted. Run the command again; if it happens again, the mirror or the network changes the file",
                 a.digest.algorithm(),
@@ -297,8 +311,8 @@ impl<'a> Downloader<'a> {
             }
         };
         let path = self.cache.admit(&part, &a.digest, &c.sha256)?;
-        if let Some(p) = &signed_by {
-            self.cache.mark_signed(&c.sha256, p, &file)?;
+        if let Some(signer) = &signed_by {
+            self.cache.mark_signed(&c.sha256, signer, &file)?;
         }
         self.summary
             .borrow_mut()
@@ -315,9 +329,9 @@ impl<'a> Downloader<'a> {
     /// Decide on a file whose digest matched: whether its signature checked
     /// out, or why it is accepted without (only `--insecure-skip-signature`,
     /// loudly).
-    fn accept(&self, a: &Artifact, c: &Checked, had_signature: bool) -> Result<bool> {
+    fn accept(&self, a: &Artifact, c: &Checked, had_signature: bool) -> Result<Option<String>> {
         match (&c.signature, self.policy) {
-            (Some(Ok(_key)), _) => Ok(true),
+            (Some(Ok(fingerprint)), _) => Ok(Some(fingerprint.clone())),
             (Some(Err(e)), SignaturePolicy::Require) => Err(anyhow!("{e:#}").context(format!(
                 "bad signature on {} ({}): the file was removed from the cache; do not use it; if you accept that risk, pass --insecure-skip-signature",
                 a.name, a.url
@@ -329,16 +343,16 @@ impl<'a> Downloader<'a> {
                     a.digest.algorithm()
                 ));
                 self.summary.borrow_mut().unsigned.push(a.name.clone());
-                Ok(false)
+                Ok(None)
             }
             (None, _) if a.signature_url.is_some() => {
                 // Only reachable under InsecureSkip: signature() refuses a
                 // missing signature otherwise.
                 debug_assert!(!had_signature);
                 self.summary.borrow_mut().unsigned.push(a.name.clone());
-                Ok(false)
+                Ok(None)
             }
-            (None, _) => Ok(false),
+            (None, _) => Ok(None),
         }
     }
 
@@ -576,7 +590,8 @@ struct Checked {
     sha256: Sha256Digest,
     /// The file's digest in the publisher's algorithm.
     got: Digest,
-    /// The signature check: the key that made it, or why it failed.
+    /// The signature check: the signing primary key's fingerprint, or why
+    /// it failed.
     signature: Option<Result<String>>,
 }
 

@@ -199,7 +199,7 @@ pub fn fetch(r: &Release, dl: &Downloader, keys: &Keyring) -> Result<PathBuf> {
         if !super::source::is_release_version(v) {
             bail!("`{v}` is not a release version");
         }
-        if let Some(dir) = super::fetch::cached_os(dl, DISTRO, v) {
+        if let Some(dir) = super::fetch::cached_os(dl, &[keys], DISTRO, v) {
             dl.note(&format!("Fedora CoreOS {v}: in the cache"));
             return Ok(dir);
         }
@@ -218,7 +218,7 @@ pub fn fetch(r: &Release, dl: &Downloader, keys: &Keyring) -> Result<PathBuf> {
             }
         }
     }
-    if let Some(dir) = super::fetch::cached_os(dl, DISTRO, &live.version) {
+    if let Some(dir) = super::fetch::cached_os(dl, &[keys], DISTRO, &live.version) {
         dl.note(&format!(
             "Fedora CoreOS {} ({} stream): in the cache",
             live.version, r.stream
@@ -291,9 +291,9 @@ fn efiboot_from(
         })?;
     let sha = dl.cache.admit_bytes(&bytes)?;
     // It is part of the ISO, so it carries the ISO's signature.
-    if let Some(p) = &iso.signed_by {
+    if let Some(signer) = &iso.signed_by {
         dl.cache
-            .mark_signed(&sha, p, &format!("{EFIBOOT_PATH} of {}", iso_name))?;
+            .mark_signed(&sha, signer, &format!("{EFIBOOT_PATH} of {iso_name}"))?;
     }
     Ok(sha)
 }

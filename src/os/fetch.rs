@@ -103,7 +103,12 @@ pub fn offline_hint(cache: &Cache, distro: &str) -> String {
 /// `--insecure-skip-signature`, with a warning). With `reverify` (the
 /// `fetch` command) every file is hashed again, and a damaged one is
 /// dropped from the cache so that the caller downloads it again.
-pub fn cached_os(dl: &Downloader, distro: &str, version: &str) -> Option<PathBuf> {
+pub fn cached_os(
+    dl: &Downloader,
+    rings: &[&Keyring],
+    distro: &str,
+    version: &str,
+) -> Option<PathBuf> {
     let dir = dl.cache.os_dir(distro, version);
     let os = OsDir::load(&dir).ok()?;
     os.efi_files().ok()?;
@@ -115,7 +120,11 @@ pub fn cached_os(dl: &Downloader, distro: &str, version: &str) -> Option<PathBuf
     }
     let unsigned: Vec<&str> = files
         .iter()
-        .filter(|f| dl.cache.signed_by(&f.sha256).is_none())
+        .filter(|f| {
+            !dl.cache
+                .signed_by(&f.sha256)
+                .is_some_and(|r| rings.iter().any(|k| k.has(&r.fingerprint)))
+        })
         .map(|f| f.path.as_str())
         .collect();
     if !unsigned.is_empty() {

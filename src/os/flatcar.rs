@@ -95,7 +95,7 @@ pub fn fetch(r: &Release, dl: &Downloader, keys: &Keys) -> Result<PathBuf> {
         if !super::source::is_release_version(v) {
             bail!("`{v}` is not a release version");
         }
-        if let Some(dir) = super::fetch::cached_os(dl, DISTRO, v) {
+        if let Some(dir) = super::fetch::cached_os(dl, &[&keys.flatcar, &keys.fedora], DISTRO, v) {
             dl.note(&format!("Flatcar {v}: in the cache"));
             return Ok(dir);
         }
@@ -111,7 +111,8 @@ pub fn fetch(r: &Release, dl: &Downloader, keys: &Keys) -> Result<PathBuf> {
                 .with_context(|| format!("reading {url}"))?
         }
     };
-    if let Some(dir) = super::fetch::cached_os(dl, DISTRO, &version) {
+    if let Some(dir) = super::fetch::cached_os(dl, &[&keys.flatcar, &keys.fedora], DISTRO, &version)
+    {
         dl.note(&format!(
             "Flatcar {version} ({} channel): in the cache",
             r.stream

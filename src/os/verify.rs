@@ -93,12 +93,17 @@ impl Keyring {
         Keyring::from_armored("Flatcar", FLATCAR_KEYS)
     }
 
-    /// `name fingerprint` of every primary key, for `mkstick cache ls` and tests.
+    /// `name fingerprint` of every primary key.
     pub fn fingerprints(&self) -> Vec<(String, String)> {
         self.keys
             .iter()
-            .map(|(n, k)| (n.clone(), format!("{}", k.fingerprint()).to_uppercase()))
+            .map(|(n, k)| (n.clone(), fingerprint(k)))
             .collect()
+    }
+
+    /// Whether this ring holds the primary key with this fingerprint.
+    pub fn has(&self, fpr: &str) -> bool {
+        self.keys.iter().any(|(_, k)| fingerprint(k) == fpr)
     }
 }
 
@@ -124,6 +129,7 @@ impl Signature {
 
     /// Find the key (primary or subkey) in `ring` that made this signature,
     /// then hash `data` and check the signature. Reads `data` to its end.
+    /// Returns the fingerprint of the primary key that signed.
     pub fn verify(&self, ring: &Keyring, data: impl Read) -> Result<String> {
         let s = &self.sig.signature;
         let ids: Vec<String> = s
@@ -168,7 +174,7 @@ impl Signature {
                     .signature
                     .verify(key, data)
                     .map_err(|e| anyhow!("the signature by {name} does not match: {e}"))?;
-                return Ok(name.clone());
+                return Ok(fingerprint(key));
             }
             for sub in &key.public_subkeys {
                 if signed_by(s, sub) {
@@ -178,7 +184,7 @@ impl Signature {
                     self.sig.signature.verify(sub, data).map_err(|e| {
                         anyhow!("the signature by {name} (subkey) does not match: {e}")
                     })?;
-                    return Ok(name.clone());
+                    return Ok(fingerprint(key));
                 }
             }
         }
@@ -289,6 +295,11 @@ fn ymd(secs: u32) -> String {
     let m = if mp < 10 { mp + 3 } else { mp - 9 };
     let y = yoe + era * 400 + i64::from(m <= 2);
     format!("{y:04}-{m:02}-{d:02}")
+}
+
+/// A primary key's fingerprint, in upper-case hex as gpg prints it.
+fn fingerprint(key: &SignedPublicKey) -> String {
+    format!("{}", key.fingerprint()).to_uppercase()
 }
 
 /// Whether the signature names this key as its issuer.

@@ -1249,3 +1249,34 @@ fn metadata_cannot_pass_off_another_cached_file() {
         .join("os.json")
         .exists());
 }
+
+#[test]
+fn a_cached_file_is_trusted_only_while_its_signing_key_is() {
+    let server = Server::start();
+    let rel = publish_fcos(&server, "43.17.3.0", signer());
+    let tmp = tempfile::tempdir().unwrap();
+    let cache = Cache::open(Some(tmp.path())).unwrap();
+    let dl = downloader(&cache, SignaturePolicy::Require);
+    let pinned = fcos_release(&server, Some(&rel.version));
+    mkstick::os::fcos::fetch(&pinned, &dl, &test_keys().fedora).unwrap();
+
+    // A later keyring of the same publisher that no longer holds that key
+    // (it was dropped or replaced): the cache is not a silent hit any more.
+    server.clear_log();
+    let rotated = stranger().keyring("Fedora (test)");
+    let dl = downloader(&cache, SignaturePolicy::Require);
+    let e = mkstick::os::fcos::fetch(&pinned, &dl, &rotated).unwrap_err();
+    assert!(
+        format!("{e:#}").contains("not one of Fedora (test)'s"),
+        "{e:#}"
+    );
+    let paths: Vec<String> = server.requests().into_iter().map(|r| r.path).collect();
+    assert!(
+        paths.contains(&format!("{}.sig", kernel_path(&rel))),
+        "{paths:?}"
+    );
+    assert!(
+        !paths.contains(&kernel_path(&rel)),
+        "checked in place: {paths:?}"
+    );
+}
