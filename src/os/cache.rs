@@ -12,7 +12,7 @@
 //! publisher signs) checked out, by a rename within one filesystem.
 
 use super::verify::Digest;
-use crate::io::{hex, human_bytes, Sha256Digest};
+use crate::io::{human_bytes, Sha256Digest};
 use anyhow::{bail, Context, Result};
 use std::path::{Path, PathBuf};
 
@@ -489,11 +489,6 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
         .map_err(|e| e.error)
         .with_context(|| format!("saving {}", path.display()))?;
     Ok(())
-}
-
-/// `hex` of a sha256, for callers that hold raw bytes.
-pub fn sha256_name(d: &[u8; 32]) -> String {
-    hex(d)
 }
 
 /// `mkstick cache ls`: the releases, then the files and what they use.

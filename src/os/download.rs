@@ -196,6 +196,30 @@ impl<'a> Downloader<'a> {
         })
     }
 
+    /// A small document and its detached signature `<url>.sig`, checked
+    /// with `keys` (under `--insecure-skip-signature`, a failed check is a
+    /// loud warning).
+    pub fn get_signed_small(&self, what: &str, url: &str, keys: &Keyring) -> Result<Vec<u8>> {
+        let text = self.get_small(what, url)?;
+        let sig_url = format!("{url}.sig");
+        let checked = self
+            .get_small(&format!("{what}' signature"), &sig_url)
+            .and_then(|sig| Signature::parse(&sig))
+            .and_then(|sig| sig.verify(keys, &text[..]));
+        match (checked, self.policy) {
+            (Ok(_), _) => {}
+            (Err(e), SignaturePolicy::Require) => {
+                return Err(e.context(format!(
+                    "refusing {url}: its signature {sig_url} does not check out; if you accept that risk, pass --insecure-skip-signature"
+                )))
+            }
+            (Err(e), SignaturePolicy::InsecureSkip) => self.progress.note(&format!(
+                "WARNING: --insecure-skip-signature: {url} is NOT signature-checked ({e:#})"
+            )),
+        }
+        Ok(text)
+    }
+
     /// Fetch one artifact into the cache, or find it there. `keys` checks
     /// the signature of an artifact that has one.
     ///

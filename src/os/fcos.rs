@@ -17,8 +17,7 @@
 use super::download::{Artifact, Downloader, Fetched};
 use super::source::Release;
 use super::verify::{Digest, Keyring};
-use super::{EfiSource, FileRef, NfsServer, OsManifest};
-use crate::config::types::KernelArg;
+use super::{FileRef, NfsServer, OsManifest};
 use anyhow::{anyhow, bail, Context, Result};
 use serde::Deserialize;
 use std::collections::BTreeMap;
@@ -255,15 +254,9 @@ pub fn fetch(r: &Release, dl: &Downloader, keys: &Keyring) -> Result<PathBuf> {
         kernel: file("kernel", &kernel),
         initramfs: file("initramfs.img", &initramfs),
         rootfs: Some(file("rootfs.img", &rootfs)),
-        efi: EfiSource::FatImage(FileRef {
-            path: "efiboot.img".to_string(),
-            sha256: efiboot_sha,
-        }),
+        efi: super::efiboot_image(efiboot_sha),
         grub_cfg: GRUB_CFG.iter().map(|s| s.to_string()).collect(),
-        kernel_args: KERNEL_ARGS
-            .iter()
-            .map(|a| a.parse::<KernelArg>().map_err(|e| anyhow!(e)))
-            .collect::<Result<_>>()?,
+        kernel_args: super::kernel_args(KERNEL_ARGS)?,
         ignition_config_path: "config.ign".to_string(),
         nfs_server: NfsServer::Container,
     };

@@ -36,10 +36,9 @@
 use super::download::{Artifact, Downloader};
 use super::fetch::Keys;
 use super::source::Release;
-use super::verify::{Digest, Signature};
-use super::{EfiSource, FileRef, NfsServer, OsManifest};
-use crate::config::types::KernelArg;
-use anyhow::{anyhow, bail, Context, Result};
+use super::verify::Digest;
+use super::{FileRef, NfsServer, OsManifest};
+use anyhow::{bail, Context, Result};
 use std::path::PathBuf;
 
 pub const DISTRO: &str = "flatcar";
@@ -151,15 +150,9 @@ pub fn fetch(r: &Release, dl: &Downloader, keys: &Keys) -> Result<PathBuf> {
             sha256: image.sha256,
         },
         rootfs: None,
-        efi: EfiSource::FatImage(FileRef {
-            path: "efiboot.img".to_string(),
-            sha256: efiboot,
-        }),
+        efi: super::efiboot_image(efiboot),
         grub_cfg: GRUB_CFG.iter().map(|s| s.to_string()).collect(),
-        kernel_args: KERNEL_ARGS
-            .iter()
-            .map(|a| a.parse::<KernelArg>().map_err(|e| anyhow!(e)))
-            .collect::<Result<_>>()?,
+        kernel_args: super::kernel_args(KERNEL_ARGS)?,
         ignition_config_path: CONFIG_PATH.to_string(),
         nfs_server: NfsServer::Kernel,
     };
@@ -171,23 +164,7 @@ pub fn fetch(r: &Release, dl: &Downloader, keys: &Keys) -> Result<PathBuf> {
 fn artifact(dl: &Downloader, keys: &Keys, base: &str, name: &str, file: &str) -> Result<Artifact> {
     let url = format!("{base}/{file}");
     let digests_url = format!("{url}.DIGESTS");
-    let text = dl.get_small(&format!("the {name} digests"), &digests_url)?;
-    let sig_url = format!("{digests_url}.sig");
-    let checked = dl
-        .get_small(&format!("the {name} digests' signature"), &sig_url)
-        .and_then(|sig| Signature::parse(&sig))
-        .and_then(|sig| sig.verify(&keys.flatcar, &text[..]));
-    match (checked, dl.signature_policy()) {
-        (Ok(_), _) => {}
-        (Err(e), super::download::SignaturePolicy::Require) => {
-            return Err(e.context(format!(
-                "refusing {digests_url}: its signature {sig_url} does not check out; if you accept that risk, pass --insecure-skip-signature"
-            )))
-        }
-        (Err(e), super::download::SignaturePolicy::InsecureSkip) => dl.note(&format!(
-            "WARNING: --insecure-skip-signature: {digests_url} is NOT signature-checked ({e:#})"
-        )),
-    }
+    let text = dl.get_signed_small(&format!("the {name} digests"), &digests_url, &keys.flatcar)?;
     let digest = parse_digests(&String::from_utf8_lossy(&text), file)
         .with_context(|| format!("reading {digests_url}"))?;
     Ok(Artifact {

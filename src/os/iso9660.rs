@@ -56,11 +56,15 @@ pub fn read_file<R: Read + Seek>(iso: &mut R, path: &str, max_bytes: u64) -> Res
             cur.size_bytes
         );
     }
-    iso.seek(SeekFrom::Start(cur.extent_lba * SECTOR_BYTES))
+    read_extent(iso, &cur).with_context(|| format!("reading {path} from the ISO"))
+}
+
+/// The bytes of a record's extent; its size was checked by the caller.
+fn read_extent<R: Read + Seek>(iso: &mut R, rec: &Record) -> Result<Vec<u8>> {
+    iso.seek(SeekFrom::Start(rec.extent_lba * SECTOR_BYTES))
         .context("seeking in the ISO")?;
-    let mut out = vec![0u8; cur.size_bytes as usize];
-    iso.read_exact(&mut out)
-        .with_context(|| format!("reading {path} from the ISO (it is cut short)"))?;
+    let mut out = vec![0u8; rec.size_bytes as usize];
+    iso.read_exact(&mut out).context("the image is cut short")?;
     Ok(out)
 }
 
@@ -95,11 +99,7 @@ fn read_dir<R: Read + Seek>(iso: &mut R, dir: &Record) -> Result<Vec<Record>> {
             dir.size_bytes
         );
     }
-    iso.seek(SeekFrom::Start(dir.extent_lba * SECTOR_BYTES))
-        .context("seeking in the ISO")?;
-    let mut buf = vec![0u8; dir.size_bytes as usize];
-    iso.read_exact(&mut buf)
-        .context("reading an ISO directory (the image is cut short)")?;
+    let buf = read_extent(iso, dir).context("reading an ISO directory")?;
     let mut out = Vec::new();
     let mut pos = 0usize;
     while pos < buf.len() {

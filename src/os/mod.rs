@@ -112,6 +112,22 @@ pub struct EfiFile {
     pub contents: Vec<u8>,
 }
 
+/// The publisher's kernel arguments, parsed ([`KernelArg`] refuses quotes).
+pub fn kernel_args(args: &[&str]) -> Result<Vec<KernelArg>> {
+    args.iter()
+        .map(|a| a.parse::<KernelArg>().map_err(|e| anyhow::anyhow!(e)))
+        .collect()
+}
+
+/// The EFI boot chain of a downloaded OS: Fedora's efiboot.img, as
+/// `efiboot.img` in the OS directory.
+pub fn efiboot_image(sha256: Sha256Digest) -> EfiSource {
+    EfiSource::FatImage(FileRef {
+        path: "efiboot.img".to_string(),
+        sha256,
+    })
+}
+
 /// A relative path that stays inside its directory.
 fn check_rel_path(what: &str, p: &str) -> Result<()> {
     let bad = p.is_empty()

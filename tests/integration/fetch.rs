@@ -287,7 +287,7 @@ fn fedora_coreos_fetch_gives_a_usable_os_directory_and_a_cache_hit_uses_no_netwo
         .iter()
         .any(|a| a.as_str() == "ignition.firstboot"));
     // Each of the 4 artifacts: its signature, then the file.
-    let paths: Vec<String> = server.requests().into_iter().map(|r| r.path).collect();
+    let paths = server.paths();
     assert_eq!(paths.len(), 1 + 4 * 2, "{paths:?}");
 
     // The directory builds a stick.
@@ -315,7 +315,7 @@ fn fedora_coreos_fetch_gives_a_usable_os_directory_and_a_cache_hit_uses_no_netwo
     // Unpinned: only the stream document, to learn the current release.
     let dl = downloader(&cache, SignaturePolicy::Require);
     mkstick::os::fcos::fetch(&fcos_release(&server, None), &dl, &keys.fedora).unwrap();
-    let paths: Vec<String> = server.requests().into_iter().map(|r| r.path).collect();
+    let paths = server.paths();
     assert_eq!(paths, vec!["/streams/stable.json".to_string()]);
 
     // An older pinned release is read from its release.json.
@@ -467,12 +467,7 @@ fn an_interrupted_download_resumes_with_range_and_is_verified() {
     let dl = downloader(&cache, SignaturePolicy::Require);
     let dir =
         mkstick::os::fcos::fetch(&fcos_release(&server, None), &dl, &test_keys().fedora).unwrap();
-    let ranges: Vec<Option<u64>> = server
-        .requests()
-        .into_iter()
-        .filter(|r| r.path == path)
-        .map(|r| r.range_from)
-        .collect();
+    let ranges = server.ranges(&path);
     assert_eq!(ranges, vec![None, Some(300_000), Some(600_000)]);
     assert_eq!(std::fs::read(dir.join("rootfs.img")).unwrap(), rel.rootfs);
 
@@ -484,12 +479,7 @@ fn an_interrupted_download_resumes_with_range_and_is_verified() {
     let dl = downloader(&cache, SignaturePolicy::Require);
     let dir =
         mkstick::os::fcos::fetch(&fcos_release(&server, None), &dl, &test_keys().fedora).unwrap();
-    let ranges: Vec<Option<u64>> = server
-        .requests()
-        .into_iter()
-        .filter(|r| r.path == rootfs_path(&rel))
-        .map(|r| r.range_from)
-        .collect();
+    let ranges = server.ranges(&rootfs_path(&rel));
     assert_eq!(ranges, vec![Some(500_000)]);
     assert_eq!(std::fs::read(dir.join("rootfs.img")).unwrap(), rel.rootfs);
 
@@ -569,11 +559,7 @@ fn server_errors_and_cut_bodies_give_a_clear_error_after_bounded_retries() {
     let msg = format!("{e:#}");
     assert!(msg.contains("truncated"), "{msg}");
     assert!(msg.contains(&server.url(&kernel_path(&rel2))), "{msg}");
-    let tries = server
-        .requests()
-        .iter()
-        .filter(|r| r.path == kernel_path(&rel2))
-        .count();
+    let tries = server.ranges(&kernel_path(&rel2)).len();
     assert_eq!(tries, ATTEMPTS as usize);
     drop(rel);
 }
@@ -774,7 +760,7 @@ fn the_binary_trusts_only_the_embedded_keys_and_honours_no_proxy() {
         &env,
     );
     ok(o);
-    let paths: Vec<String> = server.requests().into_iter().map(|r| r.path).collect();
+    let paths = server.paths();
     assert_eq!(paths, vec!["/streams/stable.json".to_string()]);
 
     // Files taken with the flag are not trusted later without it: their
@@ -1040,12 +1026,7 @@ fn a_stalled_server_times_out_and_a_server_ignoring_range_still_works() {
     let dir =
         mkstick::os::fcos::fetch(&fcos_release(&server, None), &dl, &test_keys().fedora).unwrap();
     assert_eq!(std::fs::read(dir.join("kernel")).unwrap(), rel.kernel);
-    let tries: Vec<Option<u64>> = server
-        .requests()
-        .into_iter()
-        .filter(|r| r.path == kernel_path(&rel))
-        .map(|r| r.range_from)
-        .collect();
+    let tries = server.ranges(&kernel_path(&rel));
     assert_eq!(
         tries.len(),
         2,
@@ -1062,12 +1043,7 @@ fn a_stalled_server_times_out_and_a_server_ignoring_range_still_works() {
     let dir =
         mkstick::os::fcos::fetch(&fcos_release(&server, None), &dl, &test_keys().fedora).unwrap();
     assert_eq!(std::fs::read(dir.join("rootfs.img")).unwrap(), rel.rootfs);
-    let rootfs_reqs: Vec<Option<u64>> = server
-        .requests()
-        .into_iter()
-        .filter(|r| r.path == rootfs_path(&rel))
-        .map(|r| r.range_from)
-        .collect();
+    let rootfs_reqs = server.ranges(&rootfs_path(&rel));
     assert_eq!(rootfs_reqs, vec![Some(rel.rootfs.len() as u64)]);
 }
 
@@ -1113,7 +1089,7 @@ fn insecurely_accepted_files_are_checked_again_and_damaged_ones_replaced() {
         &keys.fedora,
     )
     .unwrap();
-    let paths: Vec<String> = server.requests().into_iter().map(|r| r.path).collect();
+    let paths = server.paths();
     assert!(paths.contains(&sig_path), "{paths:?}");
     assert!(
         !paths.contains(&kernel_path(&rel)),
@@ -1158,7 +1134,7 @@ fn insecurely_accepted_files_are_checked_again_and_damaged_ones_replaced() {
     )
     .unwrap();
     assert_eq!(std::fs::read(dir.join("rootfs.img")).unwrap(), rel.rootfs);
-    let paths: Vec<String> = server.requests().into_iter().map(|r| r.path).collect();
+    let paths = server.paths();
     assert!(paths.contains(&rootfs_path(&rel)), "{paths:?}");
     assert!(
         paths.iter().any(|p| p.ends_with("live.x86_64.iso")),
@@ -1270,7 +1246,7 @@ fn a_cached_file_is_trusted_only_while_its_signing_key_is() {
         format!("{e:#}").contains("not one of Fedora (test)'s"),
         "{e:#}"
     );
-    let paths: Vec<String> = server.requests().into_iter().map(|r| r.path).collect();
+    let paths = server.paths();
     assert!(
         paths.contains(&format!("{}.sig", kernel_path(&rel))),
         "{paths:?}"

@@ -87,6 +87,20 @@ impl Server {
         self.state.lock().unwrap().log.clone()
     }
 
+    /// The paths requested, in order.
+    pub fn paths(&self) -> Vec<String> {
+        self.requests().into_iter().map(|r| r.path).collect()
+    }
+
+    /// Where each request for `path` asked to start (`None`: no Range).
+    pub fn ranges(&self, path: &str) -> Vec<Option<u64>> {
+        self.requests()
+            .into_iter()
+            .filter(|r| r.path == path)
+            .map(|r| r.range_from)
+            .collect()
+    }
+
     pub fn clear_log(&self) {
         self.state.lock().unwrap().log.clear();
     }
