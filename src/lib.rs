@@ -77,20 +77,29 @@ fn fetch_options(a: &cli::FetchArgs, reverify: bool) -> os::fetch::FetchOptions 
 
 /// The OS directory the config names: local, or fetched into the cache.
 /// `reverify` (the `fetch` command) hashes cached files again.
+/// The Kubernetes binaries come along when `k8s` names them.
 fn acquire_os(
     loaded: &config::LoadedConfig,
+    k8s: Option<&plan::kubernetes::KubernetesPlan>,
     a: &ConfigArgs,
     reverify: bool,
     progress: &Progress,
 ) -> Result<os::fetch::Acquired> {
     let source = os::source::OsSource::from_config(loaded, a.os_dir.as_ref())?;
     let keys = os::fetch::Keys::embedded()?;
-    os::fetch::acquire(&source, &fetch_options(&a.fetch, reverify), &keys, progress)
+    os::fetch::acquire(
+        &source,
+        k8s.map(|k| &k.table),
+        &fetch_options(&a.fetch, reverify),
+        &keys,
+        progress,
+    )
 }
 
 fn fetch(a: &ConfigArgs, progress: &Progress, out: &mut impl Write) -> Result<ExitCode> {
     let loaded = config::load(&a.config)?;
-    let got = acquire_os(&loaded, a, true, progress)?;
+    let k8s = plan::kubernetes::KubernetesPlan::from_config(&loaded)?;
+    let got = acquire_os(&loaded, k8s.as_ref(), a, true, progress)?;
     let dir = got.dir;
     let os = os::OsDir::load(&dir)?;
     if let Some(s) = got.summary {
@@ -129,7 +138,12 @@ fn plan_and_render(
     progress: &Progress,
 ) -> Result<(plan::Plan, payload::Payload, Option<os::cache::CacheLock>)> {
     let loaded = config::load(&a.config)?;
-    let got = acquire_os(&loaded, a, false, progress)?;
+    // Checked before anything is downloaded.
+    let mut kubernetes = plan::kubernetes::KubernetesPlan::from_config(&loaded)?;
+    let got = acquire_os(&loaded, kubernetes.as_ref(), a, false, progress)?;
+    if let Some(k) = &mut kubernetes {
+        k.binaries = got.kubernetes;
+    }
     let os_dir = got.dir;
     if let Some(s) = got.summary {
         progress.note(&s.to_string());
@@ -140,6 +154,7 @@ fn plan_and_render(
             os_dir,
             seed,
             source_date_epoch: source_date_epoch()?,
+            kubernetes,
         },
     )?;
     let payload = payload::render(&plan)?;

@@ -1,6 +1,7 @@
-//! The files of `overlays/`, embedded at compile time by `build.rs`.
+//! The files of `overlays/` and `manifests/`, embedded at compile time by
+//! `build.rs`.
 
-/// One file of `overlays/<group>/<path>`.
+/// One file of `overlays/<group>/<path>` or `manifests/<group>/<path>`.
 #[derive(Debug)]
 pub struct EmbeddedFile {
     pub group: &'static str,

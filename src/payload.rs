@@ -112,6 +112,15 @@ pub fn render(plan: &Plan) -> Result<Payload> {
         (grub::INITRAMFS, Some(&plan.initramfs)),
         (grub::ROOTFS, plan.rootfs.as_ref()),
     ];
+    // The Kubernetes binaries, installed from the stick at every boot.
+    for b in plan.kubernetes.iter().flat_map(|k| &k.binaries) {
+        own.push(EspFile {
+            path: crate::k8s::binaries::stick_path(&b.name),
+            size_bytes: b.size_bytes,
+            sha256: b.sha256,
+            source: Source::Os(b.path.clone()),
+        });
+    }
     for (path, f) in os_files
         .into_iter()
         .filter_map(|(path, f)| f.map(|f| (path, f)))
@@ -210,9 +219,19 @@ What is on it:\n\
   mkstick/config.toml   the mkstick.toml it was built from, secrets removed\n\
   mkstick/manifest.json the sha256 of every file; `mkstick inspect --verify`\n\
                         checks them\n\
+{k8s}\
 \n\
 Made by mkstick {MKSTICK_VERSION}.\n",
         host = plan.node.hostname,
+        k8s = match &plan.kubernetes {
+            Some(k) => format!(
+                "  k8s/                  Kubernetes {} (kubeadm, kubelet, kubectl, crictl,\n\
+                        CNI plugins): the server installs them from here at\n\
+                        every boot, so leave the stick plugged in\n",
+                k.version
+            ),
+            None => String::new(),
+        },
         name = m.name,
         version = m.version,
     )

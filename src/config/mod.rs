@@ -33,6 +33,7 @@ macro_rules! string_newtype {
     };
 }
 
+pub mod kubernetes;
 mod starter;
 pub mod storage;
 pub mod types;
@@ -56,6 +57,10 @@ pub struct StickConfig {
     #[serde(default)]
     pub boot: BootConfig,
     pub storage: Option<storage::StorageConfig>,
+    /// First-boot Kubernetes; left out, the stick boots the OS alone.
+    pub kubernetes: Option<kubernetes::KubernetesConfig>,
+    pub ingress: Option<kubernetes::IngressConfig>,
+    pub nfs: Option<kubernetes::NfsClassConfig>,
     #[serde(default)]
     pub extra: ExtraConfig,
 }
@@ -117,6 +122,10 @@ pub struct ExtraConfig {
     /// User Ignition configs (spec 3.x), merged through `ignition.config.merge`.
     #[serde(default)]
     pub ignition: Vec<Spanned<PathBuf>>,
+    /// The user's Kubernetes manifests (files or directories), applied
+    /// after mkstick's own at every boot.
+    #[serde(default)]
+    pub manifests: Vec<Spanned<PathBuf>>,
 }
 
 /// A list whose items are parsed after the TOML is read, so that an error
@@ -340,6 +349,12 @@ pub fn parse(path: &Path, text: &str) -> Result<StickConfig, SourceError> {
                     .or_else(|| s.persist.first_error())
                     .or_else(|| s.nfs_clients.first_error())
             })
+        })
+        .or_else(|| {
+            config
+                .kubernetes
+                .as_ref()
+                .and_then(|k| k.api_server_sans.first_error())
         });
     if let Some((at, message)) = list_error {
         return Err(SourceError::at(path, text, at, message.to_string()));
@@ -348,7 +363,7 @@ pub fn parse(path: &Path, text: &str) -> Result<StickConfig, SourceError> {
 }
 
 /// Turn serde's wording into advice.
-fn explain(message: &str) -> String {
+pub fn explain(message: &str) -> String {
     let message = message.trim();
     if let Some(rest) = message.strip_prefix("unknown field `") {
         let (key, expected) = rest.split_once('`').unwrap_or((rest, ""));

@@ -12,11 +12,17 @@
 //! repositories pinning them. Kubernetes publishes no OpenPGP signatures
 //! (its binaries are signed with sigstore), so the sha256 is the check.
 
+use super::version::KubeVersion;
+use crate::config::SourceError;
+use crate::io::Sha256Digest;
 use crate::os::cache::{write_atomic, Cache};
 use crate::os::download::{Artifact, Downloader};
 use crate::os::verify::Digest;
 use anyhow::{anyhow, bail, Context, Result};
+use serde::Deserialize;
 use std::collections::BTreeMap;
+use std::path::Path;
+use toml::Spanned;
 
 pub const KUBERNETES_VERSION: &str = "1.36.4";
 pub const CRICTL_VERSION: &str = "1.36.0";
@@ -98,8 +104,57 @@ pub const BINARIES: &[Binary] = &[
     },
 ];
 
+/// The names a table must give, in the order they are fetched and listed.
+pub const NAMES: [&str; 5] = ["kubeadm", "kubelet", "kubectl", "crictl", "cni-plugins"];
+
+/// One release's files for one architecture: what goes onto the stick.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Table {
+    pub kubernetes: KubeVersion,
+    pub arch: String,
+    /// In [`NAMES`] order.
+    pub files: Vec<TableFile>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct TableFile {
+    pub name: String,
+    pub version: String,
+    pub url: String,
+    pub sha256: Sha256Digest,
+}
+
+impl TableFile {
+    /// Where the file sits on the stick's EFI partition.
+    pub fn stick_path(&self) -> String {
+        stick_path(&self.name)
+    }
+
+    pub fn artifact(&self) -> Artifact {
+        Artifact {
+            name: format!("{} {}", self.name, self.version),
+            url: self.url.clone(),
+            digest: Digest::Sha256(self.sha256.0),
+            signature_url: None,
+        }
+    }
+}
+
+/// `k8s/kubeadm`, …, `k8s/crictl.tar.gz`, `k8s/cni-plugins.tgz`.
+pub fn stick_path(name: &str) -> String {
+    match name {
+        "crictl" => "k8s/crictl.tar.gz".to_string(),
+        "cni-plugins" => "k8s/cni-plugins.tgz".to_string(),
+        n => format!("k8s/{n}"),
+    }
+}
+
 impl Binary {
     pub fn artifact(&self, arch: &str, m: &Mirrors) -> Result<Artifact> {
+        Ok(self.table_file(arch, m)?.artifact())
+    }
+
+    fn table_file(&self, arch: &str, m: &Mirrors) -> Result<TableFile> {
         let hex = self
             .sha256
             .iter()
@@ -112,55 +167,162 @@ impl Binary {
                     ARCHES.join(", ")
                 )
             })?;
-        let digest = Digest::parse_hex(hex)?;
-        if !matches!(digest, Digest::Sha256(_)) {
+        let Digest::Sha256(sha) = Digest::parse_hex(hex)? else {
             bail!("the table's {} hash for {arch} is not a sha256", self.name);
-        }
-        Ok(Artifact {
-            name: format!("{} {}", self.name, self.version),
+        };
+        Ok(TableFile {
+            name: self.name.to_string(),
+            version: self.version.to_string(),
             url: self
                 .url
                 .replace("{k8s}", m.k8s.trim_end_matches('/'))
                 .replace("{github}", m.github.trim_end_matches('/'))
                 .replace("{version}", self.version)
                 .replace("{arch}", arch),
-            digest,
-            signature_url: None,
+            sha256: Sha256Digest(sha),
+        })
+    }
+}
+
+impl Table {
+    /// mkstick's own pinned release, when `version` is it.
+    pub fn builtin(version: KubeVersion, arch: &str, m: &Mirrors) -> Result<Table, String> {
+        let pinned: KubeVersion = KUBERNETES_VERSION
+            .parse()
+            .expect("the pinned version parses");
+        if version != pinned {
+            return Err(format!(
+                "mkstick pins the binaries of Kubernetes {pinned} only, not {version}; use version = \"{pinned}\", or name a table of {version}'s binaries (URL and sha256 each) with binaries = \"k8s-{version}.toml\" (see README.md, \"Other Kubernetes versions\")"
+            ));
+        }
+        Self::from_static(BINARIES, arch, m).map_err(|e| format!("{e:#}"))
+    }
+
+    /// A table of `&'static` entries (the pinned one, or a test's).
+    pub fn from_static(table: &[Binary], arch: &str, m: &Mirrors) -> Result<Table> {
+        let kubernetes = table
+            .iter()
+            .find(|b| b.name == "kubeadm")
+            .ok_or_else(|| anyhow!("the table has no kubeadm"))?
+            .version
+            .parse()
+            .map_err(|e: String| anyhow!(e))?;
+        Ok(Table {
+            kubernetes,
+            arch: arch.to_string(),
+            files: table
+                .iter()
+                .map(|b| b.table_file(arch, m))
+                .collect::<Result<_>>()?,
+        })
+    }
+
+    /// A table file the user wrote (`[kubernetes] binaries`); `path` is
+    /// only used in error messages.
+    pub fn parse(path: &Path, text: &str) -> Result<Table, SourceError> {
+        #[derive(Deserialize)]
+        #[serde(deny_unknown_fields, rename_all = "kebab-case")]
+        struct File {
+            kubernetes: KubeVersion,
+            arch: Spanned<String>,
+            kubeadm: Entry,
+            kubelet: Entry,
+            kubectl: Entry,
+            crictl: Entry,
+            cni_plugins: Entry,
+        }
+        #[derive(Deserialize)]
+        #[serde(deny_unknown_fields)]
+        struct Entry {
+            url: Spanned<String>,
+            sha256: Spanned<String>,
+            version: Option<String>,
+        }
+        let f: File = toml::from_str(text).map_err(|e| {
+            let at = e.span().map_or(0, |s| s.start);
+            SourceError::at(path, text, at, crate::config::explain(e.message()))
+        })?;
+        let at = |span: std::ops::Range<usize>, msg: String| {
+            SourceError::at(path, text, span.start, msg)
+        };
+        if !ARCHES.contains(&f.arch.get_ref().as_str()) {
+            return Err(at(
+                f.arch.span(),
+                format!(
+                    "arch `{}` is not one mkstick builds for; use one of {}",
+                    f.arch.get_ref(),
+                    ARCHES.join(", ")
+                ),
+            ));
+        }
+        let mut files = Vec::new();
+        for (name, e) in
+            NAMES
+                .iter()
+                .zip([f.kubeadm, f.kubelet, f.kubectl, f.crictl, f.cni_plugins])
+        {
+            crate::os::source::check_url(e.url.get_ref()).map_err(|m| at(e.url.span(), m))?;
+            let Ok(Digest::Sha256(sha)) = Digest::parse_hex(e.sha256.get_ref()) else {
+                return Err(at(
+                    e.sha256.span(),
+                    format!("{name}'s sha256 must be 64 hex digits, as in the `.sha256` file published next to it"),
+                ));
+            };
+            files.push(TableFile {
+                name: name.to_string(),
+                version: e.version.unwrap_or_else(|| f.kubernetes.to_string()),
+                url: e.url.into_inner(),
+                sha256: Sha256Digest(sha),
+            });
+        }
+        Ok(Table {
+            kubernetes: f.kubernetes,
+            arch: f.arch.into_inner(),
+            files,
         })
     }
 }
 
 /// Where a Kubernetes release's record sits in the cache.
-pub fn record_path(cache: &Cache, arch: &str) -> std::path::PathBuf {
+pub fn record_path(cache: &Cache, table: &Table) -> std::path::PathBuf {
     cache
         .root
         .join("k8s")
-        .join(format!("{KUBERNETES_VERSION}-{arch}.json"))
+        .join(format!("{}-{}.json", table.kubernetes, table.arch))
 }
 
-/// Fetch every binary for `arch` into the cache, and record which blobs they
-/// are (`k8s/<version>-<arch>.json`, name -> sha256). Returns that map.
-pub fn fetch(dl: &Downloader, arch: &str, m: &Mirrors) -> Result<BTreeMap<String, String>> {
-    fetch_table(dl, BINARIES, arch, m)
+/// A binary in the cache, checked against its table.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CachedBinary {
+    pub name: String,
+    pub version: String,
+    pub path: std::path::PathBuf,
+    pub sha256: Sha256Digest,
+    pub size_bytes: u64,
 }
 
-/// [`fetch`] for any table (tests use one whose hashes match their files).
-pub fn fetch_table(
-    dl: &Downloader,
-    table: &[Binary],
-    arch: &str,
-    m: &Mirrors,
-) -> Result<BTreeMap<String, String>> {
+/// Fetch every file of `table` into the cache, and record which blobs they
+/// are (`k8s/<version>-<arch>.json`, name -> sha256), so `cache prune`
+/// keeps them.
+pub fn fetch(dl: &Downloader, table: &Table) -> Result<Vec<CachedBinary>> {
+    let mut out = Vec::new();
     let mut record = BTreeMap::new();
-    for b in table {
-        let got = dl.fetch(&b.artifact(arch, m)?, None)?;
-        record.insert(b.name.to_string(), got.sha256.to_string());
+    for f in &table.files {
+        let got = dl.fetch(&f.artifact(), None)?;
+        record.insert(f.name.clone(), got.sha256.to_string());
+        out.push(CachedBinary {
+            name: f.name.clone(),
+            version: f.version.clone(),
+            path: got.path,
+            sha256: got.sha256,
+            size_bytes: got.size_bytes,
+        });
     }
-    let path = record_path(dl.cache, arch);
+    let path = record_path(dl.cache, table);
     let mut json = serde_json::to_vec_pretty(&record).context("writing the Kubernetes record")?;
     json.push(b'\n');
     write_atomic(&path, &json)?;
-    Ok(record)
+    Ok(out)
 }
 
 #[cfg(test)]

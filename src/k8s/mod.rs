@@ -1,3 +1,6 @@
-//! Kubernetes: the pinned release mkstick installs ([`binaries`]).
+//! Kubernetes: the release mkstick installs ([`binaries`]), its version
+//! rules ([`version`]) and the kubeadm config ([`kubeadm`]).
 
 pub mod binaries;
+pub mod kubeadm;
+pub mod version;

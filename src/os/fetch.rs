@@ -43,20 +43,25 @@ pub struct Acquired {
     /// Held while the directory is in use, so `cache prune` cannot remove
     /// it under a build.
     pub lock: Option<super::cache::CacheLock>,
+    /// The Kubernetes binaries, when a table was given.
+    pub kubernetes: Vec<crate::k8s::binaries::CachedBinary>,
 }
 
-/// The OS directory for `source`, fetching what the cache lacks.
+/// The OS directory for `source`, and the files of `k8s` when given,
+/// fetching what the cache lacks.
 pub fn acquire(
     source: &OsSource,
+    k8s: Option<&crate::k8s::binaries::Table>,
     opts: &FetchOptions,
     keys: &Keys,
     progress: &Progress,
 ) -> Result<Acquired> {
-    if let OsSource::Dir(d) = source {
+    if let (OsSource::Dir(d), None) = (source, k8s) {
         return Ok(Acquired {
             dir: d.clone(),
             summary: None,
             lock: None,
+            kubernetes: Vec::new(),
         });
     }
     if opts.signatures == SignaturePolicy::InsecureSkip {
@@ -68,14 +73,19 @@ pub fn acquire(
     let lock = cache.lock(progress)?;
     let dl = Downloader::new(&cache, progress, opts.signatures).with_reverify(opts.reverify);
     let dir = match source {
-        OsSource::Dir(_) => unreachable!("handled above"),
+        OsSource::Dir(d) => d.clone(),
         OsSource::Fcos(r) => super::fcos::fetch(r, &dl, &keys.fedora)?,
         OsSource::Flatcar(r) => super::flatcar::fetch(r, &dl, keys)?,
+    };
+    let kubernetes = match k8s {
+        Some(t) => crate::k8s::binaries::fetch(&dl, t)?,
+        None => Vec::new(),
     };
     Ok(Acquired {
         dir,
         summary: Some(dl.summary()),
         lock: Some(lock),
+        kubernetes,
     })
 }
 

@@ -145,31 +145,7 @@ impl OsSource {
             ));
         }
         let check_url = |u: &Spanned<String>| -> Result<String> {
-            let t = u.get_ref().trim_end_matches('/');
-            if !(t.starts_with("https://") || t.starts_with("http://")) || t.contains(' ') {
-                return Err(err(u, format!("`{t}` is not an http(s) URL")));
-            }
-            // The metadata carries the digests, so it must come over TLS;
-            // plain http only from this machine (a local mirror, the tests).
-            let authority = t
-                .split_once("://")
-                .map(|(_, rest)| rest.split(['/', '?', '#']).next().unwrap_or(""))
-                .unwrap_or("");
-            let host = authority
-                .rsplit_once(':')
-                .filter(|(_, port)| port.chars().all(|c| c.is_ascii_digit()))
-                .map_or(authority, |(h, _)| h);
-            let local = matches!(host, "127.0.0.1" | "localhost" | "[::1]");
-            if authority.contains('@') {
-                return Err(err(u, format!("`{t}` carries a user name; leave it out")));
-            }
-            if t.starts_with("http://") && !local {
-                return Err(err(
-                    u,
-                    format!("`{t}` is plain http; the metadata carries the digests mkstick checks downloads against, so use https (plain http only for 127.0.0.1 or localhost)"),
-                ));
-            }
-            Ok(t.to_string())
+            check_url(u.get_ref()).map_err(|m| err(u, m))
         };
         // Flatcar boots through Fedora's signed shim and GRUB, read from the
         // stable Fedora CoreOS live ISO (flatcar.rs says why).
@@ -195,4 +171,32 @@ impl OsSource {
             OsSource::Fcos(release)
         })
     }
+}
+
+/// An http(s) URL to download from, with no user name; plain http only from
+/// this machine (a local mirror, the tests), since metadata and tables carry
+/// the digests downloads are checked against. Returns it without a trailing `/`.
+pub fn check_url(u: &str) -> Result<String, String> {
+    let t = u.trim_end_matches('/');
+    if !(t.starts_with("https://") || t.starts_with("http://")) || t.contains(' ') {
+        return Err(format!("`{t}` is not an http(s) URL"));
+    }
+    let authority = t
+        .split_once("://")
+        .map(|(_, rest)| rest.split(['/', '?', '#']).next().unwrap_or(""))
+        .unwrap_or("");
+    let host = authority
+        .rsplit_once(':')
+        .filter(|(_, port)| port.chars().all(|c| c.is_ascii_digit()))
+        .map_or(authority, |(h, _)| h);
+    let local = matches!(host, "127.0.0.1" | "localhost" | "[::1]");
+    if authority.contains('@') {
+        return Err(format!("`{t}` carries a user name; leave it out"));
+    }
+    if t.starts_with("http://") && !local {
+        return Err(format!(
+            "`{t}` is plain http; the metadata carries the digests mkstick checks downloads against, so use https (plain http only for 127.0.0.1 or localhost)"
+        ));
+    }
+    Ok(t.to_string())
 }

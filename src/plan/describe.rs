@@ -112,6 +112,146 @@ fn describe_storage(s: &mut String, plan: &Plan) {
     );
 }
 
+fn describe_kubernetes(s: &mut String, plan: &Plan) {
+    let Some(k) = &plan.kubernetes else {
+        let _ = writeln!(s, "Kubernetes: none ([kubernetes] is not set)");
+        return;
+    };
+    let hostname = plan.node.hostname.as_str();
+    let host = k.host(hostname);
+    let _ = writeln!(
+        s,
+        "Kubernetes {}: a single-node cluster \"{}\" (kubeadm, containerd)",
+        k.version, k.cluster_name
+    );
+    let _ = writeln!(
+        s,
+        "  Its binaries ride on the stick (k8s/), checked against mkstick/manifest.json"
+    );
+    let _ = writeln!(
+        s,
+        "    at every boot; container images are pulled from their registries on first use."
+    );
+    let _ = writeln!(s, "  At every boot, once the data drives are mounted:");
+    let _ = writeln!(
+        s,
+        "    - no cluster on the drives: kubeadm init creates one (workloads run on this node)"
+    );
+    let _ = writeln!(
+        s,
+        "    - a cluster at {}: the kubelet starts it as it is",
+        k.version
+    );
+    let _ = writeln!(
+        s,
+        "    - a cluster at {}.{}.x, or an older {}.{} patch: kubeadm upgrade apply v{}",
+        k.version.major,
+        k.version.minor.saturating_sub(1),
+        k.version.major,
+        k.version.minor,
+        k.version
+    );
+    let _ = writeln!(
+        s,
+        "    - any other version: refused, on the console and at the login prompt; the"
+    );
+    let _ = writeln!(
+        s,
+        "      cluster is not touched (kubeadm goes one minor version at a time, never down)"
+    );
+    let _ = writeln!(s, "  Then, in order, it applies:");
+    let _ = writeln!(
+        s,
+        "    1. CNI: a bridge with host-local addresses from pod-cidr {} and hostPort mapping",
+        k.pod_cidr
+    );
+    match &k.ingress {
+        Some(i) => {
+            let _ = writeln!(
+                s,
+                "    2. ingress: {} (the default IngressClass) on host ports {} and {}",
+                i.controller, i.http_port, i.https_port
+            );
+        }
+        None => {
+            let _ = writeln!(s, "    2. ingress: none (controller = \"none\")");
+        }
+    }
+    let _ = writeln!(
+        s,
+        "    3. NFS provisioning: csi-driver-nfs, StorageClass \"{}\"{} (ReadWriteMany),",
+        k.nfs.storage_class,
+        if k.nfs.default { ", the default" } else { "" }
+    );
+    let reclaim = match k.nfs.reclaim {
+        crate::config::kubernetes::Reclaim::Retain => {
+            "a deleted claim keeps its volume and directory"
+        }
+        crate::config::kubernetes::Reclaim::Archive => {
+            "a deleted claim's directory is renamed archived-... and kept"
+        }
+        crate::config::kubernetes::Reclaim::Delete => {
+            "a deleted claim's directory is DELETED with its data"
+        }
+    };
+    let dir = plan.storage.as_ref().map_or("", |st| st.nfs.dir.as_str());
+    let _ = writeln!(s, "       one directory per volume under {dir}; {reclaim}");
+    if k.extra_manifests.is_empty() {
+        let _ = writeln!(s, "    4. your manifests: none ([extra] manifests)");
+    } else {
+        let _ = writeln!(s, "    4. your manifests:");
+        for m in &k.extra_manifests {
+            let _ = writeln!(
+                s,
+                "       {} ({})",
+                m.name,
+                plural(m.documents, "object", "objects")
+            );
+        }
+    }
+    let _ = writeln!(
+        s,
+        "  Services: {}; the API server's certificate names {}",
+        k.service_cidr,
+        k.cert_sans.join(", ")
+    );
+    let _ = writeln!(s, "  Reach it at:");
+    let _ = writeln!(
+        s,
+        "    API:        https://{host}:{}",
+        super::kubernetes::API_PORT
+    );
+    if let Some(i) = &k.ingress {
+        let port = |p: u16, default: u16| {
+            if p == default {
+                String::new()
+            } else {
+                format!(":{p}")
+            }
+        };
+        let _ = writeln!(s, "    Ingress:    http://{host}{}/", port(i.http_port, 80));
+        let _ = writeln!(
+            s,
+            "                https://{host}{}/ (Traefik's self-signed certificate)",
+            port(i.https_port, 443)
+        );
+    }
+    let _ = writeln!(
+        s,
+        "    kubeconfig: ssh core@{host} sudo cat /etc/kubernetes/admin.conf > kubeconfig"
+    );
+    let _ = writeln!(
+        s,
+        "    try it:     ssh core@{host} sudo /opt/bin/kubectl --kubeconfig /etc/kubernetes/admin.conf apply -f /etc/mkstick/examples/whoami.yaml"
+    );
+    if k.advertise_address.is_none() {
+        let _ = writeln!(
+            s,
+            "  ({hostname} must resolve on your LAN; set [kubernetes] advertise-address to use its address)"
+        );
+    }
+}
+
 pub fn describe(plan: &Plan, payload: &Payload) -> String {
     let mut s = String::new();
     let m = &plan.os.manifest;
@@ -198,6 +338,8 @@ pub fn describe(plan: &Plan, payload: &Payload) -> String {
     }
     let _ = writeln!(s);
     describe_storage(&mut s, plan);
+    let _ = writeln!(s);
+    describe_kubernetes(&mut s, plan);
     let _ = writeln!(s);
     let _ = writeln!(s, "Boot");
     let args: Vec<String> = plan.kernel_args.iter().map(|a| a.to_string()).collect();

@@ -5,6 +5,7 @@
 //! stages never look at the raw config again.
 
 mod describe;
+pub mod kubernetes;
 pub mod storage;
 
 pub use describe::describe;
@@ -44,6 +45,8 @@ pub struct PlanArgs {
     pub seed: SeedChoice,
     /// `SOURCE_DATE_EPOCH`, read by the caller.
     pub source_date_epoch: Option<i64>,
+    /// [`kubernetes::KubernetesPlan::from_config`], with its binaries fetched.
+    pub kubernetes: Option<kubernetes::KubernetesPlan>,
 }
 
 #[derive(Debug, Clone)]
@@ -64,6 +67,8 @@ pub struct Plan {
     pub overlay: Vec<OverlayFile>,
     /// `[storage]`: the data drives; `None` keeps nothing across reboots.
     pub storage: Option<storage::StoragePlan>,
+    /// `[kubernetes]`: the cluster the node starts (needs `storage`).
+    pub kubernetes: Option<kubernetes::KubernetesPlan>,
     pub extra_ignition: Vec<ExtraIgnition>,
     pub ids: Ids,
     pub source_date_epoch: Option<i64>,
@@ -169,14 +174,36 @@ pub fn plan(loaded: &LoadedConfig, args: &PlanArgs) -> Result<Plan> {
         .map(|p| load_fragment(loaded, p))
         .collect::<Result<Vec<_>>>()?;
 
-    let storage = cfg
+    let mut storage = cfg
         .storage
         .as_ref()
         .map(|s| storage::StoragePlan::from_config(loaded, s, os.manifest.nfs_server))
         .transpose()?;
+    let kubernetes = args.kubernetes.clone();
+    if let (Some(k), Some(s)) = (&kubernetes, &mut storage) {
+        if k.binaries.len() != k.table.files.len() {
+            bail!("the Kubernetes binaries were not fetched before planning");
+        }
+        // The NFS provisioner mounts the export from the node itself.
+        let local: crate::config::storage::NfsClient =
+            kubernetes::NFS_SERVER.parse().map_err(anyhow::Error::msg)?;
+        if !s.nfs.clients.contains(&local) {
+            s.nfs.clients.push(local);
+        }
+    }
     let mut overlay = overlay_files("base")?;
     if let Some(s) = &storage {
         overlay.extend(s.overlay()?);
+    }
+    match (&kubernetes, &storage) {
+        (Some(k), Some(s)) => {
+            overlay.extend(k.overlay(node.hostname.as_str(), s, crate::image::gpt::ESP_NAME)?)
+        }
+        (Some(_), None) => bail!(
+            "{}: [kubernetes] keeps the cluster's state on the data drives; add [storage]",
+            loaded.path.display()
+        ),
+        _ => {}
     }
 
     let mut plan = Plan {
@@ -193,6 +220,7 @@ pub fn plan(loaded: &LoadedConfig, args: &PlanArgs) -> Result<Plan> {
         kernel_args,
         overlay,
         storage,
+        kubernetes,
         extra_ignition,
         ids: Ids::from_seed([0; 32]),
         source_date_epoch: args.source_date_epoch,
@@ -227,6 +255,9 @@ impl Plan {
         field("os", &os);
         for x in &self.extra_ignition {
             field("extra", &x.sha256.0);
+        }
+        for b in self.kubernetes.iter().flat_map(|k| &k.binaries) {
+            field(&b.name, &b.sha256.0);
         }
         for o in &self.overlay {
             let (name, bytes) = match o {

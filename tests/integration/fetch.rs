@@ -673,7 +673,7 @@ fn flatcar_fetch_checks_digests_and_signatures_and_boots_through_fedoras_efi_cha
 
 #[test]
 fn the_kubernetes_table_is_enforced() {
-    use mkstick::k8s::binaries::{self, Mirrors, BINARIES, KUBERNETES_VERSION};
+    use mkstick::k8s::binaries::{self, Mirrors, Table, BINARIES, KUBERNETES_VERSION};
     let server = Server::start();
     let mirrors = Mirrors {
         k8s: server.base.clone(),
@@ -687,7 +687,8 @@ fn the_kubernetes_table_is_enforced() {
     let cache = Cache::open(Some(tmp.path())).unwrap();
     let dl = downloader(&cache, SignaturePolicy::Require);
     // These files are not the real binaries, so the pinned hashes refuse them.
-    let e = binaries::fetch(&dl, "amd64", &mirrors).unwrap_err();
+    let table = Table::from_static(BINARIES, "amd64", &mirrors).unwrap();
+    let e = binaries::fetch(&dl, &table).unwrap_err();
     let msg = format!("{e:#}");
     assert!(
         msg.contains(&format!("sha256 mismatch for kubeadm {KUBERNETES_VERSION}")),
@@ -695,7 +696,7 @@ fn the_kubernetes_table_is_enforced() {
     );
     assert!(msg.contains(BINARIES[0].sha256[0].1), "{msg}");
     assert_eq!(cache_files(&cache), (0, 0));
-    assert!(!binaries::record_path(&cache, "amd64").exists());
+    assert!(!binaries::record_path(&cache, &table).exists());
 }
 
 #[test]
@@ -938,7 +939,7 @@ fn a_signature_by_a_revoked_subkey_is_refused() {
 
 #[test]
 fn kubernetes_binaries_land_in_the_cache_and_a_second_fetch_is_free() {
-    use mkstick::k8s::binaries::{self, Binary, Mirrors, BINARIES};
+    use mkstick::k8s::binaries::{self, Binary, Mirrors, Table, BINARIES};
     let server = Server::start();
     let mirrors = Mirrors {
         k8s: server.base.clone(),
@@ -965,20 +966,22 @@ fn kubernetes_binaries_land_in_the_cache_and_a_second_fetch_is_free() {
     let tmp = tempfile::tempdir().unwrap();
     let cache = Cache::open(Some(tmp.path())).unwrap();
     let dl = downloader(&cache, SignaturePolicy::Require);
-    let record = binaries::fetch_table(&dl, &table, "amd64", &mirrors).unwrap();
-    assert_eq!(record.len(), BINARIES.len());
-    for (name, sha) in &record {
-        let b = table.iter().find(|b| b.name == name).unwrap();
-        assert_eq!(sha, b.sha256[0].1);
-        assert!(cache.blob_path(&sha.parse().unwrap()).is_file());
+    let table = Table::from_static(&table, "amd64", &mirrors).unwrap();
+    let got = binaries::fetch(&dl, &table).unwrap();
+    assert_eq!(got.len(), BINARIES.len());
+    for (b, t) in got.iter().zip(&table.files) {
+        assert_eq!(b.name, t.name);
+        assert_eq!(b.sha256, t.sha256);
+        assert_eq!(b.path, cache.blob_path(&b.sha256));
+        assert!(b.path.is_file());
     }
-    assert!(binaries::record_path(&cache, "amd64").is_file());
+    assert!(binaries::record_path(&cache, &table).is_file());
     // Recorded binaries count as used: prune keeps them.
     cache.prune(1).unwrap();
     assert_eq!(cache_files(&cache).0, BINARIES.len());
     server.clear_log();
     let dl = downloader(&cache, SignaturePolicy::Require);
-    binaries::fetch_table(&dl, &table, "amd64", &mirrors).unwrap();
+    binaries::fetch(&dl, &table).unwrap();
     assert_eq!(server.requests(), vec![]);
     assert_eq!(dl.summary().reused.len(), BINARIES.len());
 }

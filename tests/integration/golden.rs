@@ -5,7 +5,7 @@
 use crate::common::*;
 use std::path::Path;
 
-fn check_golden(case: &Path, name: &str, got: &[u8]) {
+pub fn check_golden(case: &Path, name: &str, got: &[u8]) {
     let path = case.join(name);
     if std::env::var("MKSTICK_BLESS").as_deref() == Ok("1") {
         std::fs::create_dir_all(path.parent().unwrap()).unwrap();

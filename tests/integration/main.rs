@@ -8,6 +8,7 @@ mod fetch;
 mod golden;
 mod http;
 mod image;
+mod kubernetes;
 
 #[cfg(feature = "boot-tests")]
 mod boot;

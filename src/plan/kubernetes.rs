@@ -1,0 +1,850 @@
+//! Plan stage, Kubernetes part: `[kubernetes]`, `[ingress]`, `[nfs]` and
+//! `[extra] manifests` -> [`KubernetesPlan`], and the files it places into
+//! the booted OS: `overlays/kubernetes/` rendered with its values, the
+//! kubeadm config, and `manifests/` rendered with a few typed values.
+//!
+//! [`KubernetesPlan::from_config`] runs before anything is downloaded, so a
+//! wrong port or CIDR is reported at once; the binaries it names are then
+//! fetched and set in [`KubernetesPlan::binaries`].
+
+use super::storage::{render_template, StoragePlan};
+use super::OverlayFile;
+use crate::config::kubernetes::{Cidr, ClassName, NodeAddress, Reclaim};
+use crate::config::{LoadedConfig, SourceError};
+use crate::ignition::unit::{device_unit, mount_unit};
+use crate::k8s::binaries::{CachedBinary, Mirrors, Table};
+use crate::k8s::kubeadm::{KubeadmArgs, KubeadmConfig};
+use crate::k8s::version::KubeVersion;
+use crate::overlays::{EmbeddedFile, MANIFESTS, OVERLAYS};
+use anyhow::{bail, Context, Result};
+use std::collections::BTreeMap;
+use std::ops::Range;
+use toml::Spanned;
+
+pub const DEFAULT_POD_CIDR: &str = "10.244.0.0/16";
+pub const DEFAULT_SERVICE_CIDR: &str = "10.96.0.0/12";
+pub const DEFAULT_CLUSTER_NAME: &str = "mkstick";
+pub const DEFAULT_STORAGE_CLASS: &str = "nfs";
+pub const API_PORT: u16 = 6443;
+/// The architecture of the binaries; mkstick builds x86_64 sticks.
+pub const ARCH: &str = "amd64";
+/// The NFS server the provisioner mounts: the node itself. Its pods run on
+/// the host network, and the export always admits 127.0.0.1.
+pub const NFS_SERVER: &str = "127.0.0.1";
+
+/// Ports a hostPort on the node must not take, with what holds each.
+pub const RESERVED_PORTS: &[(u16, u16, &str)] = &[
+    (22, 22, "SSH"),
+    (111, 111, "rpcbind (NFS)"),
+    (2049, 2049, "the NFS server"),
+    (2379, 2380, "etcd"),
+    (6443, 6443, "the Kubernetes API server"),
+    (10248, 10248, "the kubelet's health check"),
+    (10249, 10249, "kube-proxy's metrics"),
+    (10250, 10250, "the kubelet's API"),
+    (10256, 10256, "kube-proxy's health check"),
+    (10257, 10257, "kube-controller-manager"),
+    (10259, 10259, "kube-scheduler"),
+    (20048, 20048, "mountd (NFS)"),
+    (30000, 32767, "Kubernetes' NodePort range"),
+];
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct KubernetesPlan {
+    pub version: KubeVersion,
+    /// The files to fetch and carry on the stick.
+    pub table: Table,
+    /// The table's files in the cache, once fetched (empty before).
+    pub binaries: Vec<CachedBinary>,
+    pub cluster_name: ClassName,
+    pub pod_cidr: Cidr,
+    pub service_cidr: Cidr,
+    pub advertise_address: Option<NodeAddress>,
+    /// The hostname, the address and `api-server-sans`, deduplicated.
+    pub cert_sans: Vec<String>,
+    /// `None` with `controller = "none"`.
+    pub ingress: Option<IngressPlan>,
+    pub nfs: NfsClassPlan,
+    pub extra_manifests: Vec<UserManifest>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct IngressPlan {
+    pub controller: &'static str,
+    pub http_port: u16,
+    pub https_port: u16,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct NfsClassPlan {
+    pub storage_class: ClassName,
+    pub default: bool,
+    pub reclaim: Reclaim,
+}
+
+/// One of the user's manifest files, checked to be Kubernetes YAML.
+#[derive(Debug, Clone, PartialEq)]
+pub struct UserManifest {
+    /// The file's path as given or found, for messages.
+    pub name: String,
+    /// `/etc/mkstick/manifests/50-extra-NN-<file>.yaml` on the node.
+    pub node_path: String,
+    pub contents: String,
+    pub documents: usize,
+}
+
+impl KubernetesPlan {
+    /// Check the Kubernetes tables. `None` when `[kubernetes]` is absent.
+    pub fn from_config(loaded: &LoadedConfig) -> Result<Option<KubernetesPlan>> {
+        let cfg = &loaded.config;
+        let table_at = |name: &str| -> usize {
+            loaded
+                .text
+                .find(&format!("[{name}]"))
+                .unwrap_or(loaded.text.len())
+        };
+        let err = |at: usize, msg: String| -> anyhow::Error {
+            SourceError::at(&loaded.path, &loaded.text, at, msg).into()
+        };
+        let spanned_err = |span: Range<usize>, msg: String| err(span.start, msg);
+        let Some(k) = &cfg.kubernetes else {
+            for (name, present) in [
+                ("ingress", cfg.ingress.is_some()),
+                ("nfs", cfg.nfs.is_some()),
+            ] {
+                if present {
+                    return Err(err(
+                        table_at(name),
+                        format!("[{name}] configures the Kubernetes cluster, but there is no [kubernetes] table; add [kubernetes] (an empty table takes the defaults) or remove [{name}]"),
+                    ));
+                }
+            }
+            if let Some(m) = cfg.extra.manifests.first() {
+                return Err(spanned_err(
+                    m.span(),
+                    "[extra] manifests are applied to the Kubernetes cluster, but there is no [kubernetes] table; add [kubernetes] or remove them".into(),
+                ));
+            }
+            return Ok(None);
+        };
+        if cfg.storage.is_none() {
+            return Err(err(
+                table_at("kubernetes"),
+                "[kubernetes] keeps the cluster's state on the data drives, but there is no [storage] table; add [storage] with drives = [\"/dev/disk/by-id/...\"] (run `ls -l /dev/disk/by-id/` on the server), or remove [kubernetes]".into(),
+            ));
+        }
+
+        // The version and its binaries.
+        let table = match &k.binaries {
+            Some(p) => {
+                let path = loaded.resolve(p.get_ref());
+                let text = std::fs::read_to_string(&path).map_err(|e| {
+                    spanned_err(
+                        p.span(),
+                        format!("cannot read the binaries table {}: {e}; fix the path or remove `binaries`", path.display()),
+                    )
+                })?;
+                let t = Table::parse(&path, &text)?;
+                if t.arch != ARCH {
+                    return Err(spanned_err(
+                        p.span(),
+                        format!(
+                            "{} lists {} binaries, but the stick boots {ARCH}",
+                            path.display(),
+                            t.arch
+                        ),
+                    ));
+                }
+                if let Some(v) = &k.version {
+                    if *v.get_ref() != t.kubernetes {
+                        return Err(spanned_err(
+                            v.span(),
+                            format!("version = \"{}\", but the binaries table {} is for {}; make them agree", v.get_ref(), path.display(), t.kubernetes),
+                        ));
+                    }
+                }
+                t
+            }
+            None => {
+                let pinned: KubeVersion = crate::k8s::binaries::KUBERNETES_VERSION
+                    .parse()
+                    .expect("the pinned version parses");
+                let v = k.version.as_ref().map_or(pinned, |v| *v.get_ref());
+                Table::builtin(v, ARCH, &Mirrors::default()).map_err(|m| {
+                    let at = k
+                        .version
+                        .as_ref()
+                        .map_or(table_at("kubernetes"), |v| v.span().start);
+                    err(at, m)
+                })?
+            }
+        };
+
+        // Networks.
+        let pod_cidr = value_or(&k.pod_cidr, DEFAULT_POD_CIDR);
+        let service_cidr = value_or(&k.service_cidr, DEFAULT_SERVICE_CIDR);
+        let pod_at = span_or(&k.pod_cidr, table_at("kubernetes"));
+        let service_at = span_or(&k.service_cidr, table_at("kubernetes"));
+        check_network("pod-cidr", &pod_cidr, 24, "10.244.0.0/16").map_err(|m| err(pod_at, m))?;
+        check_network("service-cidr", &service_cidr, 28, "10.96.0.0/12")
+            .map_err(|m| err(service_at, m))?;
+        if pod_cidr.0.contains(&service_cidr.0.network())
+            || service_cidr.0.contains(&pod_cidr.0.network())
+        {
+            return Err(err(
+                service_at,
+                format!("service-cidr {service_cidr} overlaps pod-cidr {pod_cidr}; pods and services need separate ranges, like the defaults {DEFAULT_POD_CIDR} and {DEFAULT_SERVICE_CIDR}"),
+            ));
+        }
+        if matches!(
+            (pod_cidr.0, service_cidr.0),
+            (ipnet::IpNet::V4(_), ipnet::IpNet::V6(_)) | (ipnet::IpNet::V6(_), ipnet::IpNet::V4(_))
+        ) {
+            return Err(err(
+                service_at,
+                "pod-cidr and service-cidr must both be IPv4 or both IPv6 (mkstick does not set up dual-stack)".into(),
+            ));
+        }
+        let advertise_address = k.advertise_address.as_ref().map(|a| *a.get_ref());
+        if let (Some(a), Some(s)) = (advertise_address, &k.advertise_address) {
+            for (name, net) in [("pod-cidr", pod_cidr), ("service-cidr", service_cidr)] {
+                if net.0.contains(&a.0) {
+                    return Err(spanned_err(
+                        s.span(),
+                        format!("the node's address {a} is inside {name} {net}: traffic to the node would be routed to pods; change {name} to a range your LAN does not use"),
+                    ));
+                }
+            }
+        }
+
+        let hostname = cfg.node.hostname.to_string();
+        let mut cert_sans = vec![hostname];
+        cert_sans.extend(advertise_address.map(|a| a.to_string()));
+        for s in k.api_server_sans.iter() {
+            if !cert_sans.contains(&s.to_string()) {
+                cert_sans.push(s.to_string());
+            }
+        }
+
+        // Ingress.
+        let ing = cfg.ingress.clone().unwrap_or_default();
+        let controller = match ing.controller.as_ref().map(|c| (c.get_ref().as_str(), c.span())) {
+            None | Some(("traefik", _)) => Some("traefik"),
+            Some(("none", _)) => None,
+            Some((c @ ("ingress-nginx" | "nginx"), span)) => {
+                return Err(spanned_err(
+                    span,
+                    format!("controller = \"{c}\": ingress-nginx is retired (Kubernetes SIG Network ended its maintenance in March 2026) and gets no security fixes; use \"traefik\" (the default), or \"none\" and bring your own in [extra] manifests"),
+                ))
+            }
+            Some((c, span)) => {
+                return Err(spanned_err(
+                    span,
+                    format!("unknown ingress controller `{c}`; mkstick installs \"traefik\" (the default), or \"none\" to install none"),
+                ))
+            }
+        };
+        let ingress = match controller {
+            Some(controller) => {
+                let http_port = port(&ing.http_port, 80).map_err(|(s, m)| spanned_err(s, m))?;
+                let https_port = port(&ing.https_port, 443).map_err(|(s, m)| spanned_err(s, m))?;
+                if http_port == https_port {
+                    let span = ing
+                        .https_port
+                        .as_ref()
+                        .or(ing.http_port.as_ref())
+                        .map_or(table_at("ingress")..0, |p| p.span());
+                    return Err(spanned_err(
+                        span,
+                        format!("http-port and https-port are both {http_port}; give them different ports, like 80 and 443"),
+                    ));
+                }
+                Some(IngressPlan {
+                    controller,
+                    http_port,
+                    https_port,
+                })
+            }
+            None => {
+                if let Some(p) = ing.http_port.as_ref().or(ing.https_port.as_ref()) {
+                    return Err(spanned_err(
+                        p.span(),
+                        "ports are set, but controller = \"none\" installs no ingress controller to listen on them; remove the ports or the controller line".into(),
+                    ));
+                }
+                None
+            }
+        };
+
+        // The NFS StorageClass.
+        let nfs_cfg = cfg.nfs.clone().unwrap_or_default();
+        let nfs = NfsClassPlan {
+            storage_class: nfs_cfg
+                .storage_class
+                .map(|c| c.into_inner())
+                .unwrap_or_else(|| DEFAULT_STORAGE_CLASS.parse().expect("a valid name")),
+            default: nfs_cfg.default.is_none_or(|d| *d.get_ref()),
+            reclaim: nfs_cfg
+                .reclaim_policy
+                .map_or(Reclaim::Archive, |r| *r.get_ref()),
+        };
+
+        let extra_manifests = user_manifests(loaded)?;
+
+        Ok(Some(KubernetesPlan {
+            version: table.kubernetes,
+            table,
+            binaries: Vec::new(),
+            cluster_name: k
+                .cluster_name
+                .as_ref()
+                .map(|c| c.get_ref().clone())
+                .unwrap_or_else(|| DEFAULT_CLUSTER_NAME.parse().expect("a valid name")),
+            pod_cidr,
+            service_cidr,
+            advertise_address,
+            cert_sans,
+            ingress,
+            nfs,
+            extra_manifests,
+        }))
+    }
+
+    pub fn kubeadm_config(&self, hostname: &str) -> KubeadmConfig {
+        let addr = self.advertise_address.map(|a| a.to_string());
+        KubeadmConfig::new(&KubeadmArgs {
+            node_name: hostname,
+            version: self.version,
+            cluster_name: self.cluster_name.as_str(),
+            pod_cidr: &self.pod_cidr.to_string(),
+            service_cidr: &self.service_cidr.to_string(),
+            advertise_address: addr.as_deref(),
+            cert_sans: self.cert_sans.clone(),
+        })
+    }
+
+    /// The address `plan` prints for the node: the fixed one, or its name.
+    pub fn host(&self, hostname: &str) -> String {
+        match self.advertise_address {
+            Some(NodeAddress(std::net::IpAddr::V6(a))) => format!("[{a}]"),
+            Some(a) => a.to_string(),
+            None => hostname.to_string(),
+        }
+    }
+
+    /// The values `manifests/` templates use.
+    fn manifest_vars(&self) -> BTreeMap<&'static str, String> {
+        let (http, https) = self
+            .ingress
+            .as_ref()
+            .map_or((0, 0), |i| (i.http_port, i.https_port));
+        BTreeMap::from([
+            ("pod_cidr", self.pod_cidr.to_string()),
+            ("http_port", http.to_string()),
+            ("https_port", https.to_string()),
+            ("storage_class", self.nfs.storage_class.to_string()),
+            ("default_class", self.nfs.default.to_string()),
+            ("reclaim_policy", self.nfs.reclaim.policy().to_string()),
+            ("on_delete", self.nfs.reclaim.on_delete().to_string()),
+            ("nfs_server", NFS_SERVER.to_string()),
+        ])
+    }
+
+    /// mkstick's manifests in the order the addons unit applies them, as
+    /// (path on the node, contents); the CNI config comes first.
+    pub fn manifests(&self, nfs_share: &str) -> Result<Vec<(String, String)>> {
+        let mut vars = self.manifest_vars();
+        vars.insert("nfs_share", nfs_share.to_string());
+        let render = |group: &str, name: &str| -> Result<String> {
+            let f = embedded(MANIFESTS, group, name)?;
+            let text = std::str::from_utf8(f.contents)
+                .with_context(|| format!("manifests/{group}/{name} is not UTF-8"))?;
+            render_template(text, &vars)
+                .with_context(|| format!("rendering manifests/{group}/{name}"))
+        };
+        let mut out = vec![(
+            "/etc/mkstick/cni/10-mkstick.conflist".to_string(),
+            render("cni", "bridge.conflist")?,
+        )];
+        if self.ingress.is_some() {
+            out.push((
+                "/etc/mkstick/manifests/20-ingress-traefik.yaml".to_string(),
+                render("ingress", "traefik.yaml")?,
+            ));
+        }
+        out.push((
+            "/etc/mkstick/manifests/30-nfs-csi-driver-nfs.yaml".to_string(),
+            render("nfs", "csi-driver-nfs.yaml")?,
+        ));
+        for m in &self.extra_manifests {
+            out.push((m.node_path.clone(), m.contents.clone()));
+        }
+        out.push((
+            "/etc/mkstick/examples/whoami.yaml".to_string(),
+            render("examples", "whoami.yaml")?,
+        ));
+        Ok(out)
+    }
+
+    /// Every file the Kubernetes feature places into the booted OS.
+    pub fn overlay(
+        &self,
+        hostname: &str,
+        storage: &StoragePlan,
+        stick_label: &str,
+    ) -> Result<Vec<OverlayFile>> {
+        let stick_device = format!("/dev/disk/by-partlabel/{stick_label}");
+        let persist_units: Vec<String> = storage
+            .persist
+            .iter()
+            .map(|p| mount_unit(p.as_str()))
+            .collect();
+        let vars = BTreeMap::from([
+            ("version", self.version.to_string()),
+            ("stick_label", stick_label.to_string()),
+            ("stick_device_unit", device_unit(&stick_device)),
+            ("persist_units", persist_units.join(" ")),
+        ]);
+        let mut out = Vec::new();
+        for f in OVERLAYS.iter().filter(|f| f.group == "kubernetes") {
+            let text = std::str::from_utf8(f.contents)
+                .with_context(|| format!("overlay template {} is not UTF-8", f.path))?;
+            let contents = render_template(text, &vars)
+                .with_context(|| format!("rendering overlays/kubernetes/{}", f.path))?;
+            out.push(super::overlay_file(
+                f.path,
+                f.executable,
+                contents.into_bytes(),
+            )?);
+        }
+        out.push(OverlayFile::File {
+            path: "/etc/mkstick/kubeadm.yaml".into(),
+            mode: 0o600,
+            contents: self.kubeadm_config(hostname).to_yaml().into_bytes(),
+        });
+        for (path, contents) in self.manifests(storage.nfs.share())? {
+            out.push(OverlayFile::File {
+                path,
+                mode: 0o644,
+                contents: contents.into_bytes(),
+            });
+        }
+        Ok(out)
+    }
+}
+
+fn embedded(
+    table: &'static [EmbeddedFile],
+    group: &str,
+    path: &str,
+) -> Result<&'static EmbeddedFile> {
+    match table.iter().find(|f| f.group == group && f.path == path) {
+        Some(f) => Ok(f),
+        None => bail!("{group}/{path} is missing from mkstick's embedded files"),
+    }
+}
+
+fn value_or<T: Copy + std::str::FromStr>(v: &Option<Spanned<T>>, default: &str) -> T
+where
+    T::Err: std::fmt::Debug,
+{
+    v.as_ref().map_or_else(
+        || default.parse().expect("a valid default"),
+        |v| *v.get_ref(),
+    )
+}
+
+fn span_or<T>(v: &Option<Spanned<T>>, default: usize) -> usize {
+    v.as_ref().map_or(default, |v| v.span().start)
+}
+
+/// A pod or service network: big enough, and not a range the node needs.
+fn check_network(name: &str, net: &Cidr, max_v4_prefix: u8, example: &str) -> Result<(), String> {
+    let special: [(&str, &str); 3] = [
+        ("127.0.0.0/8", "loopback"),
+        ("169.254.0.0/16", "link-local"),
+        ("224.0.0.0/4", "multicast"),
+    ];
+    if let ipnet::IpNet::V4(v4) = net.0 {
+        if v4.prefix_len() > max_v4_prefix {
+            return Err(format!(
+                "{name} {net} holds only {} addresses; use /{max_v4_prefix} or larger, like \"{example}\"",
+                1u64 << (32 - v4.prefix_len())
+            ));
+        }
+    }
+    for (range, what) in special {
+        let r: ipnet::IpNet = range.parse().expect("a valid range");
+        if r.contains(&net.0.network()) || net.0.contains(&r.network()) {
+            return Err(format!(
+                "{name} {net} overlaps the {what} range {range}; use a private range, like \"{example}\""
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// A port from the config: in range and not one the node reserves.
+fn port(v: &Option<Spanned<i64>>, default: u16) -> Result<u16, (Range<usize>, String)> {
+    let Some(v) = v else { return Ok(default) };
+    let n = *v.get_ref();
+    let p = u16::try_from(n).ok().filter(|p| *p > 0).ok_or_else(|| {
+        (
+            v.span(),
+            format!("port {n} is out of range; use 1 to 65535, like 80 or 8080"),
+        )
+    })?;
+    if let Some((lo, hi, what)) = RESERVED_PORTS
+        .iter()
+        .find(|(lo, hi, _)| (*lo..=*hi).contains(&p))
+    {
+        let range = if lo == hi {
+            String::new()
+        } else {
+            format!(" ({lo}-{hi})")
+        };
+        return Err((
+            v.span(),
+            format!("port {p} is taken on the node by {what}{range}; pick another, like 80/443 or 8080/8443"),
+        ));
+    }
+    Ok(p)
+}
+
+/// The files of `[extra] manifests`, each checked to hold Kubernetes objects.
+fn user_manifests(loaded: &LoadedConfig) -> Result<Vec<UserManifest>> {
+    let mut files = Vec::new();
+    for entry in &loaded.config.extra.manifests {
+        let path = loaded.resolve(entry.get_ref());
+        let meta = std::fs::metadata(&path).map_err(|e| {
+            loaded.error_at(
+                entry,
+                format!(
+                    "cannot read {}: {e}; fix the path or remove it from [extra] manifests",
+                    path.display()
+                ),
+            )
+        })?;
+        if meta.is_dir() {
+            let mut found: Vec<_> = std::fs::read_dir(&path)
+                .with_context(|| format!("listing {}", path.display()))?
+                .filter_map(|e| e.ok().map(|e| e.path()))
+                .filter(|p| {
+                    p.is_file()
+                        && matches!(
+                            p.extension().and_then(|e| e.to_str()),
+                            Some("yaml" | "yml" | "json")
+                        )
+                })
+                .collect();
+            found.sort();
+            if found.is_empty() {
+                return Err(loaded
+                    .error_at(
+                        entry,
+                        format!("{} holds no .yaml, .yml or .json files; add your manifests there or remove it from [extra] manifests", path.display()),
+                    )
+                    .into());
+            }
+            files.extend(found);
+        } else {
+            files.push(path);
+        }
+    }
+    let mut out = Vec::new();
+    for (i, path) in files.iter().enumerate() {
+        let text = std::fs::read_to_string(path).with_context(|| {
+            format!("reading {} (a manifest must be UTF-8 text)", path.display())
+        })?;
+        let documents = check_manifest(path, &text)?;
+        let stem = path
+            .file_stem()
+            .and_then(|s| s.to_str())
+            .unwrap_or("manifest")
+            .chars()
+            .map(|c| {
+                if c.is_ascii_alphanumeric() || c == '-' || c == '_' {
+                    c
+                } else {
+                    '-'
+                }
+            })
+            .collect::<String>();
+        out.push(UserManifest {
+            name: path.display().to_string(),
+            node_path: format!("/etc/mkstick/manifests/50-extra-{:02}-{stem}.yaml", i + 1),
+            contents: text,
+            documents,
+        });
+    }
+    Ok(out)
+}
+
+/// Every YAML document of a manifest is a Kubernetes object (it names its
+/// apiVersion and kind) or empty. Returns how many objects it holds.
+pub fn check_manifest(path: &std::path::Path, text: &str) -> Result<usize> {
+    use serde::Deserialize;
+    let mut objects = 0;
+    for doc in serde_yaml_ng::Deserializer::from_str(text) {
+        let value = serde_yaml_ng::Value::deserialize(doc).map_err(|e| {
+            let at = e.location().map_or(0, |l| l.index());
+            SourceError::at(path, text, at, format!("{e}; fix the YAML"))
+        })?;
+        if value.is_null() {
+            continue;
+        }
+        let field = |k: &str| value.get(k).and_then(|v| v.as_str()).map(str::to_string);
+        let (Some(_), Some(_)) = (field("apiVersion"), field("kind")) else {
+            bail!(
+                "{}: document {} is not a Kubernetes object: it needs `apiVersion` and `kind`",
+                path.display(),
+                objects + 1
+            );
+        };
+        objects += 1;
+    }
+    if objects == 0 {
+        bail!(
+            "{}: holds no Kubernetes objects; remove it from [extra] manifests",
+            path.display()
+        );
+    }
+    Ok(objects)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::path::Path;
+
+    const BASE: &str =
+        "[node]\nhostname = \"kube1\"\n\n[storage]\ndrives = [\"/dev/disk/by-id/virtio-a\"]\n\n";
+
+    fn plan_of(rest: &str) -> Result<Option<KubernetesPlan>> {
+        let text = format!("{BASE}{rest}");
+        let config = crate::config::parse(Path::new("mkstick.toml"), &text)?;
+        KubernetesPlan::from_config(&LoadedConfig {
+            path: "mkstick.toml".into(),
+            text,
+            config,
+        })
+    }
+
+    fn error(rest: &str) -> String {
+        format!("{:#}", plan_of(rest).unwrap_err())
+    }
+
+    #[test]
+    fn defaults() {
+        let k = plan_of("[kubernetes]\n").unwrap().unwrap();
+        assert_eq!(
+            k.version.to_string(),
+            crate::k8s::binaries::KUBERNETES_VERSION
+        );
+        assert_eq!(k.pod_cidr.to_string(), DEFAULT_POD_CIDR);
+        assert_eq!(k.service_cidr.to_string(), DEFAULT_SERVICE_CIDR);
+        assert_eq!(k.cluster_name.as_str(), "mkstick");
+        assert_eq!(k.cert_sans, vec!["kube1".to_string()]);
+        let i = k.ingress.as_ref().unwrap();
+        assert_eq!(
+            (i.controller, i.http_port, i.https_port),
+            ("traefik", 80, 443)
+        );
+        assert_eq!(k.nfs.storage_class.as_str(), "nfs");
+        assert!(k.nfs.default);
+        assert_eq!(k.nfs.reclaim, Reclaim::Archive);
+        assert_eq!(k.table.files.len(), 5);
+        assert!(plan_of("").unwrap().is_none());
+    }
+
+    #[test]
+    fn every_reserved_port_is_refused_with_what_holds_it() {
+        for (lo, hi, what) in RESERVED_PORTS {
+            for p in [*lo, *hi] {
+                let e = error(&format!("[kubernetes]\n[ingress]\nhttp-port = {p}\n"));
+                assert!(
+                    e.starts_with("mkstick.toml:9:13: port") && e.contains(what),
+                    "{p}: {e}"
+                );
+            }
+        }
+        let e = error("[kubernetes]\n[ingress]\nhttps-port = 31000\n");
+        assert!(e.contains("NodePort range (30000-32767)"), "{e}");
+        for bad in ["0", "65536", "-1"] {
+            let e = error(&format!("[kubernetes]\n[ingress]\nhttp-port = {bad}\n"));
+            assert!(e.contains("out of range"), "{e}");
+        }
+        let e = error("[kubernetes]\n[ingress]\nhttp-port = 8080\nhttps-port = 8080\n");
+        assert!(e.contains("both 8080"), "{e}");
+        let k = plan_of("[kubernetes]\n[ingress]\nhttp-port = 8080\nhttps-port = 8443\n")
+            .unwrap()
+            .unwrap();
+        let i = k.ingress.unwrap();
+        assert_eq!((i.http_port, i.https_port), (8080, 8443));
+    }
+
+    #[test]
+    fn networks_are_checked_against_each_other_and_the_node() {
+        let e = error("[kubernetes]\npod-cidr = \"10.96.0.0/16\"\n");
+        assert!(e.contains("overlaps pod-cidr"), "{e}");
+        let e = error("[kubernetes]\nservice-cidr = \"10.244.10.0/24\"\n");
+        assert!(
+            e.starts_with("mkstick.toml:8:16:") && e.contains("overlaps"),
+            "{e}"
+        );
+        let e = error("[kubernetes]\npod-cidr = \"10.244.0.0/26\"\n");
+        assert!(e.contains("holds only 64 addresses"), "{e}");
+        let e = error("[kubernetes]\npod-cidr = \"127.0.0.0/16\"\n");
+        assert!(e.contains("loopback"), "{e}");
+        let e = error("[kubernetes]\npod-cidr = \"10.244.0.1/16\"\n");
+        assert!(e.contains("host bits"), "{e}");
+        let e = error(
+            "[kubernetes]\npod-cidr = \"192.168.0.0/16\"\nadvertise-address = \"192.168.1.10\"\n",
+        );
+        assert!(
+            e.starts_with("mkstick.toml:9:21:") && e.contains("inside pod-cidr"),
+            "{e}"
+        );
+        let e = error("[kubernetes]\nservice-cidr = \"fd00:96::/108\"\n");
+        assert!(e.contains("be IPv4 or both IPv6"), "{e}");
+        let k = plan_of(
+            "[kubernetes]\nadvertise-address = \"192.168.1.10\"\napi-server-sans = [\"kube1.lab\", \"192.168.1.10\"]\n",
+        )
+        .unwrap()
+        .unwrap();
+        assert_eq!(k.cert_sans, ["kube1", "192.168.1.10", "kube1.lab"]);
+        assert_eq!(k.host("kube1"), "192.168.1.10");
+    }
+
+    #[test]
+    fn versions_tables_and_missing_tables_are_explained() {
+        let e = error("[kubernetes]\nversion = \"1.35.0\"\n");
+        assert!(
+            e.starts_with("mkstick.toml:8:11:") && e.contains("binaries = \"k8s-1.35.0.toml\""),
+            "{e}"
+        );
+        let e = error("[kubernetes]\nversion = \"1.36\"\n");
+        assert!(e.contains("add the patch number"), "{e}");
+        let e = error("[kubernetes]\nbinaries = \"nope.toml\"\n");
+        assert!(e.contains("cannot read the binaries table"), "{e}");
+        let e = error("[ingress]\nhttp-port = 8080\n");
+        assert!(e.starts_with("mkstick.toml:7:1: [ingress]"), "{e}");
+        let e = error("[nfs]\nstorage-class = \"x\"\n");
+        assert!(e.contains("no [kubernetes] table"), "{e}");
+        let e = error("[extra]\nmanifests = [\"m.yaml\"]\n");
+        assert!(e.contains("no [kubernetes] table"), "{e}");
+        let text = "[node]\nhostname = \"kube1\"\n[kubernetes]\n";
+        let config = crate::config::parse(Path::new("m.toml"), text).unwrap();
+        let e = KubernetesPlan::from_config(&LoadedConfig {
+            path: "m.toml".into(),
+            text: text.into(),
+            config,
+        })
+        .unwrap_err()
+        .to_string();
+        assert!(
+            e.starts_with("m.toml:3:1:") && e.contains("add [storage]"),
+            "{e}"
+        );
+        let e = error("[kubernetes]\n[ingress]\ncontroller = \"ingress-nginx\"\n");
+        assert!(e.contains("retired") && e.contains("traefik"), "{e}");
+        let e = error("[kubernetes]\n[ingress]\ncontroller = \"none\"\nhttp-port = 80\n");
+        assert!(e.contains("installs no ingress controller"), "{e}");
+        let e = error("[kubernetes]\n[nfs]\nreclaim-policy = \"recycle\"\n");
+        assert!(e.starts_with("mkstick.toml:9:18:"), "{e}");
+        let e = error("[kubernetes]\napi-server-sans = [\"ok.lab\", \"Bad Name\"]\n");
+        assert!(e.starts_with("mkstick.toml:8:30:"), "{e}");
+    }
+
+    #[test]
+    fn a_binaries_table_is_parsed_and_located() {
+        let dir = tempfile::tempdir().unwrap();
+        let sha = "ab".repeat(32);
+        let entry =
+            |n: &str| format!("[{n}]\nurl = \"https://example.org/{n}\"\nsha256 = \"{sha}\"\n");
+        let table = format!(
+            "kubernetes = \"1.37.0\"\narch = \"amd64\"\n{}{}{}{}{}",
+            entry("kubeadm"),
+            entry("kubelet"),
+            entry("kubectl"),
+            entry("crictl"),
+            entry("cni-plugins")
+        );
+        std::fs::write(dir.path().join("t.toml"), &table).unwrap();
+        let t = Table::parse(&dir.path().join("t.toml"), &table).unwrap();
+        assert_eq!(t.kubernetes.to_string(), "1.37.0");
+        assert_eq!(t.files[4].stick_path(), "k8s/cni-plugins.tgz");
+        let bad = table.replacen(&sha, "abc", 1);
+        let e = Table::parse(Path::new("t.toml"), &bad)
+            .unwrap_err()
+            .to_string();
+        assert!(e.starts_with("t.toml:5:10:") && e.contains("64 hex"), "{e}");
+        let bad = table.replacen(
+            "https://example.org/kubelet",
+            "http://example.org/kubelet",
+            1,
+        );
+        let e = Table::parse(Path::new("t.toml"), &bad)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("plain http"), "{e}");
+        let bad = table.replace("[cni-plugins]", "[cni_plugins]");
+        let e = Table::parse(Path::new("t.toml"), &bad)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("did you mean `cni-plugins`"), "{e}");
+    }
+
+    #[test]
+    fn user_manifests_must_be_kubernetes_objects() {
+        let p = Path::new("m.yaml");
+        assert_eq!(
+            check_manifest(p, "apiVersion: v1\nkind: Namespace\nmetadata: {name: a}\n---\n---\napiVersion: v1\nkind: ConfigMap\n").unwrap(),
+            2
+        );
+        let e = check_manifest(p, "a: [1, 2\n").unwrap_err().to_string();
+        assert!(
+            e.starts_with("m.yaml:") && e.contains("fix the YAML"),
+            "{e}"
+        );
+        let e = check_manifest(p, "apiVersion: v1\nkind: A\n---\nfoo: bar\n")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("document 2 is not a Kubernetes object"), "{e}");
+        assert!(check_manifest(p, "# nothing\n").is_err());
+    }
+
+    /// The booted node decides with the script's `step`; mkstick's plan and
+    /// docs with `k8s::version::step`. Both must agree on every case.
+    #[test]
+    fn the_node_script_and_mkstick_agree_on_upgrades() {
+        use crate::k8s::version::{step, Step};
+        let script = OVERLAYS
+            .iter()
+            .find(|f| f.group == "kubernetes" && f.path == "usr/local/bin/mkstick-kubernetes")
+            .unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("mkstick-kubernetes");
+        std::fs::write(&path, script.contents).unwrap();
+        let versions = [
+            "1.35.9", "1.36.0", "1.36.4", "1.36.10", "1.37.0", "1.37.3", "1.38.0", "2.0.0",
+        ];
+        for from in versions {
+            for to in versions {
+                let out = std::process::Command::new("bash")
+                    .arg(&path)
+                    .args(["step", from, to])
+                    .output()
+                    .unwrap();
+                assert!(out.status.success());
+                let said = String::from_utf8(out.stdout).unwrap();
+                let want = match step(from.parse().unwrap(), to.parse().unwrap()) {
+                    Step::Keep => "keep",
+                    Step::Upgrade => "upgrade",
+                    Step::Refuse => "refuse",
+                };
+                assert_eq!(said.trim(), want, "{from} -> {to}");
+            }
+        }
+    }
+}

@@ -1,0 +1,414 @@
+//! First-boot Kubernetes on the stick, without booting: the binaries a
+//! table names are downloaded from a 127.0.0.1 server, verified and put on
+//! the stick; the kubeadm config, the units and the manifests land in the
+//! Ignition config; `plan` prints the URLs; and every manifest passes
+//! `kubernetes-validate --strict` for the Kubernetes minor on the stick.
+//!
+//! The "binaries" here are the TEST DOUBLES of tests/fixtures/k8s-doubles/
+//! (the boot tests run them); the real kubeadm and kubelet need
+//! registry.k8s.io, which these machines cannot reach.
+
+use crate::common::*;
+use crate::http::Server;
+use std::path::Path;
+use std::process::Command;
+
+const DOUBLES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/k8s-doubles");
+
+/// A gzip'd ustar archive of `(name, mode, bytes)`, made the same way on
+/// every machine (no dates, no owners), like the published tarballs.
+pub fn tar_gz(entries: &[(&str, u32, &[u8])]) -> Vec<u8> {
+    let mut tar = Vec::new();
+    for (name, mode, data) in entries {
+        let mut h = [0u8; 512];
+        h[..name.len()].copy_from_slice(name.as_bytes());
+        let octal = |field: &mut [u8], v: u64| {
+            let s = format!("{v:0w$o}\0", w = field.len() - 1);
+            field.copy_from_slice(s.as_bytes());
+        };
+        octal(&mut h[100..108], u64::from(*mode));
+        octal(&mut h[108..116], 0);
+        octal(&mut h[116..124], 0);
+        octal(&mut h[124..136], data.len() as u64);
+        octal(&mut h[136..148], 0);
+        h[156] = b'0';
+        h[257..263].copy_from_slice(b"ustar\0");
+        h[263..265].copy_from_slice(b"00");
+        h[148..156].copy_from_slice(b"        ");
+        let sum: u32 = h.iter().map(|&b| u32::from(b)).sum();
+        let s = format!("{sum:06o}\0 ");
+        h[148..156].copy_from_slice(s.as_bytes());
+        tar.extend_from_slice(&h);
+        tar.extend_from_slice(data);
+        tar.resize(tar.len().div_ceil(512) * 512, 0);
+    }
+    tar.resize(tar.len() + 1024, 0);
+    let mut gz = flate2::GzBuilder::new()
+        .mtime(0)
+        .write(Vec::new(), flate2::Compression::best());
+    std::io::Write::write_all(&mut gz, &tar).unwrap();
+    gz.finish().unwrap()
+}
+
+/// The five files of a Kubernetes release, as TEST DOUBLES of `version`.
+pub fn doubles(version: &str) -> Vec<(&'static str, Vec<u8>)> {
+    let read = |name: &str| std::fs::read_to_string(Path::new(DOUBLES).join(name)).unwrap();
+    let common = read("common.sh");
+    let script = |name: &str| {
+        read(name)
+            .replace("@VERSION@", version)
+            .replace("@COMMON@", &common)
+            .into_bytes()
+    };
+    let stub = read("stub").into_bytes();
+    vec![
+        ("kubeadm", script("kubeadm")),
+        ("kubelet", script("kubelet")),
+        ("kubectl", script("kubectl")),
+        ("crictl", tar_gz(&[("crictl", 0o755, &stub)])),
+        (
+            "cni-plugins",
+            tar_gz(&[
+                ("./bridge", 0o755, &stub),
+                ("./host-local", 0o755, &stub),
+                ("./loopback", 0o755, &stub),
+                ("./portmap", 0o755, &stub),
+            ]),
+        ),
+    ]
+}
+
+/// Serve a release's files and return a binaries table naming them.
+pub fn publish(server: &Server, version: &str, files: &[(&str, Vec<u8>)]) -> String {
+    let mut table = format!(
+        "# Kubernetes {version}: TEST DOUBLES served by the test\nkubernetes = \"{version}\"\narch = \"amd64\"\n"
+    );
+    for (name, bytes) in files {
+        let path = format!("/k8s/v{version}/{name}");
+        server.put(&path, bytes.clone());
+        table.push_str(&format!(
+            "\n[{name}]\nurl = \"{}{path}\"\nsha256 = \"{}\"\n",
+            server.base,
+            sha256_hex(bytes)
+        ));
+    }
+    table
+}
+
+pub const APP: &str = "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: hello\n  namespace: default\ndata:\n  greeting: hi\n";
+
+/// A config with [storage], [kubernetes] (a binaries table), [ingress],
+/// [nfs] and one extra manifest.
+pub fn k8s_config(os: &str, table: &str) -> String {
+    format!(
+        "[node]\nhostname = \"kube1\"\nssh-authorized-keys = [\"{KEY}\"]\n\n[os]\npath = \"{os}\"\n\n\
+[storage]\ndrives = [\"/dev/disk/by-id/virtio-d0\"]\n\n\
+[kubernetes]\nbinaries = \"{table}\"\nadvertise-address = \"192.168.1.10\"\n\n\
+[ingress]\nhttp-port = 8080\nhttps-port = 8443\n\n\
+[nfs]\nstorage-class = \"shared\"\n\n\
+[extra]\nmanifests = [\"apps\"]\n"
+    )
+}
+
+fn ignition_file(config: &mkstick::ignition::Config, path: &str) -> Option<String> {
+    config
+        .storage
+        .files
+        .iter()
+        .find(|f| f.path == path)
+        .map(|f| {
+            let url = &f.contents.as_ref().unwrap().source;
+            String::from_utf8(mkstick::ignition::decode_data_url(url).unwrap()).unwrap()
+        })
+}
+
+/// Run `kubernetes-validate --strict` for `version`'s minor on every file.
+pub fn kubernetes_validate(version: &str, files: &[(String, String)]) {
+    let Some(tool) = tool("kubernetes-validate") else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let mut paths = Vec::new();
+    for (i, (name, text)) in files.iter().enumerate() {
+        let p = dir
+            .path()
+            .join(format!("{i:02}-{}", name.rsplit('/').next().unwrap()));
+        std::fs::write(&p, text).unwrap();
+        paths.push(p);
+    }
+    let o = Command::new(tool)
+        .args(["--strict", "-k", version])
+        .args(&paths)
+        .output()
+        .unwrap();
+    let out = format!(
+        "{}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    );
+    assert!(o.status.success(), "kubernetes-validate failed:\n{out}");
+    assert!(!out.contains("ERROR"), "{out}");
+    // Every object was checked against the schemas, none skipped.
+    let passed = out.matches("passed").count();
+    let objects: usize = files
+        .iter()
+        .map(|(_, t)| t.matches("\nkind: ").count() + usize::from(t.starts_with("kind: ")))
+        .sum();
+    assert_eq!(passed, objects, "{out}");
+}
+
+#[test]
+fn the_stick_carries_verified_binaries_the_kubeadm_config_units_and_manifests() {
+    let server = Server::start();
+    let files = doubles("1.36.4");
+    let s = Scratch::new("");
+    s.write("k8s.toml", &publish(&server, "1.36.4", &files));
+    s.write("mkstick.toml", &k8s_config("os", "k8s.toml"));
+    std::fs::create_dir(s.path("apps")).unwrap();
+    s.write("apps/hello.yaml", APP);
+    let cache = s.path("cache");
+    let env = [("XDG_CACHE_HOME", cache.to_str().unwrap())];
+
+    let plan = ok(s.run_env(&["plan"], &env));
+    for want in [
+        "Kubernetes 1.36.4: a single-node cluster \"mkstick\"",
+        "API:        https://192.168.1.10:6443",
+        "Ingress:    http://192.168.1.10:8080/",
+        "https://192.168.1.10:8443/",
+        "StorageClass \"shared\", the default (ReadWriteMany)",
+        "kubeconfig: ssh core@192.168.1.10 sudo cat /etc/kubernetes/admin.conf",
+        "a cluster at 1.35.x, or an older 1.36 patch: kubeadm upgrade apply v1.36.4",
+        "apps/hello.yaml (1 object)",
+    ] {
+        assert!(plan.contains(want), "{want:?} in:\n{plan}");
+    }
+    // plan downloaded them once; build reuses the cache.
+    server.clear_log();
+    ok(s.run_env(&["build", "-q"], &env));
+    assert_eq!(server.requests(), vec![]);
+
+    let img = s.path("mkstick.img");
+    let manifest: serde_json::Value =
+        serde_json::from_slice(&esp_file(&img, "mkstick/manifest.json")).unwrap();
+    for (name, bytes) in &files {
+        let path = mkstick::k8s::binaries::stick_path(name);
+        assert_eq!(&esp_file(&img, &path), bytes, "{path}");
+        assert_eq!(
+            manifest["files"][&path]["sha256"].as_str(),
+            Some(sha256_hex(bytes).as_str()),
+            "{path}"
+        );
+    }
+    let ign = embedded_ignition(&img);
+    ignition_validate(&ign);
+    let config: mkstick::ignition::Config = serde_json::from_slice(&ign).unwrap();
+    let unit = |name: &str| {
+        config
+            .systemd
+            .units
+            .iter()
+            .find(|u| u.name == name)
+            .unwrap_or_else(|| panic!("{name}"))
+    };
+    for u in [
+        "mkstick-kubernetes-install.service",
+        "mkstick-kubeadm.service",
+        "mkstick-addons.service",
+    ] {
+        assert_eq!(unit(u).enabled, Some(true), "{u}");
+    }
+    // The kubelet starts when mkstick-kubeadm has decided, never on its own.
+    assert_eq!(unit("kubelet.service").enabled, Some(false));
+    let kubeadm = unit("mkstick-kubeadm.service").contents.clone().unwrap();
+    assert!(
+        kubeadm.contains("After=mkstick-kubernetes-install.service containerd.service etc-kubernetes.mount var-lib-containerd.mount var-lib-etcd.mount var-lib-kubelet.mount\n"),
+        "{kubeadm}"
+    );
+    let install = unit("mkstick-kubernetes-install.service")
+        .contents
+        .clone()
+        .unwrap();
+    assert!(
+        install.contains("After=dev-disk-by\\x2dpartlabel-MKSTICK.device\n"),
+        "{install}"
+    );
+    let env_file = ignition_file(&config, "/etc/mkstick/kubernetes.env").unwrap();
+    assert!(
+        env_file.contains("KUBERNETES_VERSION=1.36.4\n"),
+        "{env_file}"
+    );
+    assert!(env_file.contains("STICK_LABEL=MKSTICK\n"), "{env_file}");
+
+    let kubeadm_yaml = ignition_file(&config, "/etc/mkstick/kubeadm.yaml").unwrap();
+    let parsed = mkstick::k8s::kubeadm::KubeadmConfig::from_yaml(&kubeadm_yaml).unwrap();
+    assert_eq!(parsed.cluster.kubernetes_version, "v1.36.4");
+    assert!(parsed.init.node_registration.taints.is_empty());
+    assert_eq!(
+        parsed.cluster.api_server.cert_sans,
+        ["kube1", "192.168.1.10"]
+    );
+    assert_eq!(parsed.kubelet.cgroup_driver, "systemd");
+    assert_eq!(
+        config
+            .storage
+            .files
+            .iter()
+            .find(|f| f.path == "/etc/mkstick/kubeadm.yaml")
+            .unwrap()
+            .mode,
+        Some(0o600)
+    );
+    // The NFS provisioner mounts the export from the node itself.
+    let exports = ignition_file(&config, "/etc/exports.d/mkstick.exports")
+        .or_else(|| ignition_file(&config, "/etc/mkstick/nfs.exports"))
+        .unwrap();
+    assert!(exports.contains("127.0.0.1("), "{exports}");
+
+    // Every manifest, in the order the addons unit applies them.
+    let manifests: Vec<(String, String)> = config
+        .storage
+        .files
+        .iter()
+        .filter(|f| {
+            f.path.starts_with("/etc/mkstick/manifests/")
+                || f.path.starts_with("/etc/mkstick/examples/")
+        })
+        .map(|f| (f.path.clone(), ignition_file(&config, &f.path).unwrap()))
+        .collect();
+    let names: Vec<&str> = manifests.iter().map(|(p, _)| p.as_str()).collect();
+    assert_eq!(
+        names,
+        [
+            "/etc/mkstick/examples/whoami.yaml",
+            "/etc/mkstick/manifests/20-ingress-traefik.yaml",
+            "/etc/mkstick/manifests/30-nfs-csi-driver-nfs.yaml",
+            "/etc/mkstick/manifests/50-extra-01-hello.yaml",
+        ]
+    );
+    for (path, text) in &manifests {
+        assert!(!text.contains("{{"), "{path} has an unfilled placeholder");
+        for line in text
+            .lines()
+            .filter(|l| l.trim_start().starts_with("image:"))
+        {
+            let image = line.trim_start().trim_start_matches("image:").trim();
+            let (name, digest) = image.split_once('@').unwrap_or((image, ""));
+            assert!(
+                name.rsplit('/').next().unwrap().contains(':')
+                    && digest.len() == 71
+                    && digest.starts_with("sha256:"),
+                "{path}: {image} is not pinned by tag and digest"
+            );
+        }
+    }
+    let traefik = &manifests[1].1;
+    assert!(traefik.contains("hostPort: 8080") && traefik.contains("hostPort: 8443"));
+    let nfs = &manifests[2].1;
+    for want in [
+        "name: \"shared\"",
+        "is-default-class: \"true\"",
+        "server: \"127.0.0.1\"",
+        "share: \"/\"",
+        "onDelete: \"archive\"",
+        "reclaimPolicy: \"Delete\"",
+    ] {
+        assert!(nfs.contains(want), "{want}");
+    }
+    assert!(manifests[0].1.contains("ReadWriteMany"));
+    assert!(manifests[0].1.contains("storageClassName: \"shared\""));
+    kubernetes_validate("1.36.4", &manifests);
+
+    let cni = ignition_file(&config, "/etc/mkstick/cni/10-mkstick.conflist").unwrap();
+    let cni: serde_json::Value = serde_json::from_str(&cni).unwrap();
+    assert_eq!(
+        cni["plugins"][0]["ipam"]["ranges"][0][0]["subnet"],
+        "10.244.0.0/16"
+    );
+    let types: Vec<&str> = cni["plugins"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["type"].as_str().unwrap())
+        .collect();
+    assert_eq!(types, ["bridge", "portmap"]);
+}
+
+#[test]
+fn mistakes_are_reported_before_anything_is_downloaded() {
+    let server = Server::start();
+    let s = Scratch::new("");
+    s.write("k8s.toml", &publish(&server, "1.36.4", &doubles("1.36.4")));
+    s.write(
+        "apps.yaml",
+        "apiVersion: v1\nkind: ConfigMap\n---\nnot: kubernetes\n",
+    );
+    let env = [("XDG_CACHE_HOME", "cache")];
+    let base = k8s_config("os", "k8s.toml").replace("[\"apps\"]", "[\"apps.yaml\"]");
+    for (change, want) in [
+        (
+            ("http-port = 8080", "http-port = 6443"),
+            "mkstick.toml:16:13: port 6443 is taken on the node by the Kubernetes API server",
+        ),
+        (
+            ("https-port = 8443", "https-port = 30443"),
+            "NodePort range",
+        ),
+        (
+            (
+                "advertise-address = \"192.168.1.10\"",
+                "advertise-address = \"10.244.3.4\"",
+            ),
+            "inside pod-cidr",
+        ),
+        (
+            ("binaries = \"k8s.toml\"", "version = \"1.35.2\""),
+            "pins the binaries of Kubernetes 1.36.4 only",
+        ),
+        (
+            ("[\"apps.yaml\"]", "[\"apps.yaml\"]"),
+            "document 2 is not a Kubernetes object",
+        ),
+    ] {
+        s.write("mkstick.toml", &base.replace(change.0, change.1));
+        let e = fails(s.run_env(&["check"], &env));
+        assert!(e.contains(want), "{want:?} in {e}");
+    }
+    assert_eq!(server.requests(), vec![], "nothing was fetched");
+}
+
+/// A pinned `plan`, `build` and readable copies of the rendered Kubernetes
+/// files, like tests/golden's cases (MKSTICK_BLESS=1 regenerates).
+#[test]
+fn golden_kubernetes() {
+    let case = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/golden/kubernetes");
+    let server = Server::start();
+    let s = Scratch::new("");
+    s.write("k8s.toml", &publish(&server, "1.36.4", &doubles("1.36.4")));
+    s.write("mkstick.toml", &k8s_config("os", "k8s.toml"));
+    std::fs::create_dir(s.path("apps")).unwrap();
+    s.write("apps/hello.yaml", APP);
+    let env = [("XDG_CACHE_HOME", "cache")];
+    let plan = ok(s.run_env(&["plan"], &env));
+    crate::golden::check_golden(&case, "plan.txt", plan.as_bytes());
+    ok(s.run_env(&["build", "-q"], &env));
+    let ign = embedded_ignition(&s.path("mkstick.img"));
+    let config: mkstick::ignition::Config = serde_json::from_slice(&ign).unwrap();
+    for u in &config.systemd.units {
+        crate::golden::check_golden(
+            &case,
+            &format!("units/{}", u.name),
+            u.contents.as_deref().unwrap_or("").as_bytes(),
+        );
+    }
+    for path in [
+        "/etc/mkstick/kubeadm.yaml",
+        "/etc/mkstick/kubernetes.env",
+        "/etc/containerd/config.toml",
+        "/etc/systemd/system/containerd.service.d/10-mkstick.conf",
+        "/etc/systemd/system/kubelet.service.d/10-kubeadm.conf",
+        "/etc/mkstick/cni/10-mkstick.conflist",
+    ] {
+        let text = ignition_file(&config, path).unwrap_or_else(|| panic!("{path}"));
+        crate::golden::check_golden(&case, &format!("files{path}"), text.as_bytes());
+    }
+}
