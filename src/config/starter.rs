@@ -56,9 +56,22 @@ serial-console = true
 # profile = "raid1"          # single, raid1 (2+ drives) or raid1c3 (3+)
 # nfs-clients = ["127.0.0.1"]  # who may mount <mount>/exports over NFS
 
+# A single-node Kubernetes cluster (kubeadm), kept on the data drives: it
+# needs [storage]. `mkstick plan` prints its URLs.
+# [kubernetes]
+# version = "1.36.4"
+# advertise-address = "192.168.1.10"  # the server's fixed LAN address, if any
+# [ingress]
+# http-port = 80                      # Traefik answers here on the LAN
+# https-port = 443
+# [nfs]
+# storage-class = "nfs"               # the default StorageClass, ReadWriteMany
+
 [extra]
 # Your own Ignition configs (spec 3.0.0 to 3.3.0), merged over mkstick's.
 ignition = []
+# Your own Kubernetes manifests (files or directories), applied after mkstick's.
+# manifests = ["k8s/"]
 "#
     )
 }
@@ -94,5 +107,22 @@ mod tests {
             .collect();
         let c = crate::config::parse(Path::new("s.toml"), &text).unwrap();
         assert_eq!(c.storage.unwrap().drives.len(), 2);
+        // And so is the commented Kubernetes example.
+        let text: String = text
+            .lines()
+            .map(|l| match l.strip_prefix("# ") {
+                Some(rest)
+                    if rest.starts_with('[')
+                        || ["version", "advertise", "http", "https", "storage-class"]
+                            .iter()
+                            .any(|k| rest.starts_with(k)) =>
+                {
+                    format!("{rest}\n")
+                }
+                _ => format!("{l}\n"),
+            })
+            .collect();
+        let c = crate::config::parse(Path::new("s.toml"), &text).unwrap();
+        assert!(c.kubernetes.is_some() && c.ingress.is_some() && c.nfs.is_some());
     }
 }

@@ -86,6 +86,27 @@ ExecStart=/usr/local/bin/mkstick-boot-check\n\n[Install]\nWantedBy=multi-user.ta
 /// guest prints `MKSTICK-BOOT-OK`; fail on `MKSTICK-BOOT-FAIL`, the test OS's
 /// failure marker or a timeout. Returns the serial console, which is also
 /// kept as `<CARGO_TARGET_TMPDIR>/<log>-console.log`.
+/// An Ignition fragment that installs `script` as a oneshot check that runs
+/// after `after` (unit names) and multi-user.target.
+pub fn check_fragment(description: &str, after: &str, script: &str) -> String {
+    let unit = format!(
+        "[Unit]\nDescription={description}\nAfter=multi-user.target {after}\n\n\
+[Service]\nType=oneshot\nExecStart=/usr/local/bin/mkstick-boot-check\n\n\
+[Install]\nWantedBy=multi-user.target\n"
+    );
+    serde_json::json!({
+        "ignition": {"version": "3.3.0"},
+        "storage": {"files": [
+            {"path": "/usr/local/bin/mkstick-boot-check", "mode": 0o755, "overwrite": true,
+             "contents": {"source": mkstick::ignition::data_url(script.as_bytes())}}
+        ]},
+        "systemd": {"units": [
+            {"name": "mkstick-boot-check.service", "enabled": true, "contents": unit}
+        ]}
+    })
+    .to_string()
+}
+
 pub fn boot_vm(s: &Scratch, image: &str, disks: &[&str], log: &str) -> String {
     let _vm = VM.lock().unwrap_or_else(|e| e.into_inner());
     let mut args = vec![

@@ -15,4 +15,6 @@ mod boot;
 #[cfg(feature = "boot-tests")]
 mod fetch_boot;
 #[cfg(feature = "boot-tests")]
+mod k8s_boot;
+#[cfg(feature = "boot-tests")]
 mod storage_boot;

@@ -69,25 +69,14 @@ persist = [\"{KEPT}\"]\ndevice-timeout-secs = 20\n\n\
     )
 }
 
-/// An Ignition fragment that installs `script` as the check run after the
-/// storage units have finished.
+/// The check runs after the storage units have finished.
 fn fragment(script: &str) -> String {
-    let unit = "[Unit]\nDescription=mkstick storage boot test: check the pool\n\
-After=multi-user.target mkstick-storage.service mkstick-storage-grow.service \
-mkstick-storage-status.service mkstick-state.service nfs-server.service var-mnt-data.mount\n\n\
-[Service]\nType=oneshot\nExecStart=/usr/local/bin/mkstick-boot-check\n\n\
-[Install]\nWantedBy=multi-user.target\n";
-    serde_json::json!({
-        "ignition": {"version": "3.3.0"},
-        "storage": {"files": [
-            {"path": "/usr/local/bin/mkstick-boot-check", "mode": 0o755, "overwrite": true,
-             "contents": {"source": mkstick::ignition::data_url(script.as_bytes())}}
-        ]},
-        "systemd": {"units": [
-            {"name": "mkstick-boot-check.service", "enabled": true, "contents": unit}
-        ]}
-    })
-    .to_string()
+    crate::boot::check_fragment(
+        "mkstick storage boot test: check the pool",
+        "mkstick-storage.service mkstick-storage-grow.service mkstick-storage-status.service \
+mkstick-state.service nfs-server.service var-mnt-data.mount",
+        script,
+    )
 }
 
 fn build(s: &Scratch, drives: &[&str], checks: &str) {
