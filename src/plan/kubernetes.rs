@@ -31,6 +31,9 @@ pub const ARCH: &str = "amd64";
 /// The NFS server the provisioner mounts: the node itself. Its pods run on
 /// the host network, and the export always admits 127.0.0.1.
 pub const NFS_SERVER: &str = "127.0.0.1";
+/// The StorageClass's manifest on the node; the addons unit recreates the
+/// class when an apply is refused (its fields are immutable).
+pub const STORAGE_CLASS_FILE: &str = "31-nfs-storageclass.yaml";
 
 /// Ports a hostPort on the node must not take, with what holds each.
 pub const RESERVED_PORTS: &[(u16, u16, &str)] = &[
@@ -46,6 +49,7 @@ pub const RESERVED_PORTS: &[(u16, u16, &str)] = &[
     (10257, 10257, "kube-controller-manager"),
     (10259, 10259, "kube-scheduler"),
     (20048, 20048, "mountd (NFS)"),
+    (29652, 29653, "csi-driver-nfs's health checks"),
     (30000, 32767, "Kubernetes' NodePort range"),
 ];
 
@@ -185,8 +189,11 @@ impl KubernetesPlan {
         let service_cidr = value_or(&k.service_cidr, DEFAULT_SERVICE_CIDR);
         let pod_at = span_or(&k.pod_cidr, table_at("kubernetes"));
         let service_at = span_or(&k.service_cidr, table_at("kubernetes"));
-        check_network("pod-cidr", &pod_cidr, 24, "10.244.0.0/16").map_err(|m| err(pod_at, m))?;
-        check_network("service-cidr", &service_cidr, 28, "10.96.0.0/12")
+        // kubeadm's limits: a pod network between /8 and the node's /24, a
+        // service network of at most 2^20 addresses (/12).
+        check_network("pod-cidr", &pod_cidr, 8..=24, "10.244.0.0/16")
+            .map_err(|m| err(pod_at, m))?;
+        check_network("service-cidr", &service_cidr, 12..=28, "10.96.0.0/12")
             .map_err(|m| err(service_at, m))?;
         if pod_cidr.0.contains(&service_cidr.0.network())
             || service_cidr.0.contains(&pod_cidr.0.network())
@@ -196,17 +203,14 @@ impl KubernetesPlan {
                 format!("service-cidr {service_cidr} overlaps pod-cidr {pod_cidr}; pods and services need separate ranges, like the defaults {DEFAULT_POD_CIDR} and {DEFAULT_SERVICE_CIDR}"),
             ));
         }
-        if matches!(
-            (pod_cidr.0, service_cidr.0),
-            (ipnet::IpNet::V4(_), ipnet::IpNet::V6(_)) | (ipnet::IpNet::V6(_), ipnet::IpNet::V4(_))
-        ) {
-            return Err(err(
-                service_at,
-                "pod-cidr and service-cidr must both be IPv4 or both IPv6 (mkstick does not set up dual-stack)".into(),
-            ));
-        }
         let advertise_address = k.advertise_address.as_ref().map(|a| *a.get_ref());
         if let (Some(a), Some(s)) = (advertise_address, &k.advertise_address) {
+            if a.0.is_ipv6() {
+                return Err(spanned_err(
+                    s.span(),
+                    format!("{a} is an IPv6 address; mkstick sets up an IPv4 cluster, so write the server's IPv4 address, like \"192.168.1.10\""),
+                ));
+            }
             for (name, net) in [("pod-cidr", pod_cidr), ("service-cidr", service_cidr)] {
                 if net.0.contains(&a.0) {
                     return Err(spanned_err(
@@ -376,6 +380,10 @@ impl KubernetesPlan {
             "/etc/mkstick/manifests/30-nfs-csi-driver-nfs.yaml".to_string(),
             render("nfs", "csi-driver-nfs.yaml")?,
         ));
+        out.push((
+            format!("/etc/mkstick/manifests/{STORAGE_CLASS_FILE}"),
+            render("nfs", "storageclass.yaml")?,
+        ));
         for m in &self.extra_manifests {
             out.push((m.node_path.clone(), m.contents.clone()));
         }
@@ -404,6 +412,8 @@ impl KubernetesPlan {
             ("stick_label", stick_label.to_string()),
             ("stick_device_unit", device_unit(&stick_device)),
             ("persist_units", persist_units.join(" ")),
+            ("storage_class", self.nfs.storage_class.to_string()),
+            ("storage_class_file", STORAGE_CLASS_FILE.to_string()),
         ]);
         let mut out = Vec::new();
         for f in OVERLAYS.iter().filter(|f| f.group == "kubernetes") {
@@ -458,22 +468,38 @@ fn span_or<T>(v: &Option<Spanned<T>>, default: usize) -> usize {
     v.as_ref().map_or(default, |v| v.span().start)
 }
 
-/// A pod or service network: big enough, and not a range the node needs.
-fn check_network(name: &str, net: &Cidr, max_v4_prefix: u8, example: &str) -> Result<(), String> {
-    let special: [(&str, &str); 3] = [
+/// A pod or service network: IPv4, a size kubeadm accepts (`prefixes`),
+/// and not a range the node needs.
+fn check_network(
+    name: &str,
+    net: &Cidr,
+    prefixes: std::ops::RangeInclusive<u8>,
+    example: &str,
+) -> Result<(), String> {
+    let ipnet::IpNet::V4(v4) = net.0 else {
+        return Err(format!(
+            "{name} {net} is IPv6; mkstick sets up IPv4 pod networking (its bridge CNI routes 0.0.0.0/0), so use an IPv4 range, like \"{example}\""
+        ));
+    };
+    let len = v4.prefix_len();
+    if len > *prefixes.end() {
+        return Err(format!(
+            "{name} {net} holds only {} addresses; use /{} or larger, like \"{example}\"",
+            1u64 << (32 - len),
+            prefixes.end()
+        ));
+    }
+    if len < *prefixes.start() {
+        return Err(format!(
+            "{name} {net} is larger than kubeadm accepts; use /{} or smaller, like \"{example}\"",
+            prefixes.start()
+        ));
+    }
+    for (range, what) in [
         ("127.0.0.0/8", "loopback"),
         ("169.254.0.0/16", "link-local"),
         ("224.0.0.0/4", "multicast"),
-    ];
-    if let ipnet::IpNet::V4(v4) = net.0 {
-        if v4.prefix_len() > max_v4_prefix {
-            return Err(format!(
-                "{name} {net} holds only {} addresses; use /{max_v4_prefix} or larger, like \"{example}\"",
-                1u64 << (32 - v4.prefix_len())
-            ));
-        }
-    }
-    for (range, what) in special {
+    ] {
         let r: ipnet::IpNet = range.parse().expect("a valid range");
         if r.contains(&net.0.network()) || net.0.contains(&r.network()) {
             return Err(format!(
@@ -572,7 +598,7 @@ fn user_manifests(loaded: &LoadedConfig) -> Result<Vec<UserManifest>> {
             .collect::<String>();
         out.push(UserManifest {
             name: path.display().to_string(),
-            node_path: format!("/etc/mkstick/manifests/50-extra-{:02}-{stem}.yaml", i + 1),
+            node_path: format!("/etc/mkstick/manifests/50-extra-{:04}-{stem}.yaml", i + 1),
             contents: text,
             documents,
         });
@@ -706,7 +732,13 @@ mod tests {
             "{e}"
         );
         let e = error("[kubernetes]\nservice-cidr = \"fd00:96::/108\"\n");
-        assert!(e.contains("be IPv4 or both IPv6"), "{e}");
+        assert!(e.contains("is IPv6; mkstick sets up IPv4"), "{e}");
+        let e = error("[kubernetes]\nservice-cidr = \"100.64.0.0/10\"\n");
+        assert!(e.contains("larger than kubeadm accepts; use /12"), "{e}");
+        let e = error("[kubernetes]\npod-cidr = \"10.0.0.0/7\"\n");
+        assert!(e.contains("use /8 or smaller"), "{e}");
+        let e = error("[kubernetes]\nadvertise-address = \"fd00::10\"\n");
+        assert!(e.contains("IPv4 address"), "{e}");
         let k = plan_of(
             "[kubernetes]\nadvertise-address = \"192.168.1.10\"\napi-server-sans = [\"kube1.lab\", \"192.168.1.10\"]\n",
         )

@@ -8,8 +8,11 @@
 //! installed by mkstick's unit, that record their calls on the data drive
 //! and create the files real kubeadm creates. The real ones need
 //! registry.k8s.io. So this proves mkstick's control flow, not Kubernetes:
-//!   1. first boot: binaries installed from the stick and checked; `kubeadm
-//!      init --config /etc/mkstick/kubeadm.yaml` exactly once, with the kept
+//!   0. first boot, with a pool made after the mount gave up waiting for it
+//!      and an init that fails: mkstick-storage starts the Kubernetes units
+//!      again once the pool exists; init runs once, then `kubeadm reset`;
+//!   1. binaries installed from the stick and checked; `kubeadm init
+//!      --config /etc/mkstick/kubeadm.yaml` exactly once, with the kept
 //!      paths already bind-mounted from the pool and containerd running
 //!      mkstick's config; then every manifest applied in order, after the
 //!      CNI config;
@@ -17,7 +20,9 @@
 //!      manifests are applied again;
 //!   3. a stick with the next minor (1.37.0): the kept kubelet 1.36.4 runs
 //!      the control plane, `kubeadm upgrade apply v1.37.0 --yes`, then the
-//!      kubelet 1.37.0;
+//!      kubelet 1.37.0; its changed [nfs] reclaim-policy makes the (double's,
+//!      immutable) StorageClass refuse the apply, so it is deleted and made
+//!      again;
 //!   4. a stick that skips a minor (1.39.0): nothing runs, the refusal is on
 //!      the console and at the login prompt, the cluster files are untouched.
 //!
@@ -55,26 +60,35 @@ fn fragment(script: &str) -> String {
 }
 
 /// Build a stick carrying Kubernetes `version` (doubles), with `checks`.
-fn build(s: &Scratch, server: &Server, version: &str, checks: &str) {
+/// `nfs` goes into the config; `fail_init` makes the kubeadm double's init
+/// fail (as when images cannot be pulled).
+fn build(s: &Scratch, server: &Server, version: &str, nfs: &str, fail_init: bool, checks: &str) {
     s.write(
         &format!("k8s-{version}.toml"),
         &publish(server, version, &doubles(version)),
     );
+    // A device timeout shorter than mkfs: on the first boot the mount gives
+    // up before the pool exists, so the Kubernetes units fail their
+    // dependencies and must be started again by mkstick-storage.
     s.write(
         "mkstick.toml",
         &format!(
             "[node]\nhostname = \"kube-test\"\nssh-authorized-keys = [\"{KEY}\"]\n\n\
 [os]\npath = \"{}\"\n\n[storage]\ndrives = [\"/dev/disk/by-id/virtio-d0\"]\n\
-device-timeout-secs = 20\n\n[kubernetes]\nbinaries = \"k8s-{version}.toml\"\n\n\
-[extra]\nignition = [\"check.ign\"]\nmanifests = [\"hello.yaml\"]\n",
+device-timeout-secs = 3\n\n[kubernetes]\nbinaries = \"k8s-{version}.toml\"\n\n\
+[nfs]\n{nfs}\n\n[extra]\nignition = [\"check.ign\"]\nmanifests = [\"hello.yaml\"]\n",
             test_os().display()
         ),
     );
     s.write("hello.yaml", APP);
-    s.write(
-        "check.ign",
-        &fragment(&format!("{PRELUDE}{checks}finish\n")),
-    );
+    let mut fragment: serde_json::Value =
+        serde_json::from_str(&fragment(&format!("{PRELUDE}{checks}finish\n"))).unwrap();
+    if fail_init {
+        fragment["storage"]["files"].as_array_mut().unwrap().push(serde_json::json!(
+            {"path": "/etc/mkstick-test/fail-init", "mode": 0o644, "contents": {"source": "data:,"}}
+        ));
+    }
+    s.write("check.ign", &fragment.to_string());
     let cache = s.path("cache");
     ok(s.run_env(
         &["build", "-q", "--force"],
@@ -94,12 +108,35 @@ fn calls(console: &str) -> Vec<String> {
         .collect()
 }
 
-const APPLIES: [&str; 3] = [
-    "kubectl --kubeconfig /etc/kubernetes/admin.conf apply --server-side --force-conflicts --field-manager=mkstick -f /etc/mkstick/manifests/20-ingress-traefik.yaml |cni:yes",
-    "kubectl --kubeconfig /etc/kubernetes/admin.conf apply --server-side --force-conflicts --field-manager=mkstick -f /etc/mkstick/manifests/30-nfs-csi-driver-nfs.yaml |cni:yes",
-    "kubectl --kubeconfig /etc/kubernetes/admin.conf apply --server-side --force-conflicts --field-manager=mkstick -f /etc/mkstick/manifests/50-extra-01-hello.yaml |cni:yes",
-];
+const KUBECTL: &str = "kubectl --kubeconfig /etc/kubernetes/admin.conf";
+const APPLY: &str =
+    "apply --server-side --force-conflicts --field-manager=mkstick -f /etc/mkstick/manifests";
 const KEPT: &str = " bound:/etc/kubernetes bound:/var/lib/etcd bound:/var/lib/kubelet bound:/var/lib/containerd containerd:active";
+
+/// The addons' calls: every manifest in order, after the CNI config.
+/// `class_changed`: the StorageClass is refused, deleted and made again.
+fn applies(class_changed: bool) -> Vec<String> {
+    let apply = |f: &str| format!("{KUBECTL} {APPLY}/{f} |cni:yes");
+    let mut v = vec![
+        apply("20-ingress-traefik.yaml"),
+        apply("30-nfs-csi-driver-nfs.yaml"),
+        format!("{KUBECTL} delete storageclass -l app.kubernetes.io/managed-by=mkstick --field-selector metadata.name!=nfs --ignore-not-found"),
+    ];
+    if class_changed {
+        v.push(format!(
+            "{} refused:immutable",
+            apply("31-nfs-storageclass.yaml")
+        ));
+        v.push(format!("{KUBECTL} delete -f /etc/mkstick/manifests/31-nfs-storageclass.yaml --ignore-not-found"));
+    }
+    v.push(apply("31-nfs-storageclass.yaml"));
+    v.push(apply("50-extra-0001-hello.yaml"));
+    v
+}
+
+fn with(first: &[String], rest: Vec<String>) -> Vec<String> {
+    first.iter().cloned().chain(rest).collect()
+}
 
 #[test]
 fn kubeadm_inits_once_keeps_upgrades_one_minor_and_refuses_a_skip() {
@@ -110,18 +147,46 @@ fn kubeadm_inits_once_keeps_upgrades_one_minor_and_refuses_a_skip() {
         .set_len(512 << 20)
         .unwrap();
     let d0 = format!("{},serial=d0", s.path("d0.img").display());
+    let init = format!("kubeadm init --config /etc/mkstick/kubeadm.yaml |{KEPT}");
 
-    // 1. First boot: init, then the manifests.
+    // 0. First boot, the pool made late and init failing: re-queued after
+    //    the pool, init once, then kubeadm reset; nothing is applied.
     build(
         &s,
         &server,
         "1.36.4",
+        "",
+        true,
+        r#"
+check requeued-after-late-pool journalctl -b -o cat -u mkstick-kubeadm.service --grep "Dependency failed"
+check reset-cleared not test -e /etc/kubernetes/admin.conf -o -e /var/lib/etcd/member
+check kubelet-not-started not systemctl is-active --quiet kubelet
+check only-kubeadm-failed test "$(failed_units)" = mkstick-kubeadm.service
+"#,
+    );
+    let c0 = boot_vm(&s, "mkstick.img", &[&d0], "k8s-0-init-fails");
+    assert_eq!(
+        calls(&c0),
+        [init.clone(), "kubeadm reset --force".to_string()],
+        "boot 0: init once, then reset"
+    );
+    assert!(c0.contains("kubeadm init failed; undoing its partial work (kubeadm reset)"));
+    assert!(c0.contains("then reboot or run: sudo systemctl restart mkstick-addons"));
+
+    // 1. Init succeeds, then the manifests.
+    build(
+        &s,
+        &server,
+        "1.36.4",
+        "",
+        false,
         r#"
 check binaries-installed test "$(/opt/bin/kubeadm version)" = v1.36.4
 check crictl-installed test -x /opt/bin/crictl
 check cni-installed test -x /opt/cni/bin/bridge -a -x /opt/cni/bin/portmap
 check install-checked-hashes journalctl -b -o cat -u mkstick-kubernetes-install.service --grep "checked against mkstick/manifest.json"
 check stick-unmounted not findmnt /run/mkstick/stick
+check stage-emptied test -z "$(ls -A /run/mkstick/k8s)"
 check containerd-cri-ok test "$(ctr plugins ls | awk '$1 == "io.containerd.grpc.v1" && $2 == "cri" { print $NF }')" = ok
 check containerd-systemd-cgroup sh -c 'containerd config dump | grep -q "SystemdCgroup = true"'
 check cni-config test -s /etc/cni/net.d/10-mkstick.conflist
@@ -134,46 +199,49 @@ check no-failed-units test -z "$(failed_units)"
 "#,
     );
     let c1 = boot_vm(&s, "mkstick.img", &[&d0], "k8s-1-init");
-    let mut want = vec![
-        format!("kubeadm init --config /etc/mkstick/kubeadm.yaml |{KEPT}"),
-        "kubelet version=1.36.4 config=yes".to_string(),
-    ];
-    want.extend(APPLIES.iter().map(|a| a.to_string()));
+    let kubelet = |v: &str| format!("kubelet version={v} config=yes");
     assert_eq!(
         calls(&c1),
-        want,
+        with(&[init, kubelet("1.36.4")], applies(false)),
         "boot 1: init once, then every manifest in order"
     );
 
     // 2. Reboot, same stick: no init.
     let c2 = boot_vm(&s, "mkstick.img", &[&d0], "k8s-2-reboot");
-    let mut want = vec!["kubelet version=1.36.4 config=yes".to_string()];
-    want.extend(APPLIES.iter().map(|a| a.to_string()));
-    assert_eq!(calls(&c2), want, "boot 2: the kept cluster starts; no init");
+    assert_eq!(
+        calls(&c2),
+        with(&[kubelet("1.36.4")], applies(false)),
+        "boot 2: the kept cluster starts; no init"
+    );
     assert!(c2.contains("runs Kubernetes 1.36.4, as this stick does: starting the kubelet"));
 
-    // 3. The next minor: upgrade, old kubelet first.
+    // 3. The next minor: upgrade, old kubelet first. [nfs] changed too: the
+    //    StorageClass is made again.
     build(
         &s,
         &server,
         "1.37.0",
+        "reclaim-policy = \"retain\"",
+        false,
         r#"
 check apiserver-1.37.0 apiserver_at 1.37.0
 check kubelet-kept test "$(cat /var/lib/kubelet/mkstick/version)" = 1.37.0
 check kubelet-binary-new sh -c '/opt/bin/kubelet --version | grep -qx "Kubernetes v1.37.0"'
+check class-retains grep -q 'reclaimPolicy: "Retain"' /var/mnt/data/mkstick-test/storageclass.yaml
 check no-failed-units test -z "$(failed_units)"
 "#,
     );
     let c3 = boot_vm(&s, "mkstick.img", &[&d0], "k8s-3-upgrade");
-    let mut want = vec![
-        "kubelet version=1.36.4 config=yes".to_string(),
-        format!("kubeadm upgrade apply v1.37.0 --yes |{KEPT}"),
-        "kubelet version=1.37.0 config=yes".to_string(),
-    ];
-    want.extend(APPLIES.iter().map(|a| a.to_string()));
     assert_eq!(
         calls(&c3),
-        want,
+        with(
+            &[
+                kubelet("1.36.4"),
+                format!("kubeadm upgrade apply v1.37.0 --yes |{KEPT}"),
+                kubelet("1.37.0"),
+            ],
+            applies(true)
+        ),
         "boot 3: upgrade on the old kubelet, then the new one"
     );
 
@@ -182,6 +250,8 @@ check no-failed-units test -z "$(failed_units)"
         &s,
         &server,
         "1.39.0",
+        "reclaim-policy = \"retain\"",
+        false,
         r#"
 check apiserver-still-1.37.0 apiserver_at 1.37.0
 check kubelet-not-started not systemctl is-active --quiet kubelet

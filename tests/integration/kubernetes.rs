@@ -282,7 +282,8 @@ fn the_stick_carries_verified_binaries_the_kubeadm_config_units_and_manifests() 
             "/etc/mkstick/examples/whoami.yaml",
             "/etc/mkstick/manifests/20-ingress-traefik.yaml",
             "/etc/mkstick/manifests/30-nfs-csi-driver-nfs.yaml",
-            "/etc/mkstick/manifests/50-extra-01-hello.yaml",
+            "/etc/mkstick/manifests/31-nfs-storageclass.yaml",
+            "/etc/mkstick/manifests/50-extra-0001-hello.yaml",
         ]
     );
     for (path, text) in &manifests {
@@ -303,7 +304,7 @@ fn the_stick_carries_verified_binaries_the_kubeadm_config_units_and_manifests() 
     }
     let traefik = &manifests[1].1;
     assert!(traefik.contains("hostPort: 8080") && traefik.contains("hostPort: 8443"));
-    let nfs = &manifests[2].1;
+    let nfs = &manifests[3].1;
     for want in [
         "name: \"shared\"",
         "is-default-class: \"true\"",
@@ -338,42 +339,48 @@ fn mistakes_are_reported_before_anything_is_downloaded() {
     let server = Server::start();
     let s = Scratch::new("");
     s.write("k8s.toml", &publish(&server, "1.36.4", &doubles("1.36.4")));
+    s.write("ok.yaml", APP);
     s.write(
-        "apps.yaml",
+        "bad.yaml",
         "apiVersion: v1\nkind: ConfigMap\n---\nnot: kubernetes\n",
     );
-    let env = [("XDG_CACHE_HOME", "cache")];
-    let base = k8s_config("os", "k8s.toml").replace("[\"apps\"]", "[\"apps.yaml\"]");
-    for (change, want) in [
+    let cache = s.path("cache");
+    let env = [("XDG_CACHE_HOME", cache.to_str().unwrap())];
+    let base = k8s_config("os", "k8s.toml").replace("[\"apps\"]", "[\"ok.yaml\"]");
+    for (from, to, want) in [
         (
-            ("http-port = 8080", "http-port = 6443"),
+            "http-port = 8080",
+            "http-port = 6443",
             "mkstick.toml:16:13: port 6443 is taken on the node by the Kubernetes API server",
         ),
+        ("https-port = 8443", "https-port = 30443", "NodePort range"),
         (
-            ("https-port = 8443", "https-port = 30443"),
-            "NodePort range",
-        ),
-        (
-            (
-                "advertise-address = \"192.168.1.10\"",
-                "advertise-address = \"10.244.3.4\"",
-            ),
+            "advertise-address = \"192.168.1.10\"",
+            "advertise-address = \"10.244.3.4\"",
             "inside pod-cidr",
         ),
         (
-            ("binaries = \"k8s.toml\"", "version = \"1.35.2\""),
+            "binaries = \"k8s.toml\"",
+            "version = \"1.35.2\"",
             "pins the binaries of Kubernetes 1.36.4 only",
         ),
         (
-            ("[\"apps.yaml\"]", "[\"apps.yaml\"]"),
-            "document 2 is not a Kubernetes object",
+            "[\"ok.yaml\"]",
+            "[\"bad.yaml\"]",
+            "bad.yaml: document 2 is not a Kubernetes object",
         ),
     ] {
-        s.write("mkstick.toml", &base.replace(change.0, change.1));
+        // Each case changes one line of a good config.
+        assert!(base.contains(from), "{from}");
+        s.write("mkstick.toml", &base.replace(from, to));
         let e = fails(s.run_env(&["check"], &env));
         assert!(e.contains(want), "{want:?} in {e}");
     }
     assert_eq!(server.requests(), vec![], "nothing was fetched");
+    // The good config passes, and only then downloads.
+    s.write("mkstick.toml", &base);
+    ok(s.run_env(&["check"], &env));
+    assert_eq!(server.requests().len(), 5);
 }
 
 /// A pinned `plan`, `build` and readable copies of the rendered Kubernetes
@@ -387,7 +394,8 @@ fn golden_kubernetes() {
     s.write("mkstick.toml", &k8s_config("os", "k8s.toml"));
     std::fs::create_dir(s.path("apps")).unwrap();
     s.write("apps/hello.yaml", APP);
-    let env = [("XDG_CACHE_HOME", "cache")];
+    let cache = s.path("cache");
+    let env = [("XDG_CACHE_HOME", cache.to_str().unwrap())];
     let plan = ok(s.run_env(&["plan"], &env));
     crate::golden::check_golden(&case, "plan.txt", plan.as_bytes());
     ok(s.run_env(&["build", "-q"], &env));
