@@ -7,11 +7,11 @@
 //! wrong port or CIDR is reported at once; the binaries it names are then
 //! fetched and set in [`KubernetesPlan::binaries`].
 
-use super::storage::{render_template, StoragePlan};
+use super::storage::{render_overlay, render_template, StoragePlan};
 use super::OverlayFile;
 use crate::config::kubernetes::{Cidr, ClassName, NodeAddress, Reclaim};
 use crate::config::{LoadedConfig, SourceError};
-use crate::ignition::unit::{device_unit, mount_unit};
+use crate::ignition::unit::device_unit;
 use crate::k8s::binaries::{CachedBinary, Mirrors, Table};
 use crate::k8s::kubeadm::{KubeadmArgs, KubeadmConfig};
 use crate::k8s::version::KubeVersion;
@@ -402,31 +402,19 @@ impl KubernetesPlan {
         stick_label: &str,
     ) -> Result<Vec<OverlayFile>> {
         let stick_device = format!("/dev/disk/by-partlabel/{stick_label}");
-        let persist_units: Vec<String> = storage
-            .persist
-            .iter()
-            .map(|p| mount_unit(p.as_str()))
-            .collect();
         let vars = BTreeMap::from([
             ("version", self.version.to_string()),
             ("stick_label", stick_label.to_string()),
             ("stick_device_unit", device_unit(&stick_device)),
-            ("persist_units", persist_units.join(" ")),
+            ("persist_units", storage.persist_units()),
             ("storage_class", self.nfs.storage_class.to_string()),
             ("storage_class_file", STORAGE_CLASS_FILE.to_string()),
         ]);
-        let mut out = Vec::new();
-        for f in OVERLAYS.iter().filter(|f| f.group == "kubernetes") {
-            let text = std::str::from_utf8(f.contents)
-                .with_context(|| format!("overlay template {} is not UTF-8", f.path))?;
-            let contents = render_template(text, &vars)
-                .with_context(|| format!("rendering overlays/kubernetes/{}", f.path))?;
-            out.push(super::overlay_file(
-                f.path,
-                f.executable,
-                contents.into_bytes(),
-            )?);
-        }
+        let mut out = OVERLAYS
+            .iter()
+            .filter(|f| f.group == "kubernetes")
+            .map(|f| render_overlay(f, &vars))
+            .collect::<Result<Vec<_>>>()?;
         out.push(OverlayFile::File {
             path: "/etc/mkstick/kubeadm.yaml".into(),
             mode: 0o600,

@@ -13,7 +13,7 @@ use crate::config::storage::{
 use crate::config::{LoadedConfig, SourceError};
 use crate::ignition::unit::{device_unit, mount_unit};
 use crate::os::NfsServer;
-use crate::overlays::OVERLAYS;
+use crate::overlays::{EmbeddedFile, OVERLAYS};
 use anyhow::{bail, Context, Result};
 use std::collections::BTreeMap;
 
@@ -244,12 +244,17 @@ impl StoragePlan {
     }
 
     /// The placeholder values of the storage templates.
-    fn vars(&self) -> BTreeMap<&'static str, String> {
-        let persist_units: Vec<String> = self
-            .persist
+    /// The bind-mount units of the kept paths, space-separated, as unit
+    /// files list them (`Requires=`, `After=`).
+    pub fn persist_units(&self) -> String {
+        self.persist
             .iter()
             .map(|p| mount_unit(p.as_str()))
-            .collect();
+            .collect::<Vec<_>>()
+            .join(" ")
+    }
+
+    fn vars(&self) -> BTreeMap<&'static str, String> {
         // One exports(5) client list; the host's server also checks that the
         // pool is mounted (the container's Volume= is that pool already).
         let export_to = |extra: &str| -> Vec<String> {
@@ -291,7 +296,7 @@ impl StoragePlan {
                         .collect::<Vec<_>>(),
                 ),
             ),
-            ("persist_units", words(&persist_units)),
+            ("persist_units", self.persist_units()),
             ("nfs_dir", self.nfs.dir.clone()),
             ("nfs_export_clients", words(&clients)),
             ("nfs_container_clients", words(&container_clients)),
@@ -309,8 +314,6 @@ impl StoragePlan {
         });
         let mut out = Vec::new();
         for f in OVERLAYS.iter().filter(|f| groups.contains(&f.group)) {
-            let text = std::str::from_utf8(f.contents)
-                .with_context(|| format!("overlay template {} is not UTF-8", f.path))?;
             let instances: Vec<BTreeMap<&str, String>> = if f.path.contains("{{persist_") {
                 self.persist
                     .iter()
@@ -326,20 +329,22 @@ impl StoragePlan {
                 vec![vars.clone()]
             };
             for v in instances {
-                let path = render_template(f.path, &v).with_context(|| {
-                    format!("rendering the name of overlays/{}/{}", f.group, f.path)
-                })?;
-                let contents = render_template(text, &v)
-                    .with_context(|| format!("rendering overlays/{}/{}", f.group, f.path))?;
-                out.push(super::overlay_file(
-                    &path,
-                    f.executable,
-                    contents.into_bytes(),
-                )?);
+                out.push(render_overlay(f, &v)?);
             }
         }
         Ok(out)
     }
+}
+
+/// One `overlays/` template, its path and contents rendered with `vars`.
+pub fn render_overlay(f: &EmbeddedFile, vars: &BTreeMap<&str, String>) -> Result<OverlayFile> {
+    let text = std::str::from_utf8(f.contents)
+        .with_context(|| format!("overlay template {} is not UTF-8", f.path))?;
+    let path = render_template(f.path, vars)
+        .with_context(|| format!("rendering the name of overlays/{}/{}", f.group, f.path))?;
+    let contents = render_template(text, vars)
+        .with_context(|| format!("rendering overlays/{}/{}", f.group, f.path))?;
+    super::overlay_file(&path, f.executable, contents.into_bytes())
 }
 
 /// Replace every `{{name}}` in `text`; an unknown name is an error.

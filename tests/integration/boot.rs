@@ -86,9 +86,20 @@ ExecStart=/usr/local/bin/mkstick-boot-check\n\n[Install]\nWantedBy=multi-user.ta
 /// guest prints `MKSTICK-BOOT-OK`; fail on `MKSTICK-BOOT-FAIL`, the test OS's
 /// failure marker or a timeout. Returns the serial console, which is also
 /// kept as `<CARGO_TARGET_TMPDIR>/<log>-console.log`.
-/// An Ignition fragment that installs `script` as a oneshot check that runs
-/// after `after` (unit names) and multi-user.target.
+/// The start of a check script: stderr to the serial console, `check NAME
+/// COMMAND...` records a failed check by name, `say` writes to the console.
+const CHECK_HELPERS: &str = r#"#!/bin/bash
+exec 2>/dev/ttyS0
+fail=""
+check() { desc="$1"; shift; if ! "$@" >/dev/null 2>&1; then fail="$fail [$desc]"; fi; }
+say() { echo "$*" > /dev/ttyS0; }
+not() { ! "$@"; }
+"#;
+
+/// An Ignition fragment that installs `script`, after [`CHECK_HELPERS`], as
+/// a oneshot check that runs after `after` (unit names) and multi-user.target.
 pub fn check_fragment(description: &str, after: &str, script: &str) -> String {
+    let script = format!("{CHECK_HELPERS}{script}");
     let unit = format!(
         "[Unit]\nDescription={description}\nAfter=multi-user.target {after}\n\n\
 [Service]\nType=oneshot\nExecStart=/usr/local/bin/mkstick-boot-check\n\n\

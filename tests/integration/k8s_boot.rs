@@ -34,13 +34,7 @@ use crate::common::*;
 use crate::http::Server;
 use crate::kubernetes::{doubles, publish, APP};
 
-const PRELUDE: &str = r#"#!/bin/bash
-exec 2>/dev/ttyS0
-fail=""
-check() { desc="$1"; shift; if ! "$@" >/dev/null 2>&1; then fail="$fail [$desc]"; fi; }
-say() { echo "$*" > /dev/ttyS0; }
-not() { ! "$@"; }
-boot=$(head -c 8 /proc/sys/kernel/random/boot_id)
+const PRELUDE: &str = r#"boot=$(head -c 8 /proc/sys/kernel/random/boot_id)
 failed_units() { systemctl list-units --failed --plain --no-legend | awk '{print $1}' | sort | paste -sd' '; }
 apiserver_at() { grep -q "image: registry.k8s.io/kube-apiserver:v$1\$" /etc/kubernetes/manifests/kube-apiserver.yaml; }
 finish() {

@@ -157,15 +157,22 @@ pub fn kubernetes_validate(version: &str, files: &[(String, String)]) {
     assert_eq!(passed, objects, "{out}");
 }
 
+/// A scratch directory with [`k8s_config`], its table of 1.36.4 doubles
+/// served by `server`, and `apps/hello.yaml`.
+fn k8s_scratch(server: &Server, files: &[(&str, Vec<u8>)]) -> Scratch {
+    let s = Scratch::new("");
+    s.write("k8s.toml", &publish(server, "1.36.4", files));
+    s.write("mkstick.toml", &k8s_config("os", "k8s.toml"));
+    std::fs::create_dir(s.path("apps")).unwrap();
+    s.write("apps/hello.yaml", APP);
+    s
+}
+
 #[test]
 fn the_stick_carries_verified_binaries_the_kubeadm_config_units_and_manifests() {
     let server = Server::start();
     let files = doubles("1.36.4");
-    let s = Scratch::new("");
-    s.write("k8s.toml", &publish(&server, "1.36.4", &files));
-    s.write("mkstick.toml", &k8s_config("os", "k8s.toml"));
-    std::fs::create_dir(s.path("apps")).unwrap();
-    s.write("apps/hello.yaml", APP);
+    let s = k8s_scratch(&server, &files);
     let cache = s.path("cache");
     let env = [("XDG_CACHE_HOME", cache.to_str().unwrap())];
 
@@ -389,11 +396,7 @@ fn mistakes_are_reported_before_anything_is_downloaded() {
 fn golden_kubernetes() {
     let case = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/golden/kubernetes");
     let server = Server::start();
-    let s = Scratch::new("");
-    s.write("k8s.toml", &publish(&server, "1.36.4", &doubles("1.36.4")));
-    s.write("mkstick.toml", &k8s_config("os", "k8s.toml"));
-    std::fs::create_dir(s.path("apps")).unwrap();
-    s.write("apps/hello.yaml", APP);
+    let s = k8s_scratch(&server, &doubles("1.36.4"));
     let cache = s.path("cache");
     let env = [("XDG_CACHE_HOME", cache.to_str().unwrap())];
     let plan = ok(s.run_env(&["plan"], &env));

@@ -27,15 +27,9 @@ use std::process::Command;
 const MOUNT: &str = "/var/mnt/data";
 const KEPT: &str = "/var/lib/mkstick-test";
 
-/// The start of every check script: `check NAME COMMAND...` records a failed
-/// check by name; `finish` reports on the serial console and powers off.
-const PRELUDE: &str = r#"#!/bin/bash
-exec 2>/dev/ttyS0
-fail=""
-check() { desc="$1"; shift; if ! "$@" >/dev/null 2>&1; then fail="$fail [$desc]"; fi; }
-say() { echo "$*" > /dev/ttyS0; }
-not() { ! "$@"; }
-created_in_journal() { journalctl -b -o cat -u mkstick-storage.service | grep -q "creating it (raid1 on 2 drives)"; }
+/// The start of every check script, after `check_fragment`'s helpers:
+/// `finish` reports on the serial console and powers off.
+const PRELUDE: &str = r#"created_in_journal() { journalctl -b -o cat -u mkstick-storage.service | grep -q "creating it (raid1 on 2 drives)"; }
 status_in_journal() { journalctl -b -o cat -u mkstick-storage-status.service | grep -q 'mkstick storage: pool "data" healthy'; }
 finish() {
     say "--- btrfs filesystem show"; btrfs filesystem show > /dev/ttyS0 2>&1
