@@ -214,6 +214,8 @@ pub fn run(a: &BootArgs, progress: &Progress) -> Result<ExitCode> {
         bail!("{QEMU} is not installed; install QEMU (Debian/Ubuntu: apt-get install qemu-system-x86 ovmf)");
     }
     let tmp = tempfile::tempdir().context("creating a temporary directory")?;
+    // The blank data disks are sparse but may fill up: never leave them.
+    let _tmp_on_signal = crate::io::cleanup::remove_dir_on_signal(tmp.path());
     let firmware = firmware_args(a.firmware.as_deref(), tmp.path())?;
     let use_kvm = match a.accel {
         Accel::Kvm => true,
@@ -295,9 +297,11 @@ pub fn run(a: &BootArgs, progress: &Progress) -> Result<ExitCode> {
     cmd.args(&args);
     if !watching {
         progress.note("boot: the serial console follows; press Ctrl-A then X to stop QEMU");
-        let status = cmd
-            .status()
+        let mut child = cmd
+            .spawn()
             .with_context(|| format!("running {QEMU} {}", args.join(" ")))?;
+        let _kill_on_signal = crate::io::cleanup::kill_child_on_signal(child.id());
+        let status = child.wait().context("waiting for QEMU")?;
         return Ok(if status.success() {
             ExitCode::SUCCESS
         } else {
@@ -308,6 +312,7 @@ pub fn run(a: &BootArgs, progress: &Progress) -> Result<ExitCode> {
     let child = cmd
         .spawn()
         .with_context(|| format!("running {QEMU} {}", args.join(" ")))?;
+    let _kill_on_signal = crate::io::cleanup::kill_child_on_signal(child.id());
     watch(child, a)
 }
 

@@ -98,8 +98,9 @@ fn acquire_os(
 
 fn fetch(a: &ConfigArgs, progress: &Progress, out: &mut impl Write) -> Result<ExitCode> {
     let loaded = config::load(&a.config)?;
-    let k8s = plan::kubernetes::KubernetesPlan::from_config(&loaded)?;
-    let got = acquire_os(&loaded, k8s.as_ref(), a, true, progress)?;
+    // Checked before anything is downloaded.
+    let checked = plan::check_config(&loaded)?;
+    let got = acquire_os(&loaded, checked.kubernetes.as_ref(), a, true, progress)?;
     let dir = got.dir;
     let os = os::OsDir::load(&dir)?;
     if let Some(s) = got.summary {
@@ -139,22 +140,21 @@ fn plan_and_render(
 ) -> Result<(plan::Plan, payload::Payload, Option<os::cache::CacheLock>)> {
     let loaded = config::load(&a.config)?;
     // Checked before anything is downloaded.
-    let mut kubernetes = plan::kubernetes::KubernetesPlan::from_config(&loaded)?;
-    let got = acquire_os(&loaded, kubernetes.as_ref(), a, false, progress)?;
-    if let Some(k) = &mut kubernetes {
+    let mut checked = plan::check_config(&loaded)?;
+    let got = acquire_os(&loaded, checked.kubernetes.as_ref(), a, false, progress)?;
+    if let Some(k) = &mut checked.kubernetes {
         k.binaries = got.kubernetes;
     }
-    let os_dir = got.dir;
     if let Some(s) = got.summary {
         progress.note(&s.to_string());
     }
     let plan = plan::plan(
         &loaded,
+        checked,
         &PlanArgs {
-            os_dir,
+            os_dir: got.dir,
             seed,
             source_date_epoch: source_date_epoch()?,
-            kubernetes,
         },
     )?;
     let payload = payload::render(&plan)?;
@@ -208,30 +208,17 @@ fn find_ssh_key() -> Option<(PathBuf, String)> {
 
 /// Write a file with mode 0600 through a temp file in the same directory.
 fn write_private(path: &Path, bytes: &[u8], force: bool) -> Result<()> {
-    use std::os::unix::fs::PermissionsExt;
     let dir = match path.parent() {
         Some(p) if !p.as_os_str().is_empty() => p,
         _ => Path::new("."),
     };
-    let mut tmp = tempfile::Builder::new()
-        .prefix(".mkstick-")
-        .tempfile_in(dir)
-        .with_context(|| format!("creating a temporary file in {}", dir.display()))?;
-    tmp.as_file()
-        .set_permissions(std::fs::Permissions::from_mode(0o600))
-        .context("making the file private (mode 0600)")?;
-    tmp.write_all(bytes)
+    let tmp = io::cleanup::PrivateTemp::new_in(dir)?;
+    let mut file = tmp.file();
+    file.write_all(bytes)
         .with_context(|| format!("writing {}", path.display()))?;
-    tmp.as_file()
-        .sync_all()
+    file.sync_all()
         .with_context(|| format!("syncing {}", path.display()))?;
-    let r = if force {
-        tmp.persist(path).map_err(|e| e.error)
-    } else {
-        tmp.persist_noclobber(path).map_err(|e| e.error)
-    };
-    r.with_context(|| format!("saving {}", path.display()))?;
-    Ok(())
+    tmp.persist(path, force)
 }
 
 fn check(a: &ConfigArgs, progress: &Progress, out: &mut impl Write) -> Result<ExitCode> {

@@ -14,8 +14,6 @@ use std::io::{BufRead, IsTerminal, Write};
 use std::os::unix::fs::{FileTypeExt, MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
-use std::sync::atomic::AtomicBool;
-use std::sync::Arc;
 
 pub fn devices(a: &DevicesArgs, out: &mut impl Write) -> Result<ExitCode> {
     let view = SystemView::live();
@@ -254,15 +252,9 @@ pub fn flash(a: &FlashArgs, progress: &Progress, out: &mut impl Write) -> Result
         checked.size_bytes
     };
 
-    let interrupted = Arc::new(AtomicBool::new(false));
-    for sig in [
-        signal_hook::consts::SIGINT,
-        signal_hook::consts::SIGTERM,
-        signal_hook::consts::SIGHUP,
-    ] {
-        signal_hook::flag::register(sig, Arc::clone(&interrupted))
-            .context("installing the Ctrl-C handler")?;
-    }
+    // Ctrl-C, SIGTERM and SIGHUP stop the write cleanly: the partition
+    // table is cleared so the stick cannot boot half-written.
+    let interrupted = crate::io::cleanup::interrupt_flag();
     let img =
         std::fs::File::open(&a.image).with_context(|| format!("opening {}", a.image.display()))?;
     let mut target = write::DeviceTarget::new(file, &checked.path, size_bytes, checked.is_block);

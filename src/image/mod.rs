@@ -18,7 +18,6 @@ use crate::progress::Progress;
 use anyhow::{bail, Context, Result};
 use fat::FatLayout;
 use std::io::Write;
-use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
 const MIB: u64 = 1 << 20;
@@ -39,19 +38,42 @@ pub fn image_size_bytes(esp: FatLayout) -> u64 {
     MIB + esp.size_bytes + MIB
 }
 
-/// Refuse to replace an existing file unless `force` is set.
+/// Refuse an output path that is not a regular file (or a new one), and an
+/// existing file unless `force` is set. `-o /dev/sdb` would otherwise
+/// replace the device node with an image in RAM and leave the stick as it
+/// was.
 pub fn check_output(out: &Path, force: bool) -> Result<()> {
-    if out.exists() && !force {
-        bail!(
-            "refusing to overwrite {}; pass --force to replace it, or choose another --output",
-            out.display()
-        );
+    use std::os::unix::fs::FileTypeExt;
+    let shown = out.display();
+    match std::fs::metadata(out) {
+        Ok(meta) if meta.is_dir() => {
+            bail!("{shown} is a directory; name an image file with --output")
+        }
+        Ok(meta) if meta.file_type().is_block_device() => bail!(
+            "refusing to write the image over {shown}: it is a device, and --output names an image file; to write a stick, use `mkstick build --flash {shown}` or `mkstick flash IMAGE {shown}`"
+        ),
+        Ok(meta) if !meta.is_file() => bail!(
+            "refusing to write the image over {shown}: it is not a regular file (a device, pipe or socket); name an image file with --output"
+        ),
+        Ok(_) if !force => bail!(
+            "refusing to overwrite {shown}; pass --force to replace it, or choose another --output"
+        ),
+        Ok(_) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => return Err(e).with_context(|| format!("reading {shown}")),
     }
-    if out.is_dir() {
-        bail!(
-            "{} is a directory; name an image file with --output",
-            out.display()
-        );
+    // A new name under /dev is a device that is not there (yet): the image
+    // would land in RAM, not on a stick.
+    let dir = match out.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p,
+        _ => Path::new("."),
+    };
+    if let Ok(dir) = std::fs::canonicalize(dir) {
+        if dir.starts_with("/dev") {
+            bail!(
+                "refusing to write the image to {shown}: /dev holds devices, not files; to write a stick, plug it in and use `mkstick build --flash /dev/sdX` (see `mkstick devices`)"
+            );
+        }
     }
     Ok(())
 }
@@ -73,14 +95,8 @@ pub fn assemble(
         Some(p) if !p.as_os_str().is_empty() => p,
         _ => Path::new("."),
     };
-    let tmp = tempfile::Builder::new()
-        .prefix(".mkstick-")
-        .suffix(".tmp")
-        .tempfile_in(parent)
-        .with_context(|| format!("creating a temporary file in {}", parent.display()))?;
-    let file = tmp.as_file();
-    file.set_permissions(std::fs::Permissions::from_mode(0o600))
-        .context("making the image private (mode 0600)")?;
+    let tmp = crate::io::cleanup::PrivateTemp::new_in(parent)?;
+    let file = tmp.file();
     file.set_len(size_bytes)
         .with_context(|| format!("making a {size_bytes}-byte image in {}", parent.display()))?;
 
@@ -109,12 +125,7 @@ pub fn assemble(
     // No fsync: the image is reproducible from its inputs and appears under
     // its name only through an atomic rename; writing it to a stick
     // (`dd conv=fsync`, later `mkstick flash`) is where durability matters.
-    let persisted = if force {
-        tmp.persist(out).map_err(|e| e.error)
-    } else {
-        tmp.persist_noclobber(out).map_err(|e| e.error)
-    };
-    persisted.with_context(|| format!("saving the image as {}", out.display()))?;
+    tmp.persist(out, force)?;
     Ok(Image {
         path: out.to_path_buf(),
         size_bytes,

@@ -1,6 +1,7 @@
 //! Domain-free I/O adapters: hashing readers, an offset window over a file,
 //! and the one buffer size every stage uses.
 
+pub mod cleanup;
 mod slice;
 
 pub use slice::Slice;

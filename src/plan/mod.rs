@@ -39,13 +39,22 @@ pub enum SeedChoice {
 /// What the command line adds to the config.
 #[derive(Debug, Clone, Default)]
 pub struct PlanArgs {
-    /// `--os-dir`, which wins over `[os] path`.
     /// The OS directory, local or fetched ([`crate::os::fetch::acquire`]).
     pub os_dir: PathBuf,
     pub seed: SeedChoice,
     /// `SOURCE_DATE_EPOCH`, read by the caller.
     pub source_date_epoch: Option<i64>,
-    /// [`kubernetes::KubernetesPlan::from_config`], with its binaries fetched.
+}
+
+/// What the config alone decides. [`check_config`] makes it before anything
+/// is downloaded, so that a mistake in the config costs no download.
+#[derive(Debug, Clone)]
+pub struct ConfigChecked {
+    pub node: NodeConfig,
+    pub extra_ignition: Vec<ExtraIgnition>,
+    /// `[storage]`, served by the OS's NFS server once the OS is known.
+    pub storage: Option<storage::StoragePlan>,
+    /// `[kubernetes]`; the caller adds the fetched binaries.
     pub kubernetes: Option<kubernetes::KubernetesPlan>,
 }
 
@@ -137,8 +146,8 @@ impl Ids {
     }
 }
 
-/// Resolve and check everything the stick needs.
-pub fn plan(loaded: &LoadedConfig, args: &PlanArgs) -> Result<Plan> {
+/// Every check that needs only the config (and the files it names).
+pub fn check_config(loaded: &LoadedConfig) -> Result<ConfigChecked> {
     let cfg = &loaded.config;
     let node = cfg.node.clone();
     if node.ssh_authorized_keys.is_empty() && node.password_hash.is_none() {
@@ -147,6 +156,35 @@ pub fn plan(loaded: &LoadedConfig, args: &PlanArgs) -> Result<Plan> {
             loaded.path.display()
         );
     }
+    let kubernetes = kubernetes::KubernetesPlan::from_config(loaded)?;
+    let extra_ignition = cfg
+        .extra
+        .ignition
+        .iter()
+        .map(|p| load_fragment(loaded, p))
+        .collect::<Result<Vec<_>>>()?;
+    let storage = cfg
+        .storage
+        .as_ref()
+        .map(|s| storage::StoragePlan::from_config(loaded, s))
+        .transpose()?;
+    Ok(ConfigChecked {
+        node,
+        extra_ignition,
+        storage,
+        kubernetes,
+    })
+}
+
+/// Resolve everything the stick needs from the checked config and the OS.
+pub fn plan(loaded: &LoadedConfig, checked: ConfigChecked, args: &PlanArgs) -> Result<Plan> {
+    let cfg = &loaded.config;
+    let ConfigChecked {
+        node,
+        extra_ignition,
+        mut storage,
+        kubernetes,
+    } = checked;
 
     let os = OsDir::load(&args.os_dir)?;
     let kernel = os.kernel()?;
@@ -167,19 +205,9 @@ pub fn plan(loaded: &LoadedConfig, args: &PlanArgs) -> Result<Plan> {
     );
     kernel_args.extend(cfg.boot.kernel_args.iter().cloned());
 
-    let extra_ignition = cfg
-        .extra
-        .ignition
-        .iter()
-        .map(|p| load_fragment(loaded, p))
-        .collect::<Result<Vec<_>>>()?;
-
-    let mut storage = cfg
-        .storage
-        .as_ref()
-        .map(|s| storage::StoragePlan::from_config(loaded, s, os.manifest.nfs_server))
-        .transpose()?;
-    let kubernetes = args.kubernetes.clone();
+    if let Some(s) = &mut storage {
+        s.nfs.server = os.manifest.nfs_server;
+    }
     if let (Some(k), Some(s)) = (&kubernetes, &mut storage) {
         if k.binaries.len() != k.table.files.len() {
             bail!("the Kubernetes binaries were not fetched before planning");
@@ -195,15 +223,11 @@ pub fn plan(loaded: &LoadedConfig, args: &PlanArgs) -> Result<Plan> {
     if let Some(s) = &storage {
         overlay.extend(s.overlay()?);
     }
-    match (&kubernetes, &storage) {
-        (Some(k), Some(s)) => {
-            overlay.extend(k.overlay(node.hostname.as_str(), s, crate::image::gpt::ESP_NAME)?)
-        }
-        (Some(_), None) => bail!(
-            "{}: [kubernetes] keeps the cluster's state on the data drives; add [storage]",
-            loaded.path.display()
-        ),
-        _ => {}
+    if let Some(k) = &kubernetes {
+        let s = storage
+            .as_ref()
+            .expect("check_config refuses [kubernetes] without [storage]");
+        overlay.extend(k.overlay(node.hostname.as_str(), s, crate::image::gpt::ESP_NAME)?);
     }
 
     let mut plan = Plan {

@@ -78,12 +78,9 @@ const MANAGED_PATHS: [&str; 14] = [
 ];
 
 impl StoragePlan {
-    /// Check `[storage]` and resolve its defaults.
-    pub fn from_config(
-        loaded: &LoadedConfig,
-        cfg: &StorageConfig,
-        nfs_server: NfsServer,
-    ) -> Result<StoragePlan> {
+    /// Check `[storage]` and resolve its defaults. The NFS server is the
+    /// kernel's until the OS is known ([`crate::plan::plan`] sets it).
+    pub fn from_config(loaded: &LoadedConfig, cfg: &StorageConfig) -> Result<StoragePlan> {
         let table_at = loaded.text.find("[storage]").unwrap_or(0);
         let at = |span: std::ops::Range<usize>, msg: String| -> anyhow::Error {
             SourceError::at(&loaded.path, &loaded.text, span.start, msg).into()
@@ -187,7 +184,7 @@ impl StoragePlan {
             profile,
             profile_defaulted,
             nfs: NfsExport {
-                server: nfs_server,
+                server: NfsServer::Kernel,
                 dir: format!("{mount}/exports"),
                 clients: cfg.nfs_clients.iter().cloned().collect(),
             },
@@ -386,7 +383,9 @@ mod tests {
             config,
         };
         let cfg = loaded.config.storage.clone().expect("[storage] given");
-        StoragePlan::from_config(&loaded, &cfg, nfs_server)
+        let mut plan = StoragePlan::from_config(&loaded, &cfg)?;
+        plan.nfs.server = nfs_server;
+        Ok(plan)
     }
 
     const TWO: &str = "drives = [\"/dev/disk/by-id/virtio-a\", \"/dev/disk/by-id/virtio-b\"]\n";
