@@ -112,6 +112,15 @@ impl FromStr for DrivePath {
                 "`{s}` contains {c:?}; udev names under /dev/disk/by-id/ use letters, digits and ._:+@=,- only; copy the name from `ls /dev/disk/by-id/`"
             ));
         }
+        // udev's 60-persistent-storage.rules names partitions
+        // `<disk id>-part<N>`; mkstick needs the whole drive.
+        if let Some((disk, n)) = name.rsplit_once("-part") {
+            if !disk.is_empty() && !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()) {
+                return Err(format!(
+                    "`{s}` is partition {n} of a drive, and mkstick pools whole drives; use the drive itself: `{BY_ID}{disk}`"
+                ));
+            }
+        }
         Ok(DrivePath(s.to_string()))
     }
 }
@@ -376,6 +385,18 @@ mod tests {
         ] {
             assert!(bad.parse::<DrivePath>().is_err(), "{bad}");
         }
+        let e = "/dev/disk/by-id/ata-WDC_WD40EFRX-68N32N0_WD-WCC7K0XXXXXX-part1"
+            .parse::<DrivePath>()
+            .unwrap_err();
+        assert!(
+            e.contains("partition 1")
+                && e.ends_with("`/dev/disk/by-id/ata-WDC_WD40EFRX-68N32N0_WD-WCC7K0XXXXXX`"),
+            "{e}"
+        );
+        // `-part` inside a model name is not a partition suffix.
+        assert!("/dev/disk/by-id/usb-Ext-parts_Disk-0:0"
+            .parse::<DrivePath>()
+            .is_ok());
     }
 
     #[test]

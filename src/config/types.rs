@@ -225,8 +225,42 @@ impl FromStr for Timezone {
         if s.is_empty() || !ok_chars || !ok_parts || !starts_upper {
             return Err(format!("`{s}` is not a time zone name; {fix}"));
         }
+        if s.parse::<chrono_tz::Tz>().is_err() {
+            return Err(match timezone_suggestion(s) {
+                Some(near) => {
+                    format!("`{s}` is not an IANA time zone name; did you mean `{near}`?")
+                }
+                None => format!(
+                    "`{s}` is not an IANA time zone name (tz database {}); {fix}",
+                    chrono_tz::IANA_TZDB_VERSION
+                ),
+            });
+        }
         Ok(Timezone(s.to_string()))
     }
+}
+
+/// The zone a mistaken name most likely meant: `Berlin` -> `Europe/Berlin`
+/// (the city alone), else the closest spelling.
+fn timezone_suggestion(s: &str) -> Option<&'static str> {
+    let names = || chrono_tz::TZ_VARIANTS.iter().map(|tz| tz.name());
+    let city = |n: &str| n.rsplit('/').next().unwrap_or(n).to_ascii_lowercase();
+    let wanted = city(s);
+    names()
+        .filter(|n| n.contains('/') && city(n) == wanted)
+        .min_by_key(|n| n.len())
+        .or_else(|| {
+            names()
+                .map(|n| {
+                    (
+                        strsim::jaro_winkler(&n.to_ascii_lowercase(), &s.to_ascii_lowercase()),
+                        n,
+                    )
+                })
+                .filter(|(score, _)| *score > 0.9)
+                .max_by(|a, b| a.0.total_cmp(&b.0))
+                .map(|(_, n)| n)
+        })
 }
 
 /// One kernel argument. It is written into grub.cfg inside single quotes, so
@@ -340,6 +374,20 @@ mod tests {
         }
         for bad in ["", "utc", "Europe/../etc", "Europe/Berlin ", "/UTC"] {
             assert!(bad.parse::<Timezone>().is_err(), "{bad}");
+        }
+        // Well-formed, but not in the tz database: the server would boot
+        // with no /etc/localtime target.
+        for (bad, hint) in [
+            ("Berlin", Some("Europe/Berlin")),
+            ("Mars/Olympus_Mons", None),
+            ("Europe/Berln", Some("Europe/Berlin")),
+        ] {
+            let err = bad.parse::<Timezone>().unwrap_err();
+            assert!(err.contains("is not an IANA time zone name"), "{err}");
+            match hint {
+                Some(h) => assert!(err.contains(&format!("did you mean `{h}`")), "{err}"),
+                None => assert!(!err.contains("did you mean"), "{err}"),
+            }
         }
         assert!("console=ttyS1,115200n8".parse::<KernelArg>().is_ok());
         assert!("a b".parse::<KernelArg>().is_err());

@@ -594,28 +594,103 @@ fn user_manifests(loaded: &LoadedConfig) -> Result<Vec<UserManifest>> {
     Ok(out)
 }
 
-/// Every YAML document of a manifest is a Kubernetes object (it names its
-/// apiVersion and kind) or empty. Returns how many objects it holds.
+/// The most an object may weigh when stored: etcd's default request limit
+/// (`--max-request-bytes`, 1.5 MiB; etcd `server/embed/config.go`
+/// DefaultMaxRequestBytes), which kubeadm's etcd keeps.
+pub const MAX_OBJECT_BYTES: usize = 3 << 19;
+
+/// The most data a ConfigMap or Secret may hold: 1 MiB (`MaxSecretSize`,
+/// kubernetes `pkg/apis/core/validation/validation.go`, ValidateConfigMap
+/// counts keys and values, ValidateSecret the decoded values).
+pub const MAX_DATA_BYTES: usize = 1 << 20;
+
+/// Every document of a manifest is a Kubernetes object (it names its
+/// apiVersion and kind) or empty, and is small enough for the API server.
+/// Returns how many objects it holds.
+///
+/// Like kubectl (`k8s.io/apimachinery/pkg/util/yaml` NewYAMLOrJSONDecoder,
+/// hasJSONPrefix), a text whose first non-space character is `{` is read as
+/// a stream of JSON objects, strictly: a trailing comma that YAML would
+/// forgive fails `kubectl apply` on the server.
 pub fn check_manifest(path: &std::path::Path, text: &str) -> Result<usize> {
     use serde::Deserialize;
+    let mut documents: Vec<(usize, serde_json::Value)> = Vec::new();
+    if text.trim_start().starts_with('{') {
+        let mut stream = serde_json::Deserializer::from_str(text).into_iter::<serde_json::Value>();
+        loop {
+            let at = text.len() - text[stream.byte_offset()..].trim_start().len();
+            match stream.next() {
+                None => break,
+                Some(Ok(v)) => documents.push((at, v)),
+                Some(Err(e)) => {
+                    return Err(SourceError::json(
+                        path,
+                        text,
+                        &e,
+                        "kubectl reads a manifest that starts with `{` as strict JSON; fix the JSON (no trailing commas or comments)",
+                    )
+                    .into())
+                }
+            }
+        }
+    } else {
+        let starts = yaml_document_starts(text);
+        for (i, doc) in serde_yaml_ng::Deserializer::from_str(text).enumerate() {
+            let value = serde_yaml_ng::Value::deserialize(doc).map_err(|e| {
+                let at = e.location().map_or(0, |l| l.index());
+                SourceError::at(path, text, at, format!("{e}; fix the YAML"))
+            })?;
+            let at = starts.get(i).copied().unwrap_or(0);
+            let value = serde_json::to_value(&value).map_err(|e| {
+                SourceError::at(
+                    path,
+                    text,
+                    at,
+                    format!("this document cannot be sent to the API server as JSON ({e}); use string keys"),
+                )
+            })?;
+            documents.push((at, value));
+        }
+    }
     let mut objects = 0;
-    for doc in serde_yaml_ng::Deserializer::from_str(text) {
-        let value = serde_yaml_ng::Value::deserialize(doc).map_err(|e| {
-            let at = e.location().map_or(0, |l| l.index());
-            SourceError::at(path, text, at, format!("{e}; fix the YAML"))
-        })?;
+    for (at, value) in &documents {
         if value.is_null() {
             continue;
         }
-        let field = |k: &str| value.get(k).and_then(|v| v.as_str()).map(str::to_string);
-        let (Some(_), Some(_)) = (field("apiVersion"), field("kind")) else {
-            bail!(
-                "{}: document {} is not a Kubernetes object: it needs `apiVersion` and `kind`",
-                path.display(),
-                objects + 1
-            );
+        let field = |k: &str| value.get(k).and_then(|v| v.as_str());
+        let (Some(_), Some(kind)) = (field("apiVersion"), field("kind")) else {
+            return Err(SourceError::at(
+                path,
+                text,
+                *at,
+                format!(
+                    "document {} is not a Kubernetes object: it needs `apiVersion` and `kind`",
+                    objects + 1
+                ),
+            )
+            .into());
         };
         objects += 1;
+        let name = value
+            .pointer("/metadata/name")
+            .and_then(|v| v.as_str())
+            .unwrap_or("(unnamed)");
+        let too_big =
+            |what: String| -> anyhow::Error { SourceError::at(path, text, *at, what).into() };
+        let data = data_bytes(kind, value);
+        if data > MAX_DATA_BYTES {
+            return Err(too_big(format!(
+                "{kind} `{name}` holds {} of data, and the API server refuses more than 1 MiB in a {kind}; keep large files on the NFS storage (a PersistentVolumeClaim) or in a container image",
+                crate::io::human_bytes(data as u64)
+            )));
+        }
+        let size = serde_json::to_vec(value).map_or(0, |v| v.len());
+        if size > MAX_OBJECT_BYTES {
+            return Err(too_big(format!(
+                "{kind} `{name}` is {} as JSON, and etcd stores at most 1.5 MiB per object; split it, or keep large data on the NFS storage",
+                crate::io::human_bytes(size as u64)
+            )));
+        }
     }
     if objects == 0 {
         bail!(
@@ -624,6 +699,63 @@ pub fn check_manifest(path: &std::path::Path, text: &str) -> Result<usize> {
         );
     }
     Ok(objects)
+}
+
+/// The bytes of data the API server counts against [`MAX_DATA_BYTES`].
+fn data_bytes(kind: &str, object: &serde_json::Value) -> usize {
+    let map = |key: &str| {
+        object
+            .get(key)
+            .and_then(|m| m.as_object())
+            .into_iter()
+            .flatten()
+    };
+    let text_len = |v: &serde_json::Value| v.as_str().map_or(0, str::len);
+    // base64 without decoding: 3 bytes per 4 characters, less the padding.
+    let decoded_len = |v: &serde_json::Value| {
+        v.as_str().map_or(0, |s| {
+            let s = s.trim_end_matches('=');
+            s.len() / 4 * 3 + (s.len() % 4).saturating_sub(1)
+        })
+    };
+    match kind {
+        "ConfigMap" => {
+            map("data")
+                .map(|(k, v)| k.len() + text_len(v))
+                .sum::<usize>()
+                + map("binaryData")
+                    .map(|(k, v)| k.len() + decoded_len(v))
+                    .sum::<usize>()
+        }
+        "Secret" => {
+            map("data").map(|(_, v)| decoded_len(v)).sum::<usize>()
+                + map("stringData").map(|(_, v)| text_len(v)).sum::<usize>()
+        }
+        _ => 0,
+    }
+}
+
+/// Where each YAML document of `text` starts, in the order a YAML parser
+/// yields them: at the top, and at every `---` line.
+fn yaml_document_starts(text: &str) -> Vec<usize> {
+    let mut starts = Vec::new();
+    let mut offset = 0;
+    let mut first_content = true;
+    for line in text.split_inclusive('\n') {
+        let marker =
+            line.starts_with("---") && line[3..].chars().next().is_none_or(char::is_whitespace);
+        let blank = line.trim().is_empty() || line.trim_start().starts_with('#');
+        if marker {
+            starts.push(offset);
+            first_content = false;
+        } else if first_content && !blank {
+            // Content before any marker: the first document.
+            starts.push(offset);
+            first_content = false;
+        }
+        offset += line.len();
+    }
+    starts
 }
 
 #[cfg(test)]
@@ -832,6 +964,51 @@ mod tests {
             .to_string();
         assert!(e.contains("document 2 is not a Kubernetes object"), "{e}");
         assert!(check_manifest(p, "# nothing\n").is_err());
+    }
+
+    #[test]
+    fn json_manifests_are_read_strictly_as_kubectl_reads_them() {
+        let p = Path::new("m.json");
+        let ok = "{\"apiVersion\": \"v1\", \"kind\": \"Namespace\", \"metadata\": {\"name\": \"a\"}}\n{\"apiVersion\": \"v1\", \"kind\": \"Namespace\", \"metadata\": {\"name\": \"b\"}}\n";
+        assert_eq!(check_manifest(p, ok).unwrap(), 2);
+        // YAML forgives the trailing comma; kubectl's JSON decoder does not.
+        let bad = "{\n  \"apiVersion\": \"v1\",\n  \"kind\": \"Namespace\",\n  \"metadata\": {\"name\": \"a\"},\n}\n";
+        assert!(serde_yaml_ng::from_str::<serde_yaml_ng::Value>(bad).is_ok());
+        let e = check_manifest(p, bad).unwrap_err().to_string();
+        assert!(e.starts_with("m.json:5:1:"), "{e}");
+        assert!(e.contains("strict JSON"), "{e}");
+    }
+
+    #[test]
+    fn objects_the_api_server_would_refuse_for_size_are_refused_at_their_line() {
+        let p = Path::new("m.yaml");
+        let big = "x".repeat(MAX_DATA_BYTES);
+        let text = format!("apiVersion: v1\nkind: Namespace\nmetadata: {{name: a}}\n---\napiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: huge\ndata:\n  blob: {big}\n");
+        let e = check_manifest(p, &text).unwrap_err().to_string();
+        assert!(e.starts_with("m.yaml:4:1:"), "{e}");
+        assert!(e.contains("ConfigMap `huge` holds 1.0 MiB"), "{e}");
+        assert!(e.contains("more than 1 MiB"), "{e}");
+        // Just under the limit (the key counts too) passes.
+        let fits = format!(
+            "apiVersion: v1\nkind: ConfigMap\nmetadata: {{name: ok}}\ndata:\n  b: {}\n",
+            &big[1..]
+        );
+        assert_eq!(check_manifest(p, &fits).unwrap(), 1);
+        // A Secret counts decoded bytes.
+        let b64 = "QUFB".repeat(MAX_DATA_BYTES / 3 + 1);
+        let secret =
+            format!("apiVersion: v1\nkind: Secret\nmetadata: {{name: s}}\ndata:\n  k: {b64}\n");
+        assert!(check_manifest(p, &secret)
+            .unwrap_err()
+            .to_string()
+            .contains("Secret `s`"));
+        // Any kind: etcd's 1.5 MiB per object.
+        let anno = "y".repeat(MAX_OBJECT_BYTES);
+        let obj = format!(
+            "apiVersion: v1\nkind: Namespace\nmetadata:\n  name: n\n  annotations: {{a: {anno}}}\n"
+        );
+        let e = check_manifest(p, &obj).unwrap_err().to_string();
+        assert!(e.contains("Namespace `n`") && e.contains("1.5 MiB"), "{e}");
     }
 
     /// The booted node decides with the script's `step`; mkstick's plan and
