@@ -350,6 +350,20 @@ pub struct SignedRecord {
     pub fingerprint: String,
 }
 
+impl SignedRecord {
+    /// The one rule for trusting a cached file without checking its
+    /// signature again: it was checked when it entered the cache, by one of
+    /// `rings`' publishers, with a key that publisher still has, *as the
+    /// file `file`*, so that metadata cannot pass off another cached file
+    /// (an older kernel) as this one.
+    pub fn trusted(&self, rings: &[&crate::os::verify::Keyring], file: &str) -> bool {
+        self.file == file
+            && rings
+                .iter()
+                .any(|k| k.publisher == self.publisher && k.has(&self.fingerprint))
+    }
+}
+
 /// Who signed a file: the publisher, and the primary key's fingerprint.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Signer {
@@ -538,6 +552,32 @@ pub fn describe(cache: &Cache) -> Result<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// One rule for the download path and the cached-OS path: publisher,
+    /// file name and a key the publisher still has must all match.
+    #[test]
+    fn a_cached_file_is_trusted_only_as_the_file_its_publisher_signed() {
+        use crate::os::verify::Keyring;
+        let fedora = Keyring::fedora().unwrap();
+        let flatcar = Keyring::flatcar().unwrap();
+        let (_, fpr) = flatcar.fingerprints().remove(0);
+        let record = |publisher: &str, file: &str, fingerprint: &str| SignedRecord {
+            publisher: publisher.into(),
+            file: file.into(),
+            fingerprint: fingerprint.into(),
+        };
+        let good = record(&flatcar.publisher, "flatcar_production_pxe.vmlinuz", &fpr);
+        assert!(good.trusted(&[&flatcar], "flatcar_production_pxe.vmlinuz"));
+        assert!(good.trusted(&[&fedora, &flatcar], "flatcar_production_pxe.vmlinuz"));
+        // Another file's record: an older kernel passed off as this one.
+        assert!(!good.trusted(&[&flatcar], "flatcar_production_pxe_image.cpio.gz"));
+        // The right key under another publisher's name.
+        let renamed = record(&fedora.publisher, "flatcar_production_pxe.vmlinuz", &fpr);
+        assert!(!renamed.trusted(&[&fedora, &flatcar], "flatcar_production_pxe.vmlinuz"));
+        // A key that is no longer embedded.
+        let gone = record(&flatcar.publisher, "flatcar_production_pxe.vmlinuz", "0000");
+        assert!(!gone.trusted(&[&flatcar], "flatcar_production_pxe.vmlinuz"));
+    }
 
     #[test]
     fn versions_sort_by_their_numbers() {

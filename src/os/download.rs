@@ -236,14 +236,9 @@ impl<'a> Downloader<'a> {
                 .with_context(|| format!("reading {}", path.display()))?
                 .len();
             let record = self.cache.signed_by(&sha256);
-            // Trusted: signed by this publisher *as this file*, so metadata
-            // cannot pass off another cached file (an older kernel) as this one.
+            let rings: Vec<&Keyring> = keys.into_iter().collect();
             let trusted = a.signature_url.is_none()
-                || record.as_ref().is_some_and(|r| {
-                    Some(r.publisher.as_str()) == publisher
-                        && r.file == file
-                        && keys.is_some_and(|k| k.has(&r.fingerprint))
-                });
+                || record.as_ref().is_some_and(|r| r.trusted(&rings, &file));
             let damaged = trusted
                 && self.reverify
                 && check(&path, a, None, None).map_or(true, |c| c.got != a.digest);

@@ -14,7 +14,7 @@
 //! ([`super::iso9660`], as coreos-installer does). The ISO is not kept in the
 //! OS directory: `mkstick cache prune` may drop it once efiboot.img is out.
 
-use super::download::{Artifact, Downloader, Fetched};
+use super::download::{Artifact, Downloader};
 use super::source::Release;
 use super::verify::{Digest, Keyring};
 use super::{FileRef, NfsServer, OsManifest};
@@ -228,33 +228,33 @@ pub fn fetch(r: &Release, dl: &Downloader, keys: &Keyring) -> Result<PathBuf> {
         "Fedora CoreOS {} ({} stream): fetching",
         live.version, r.stream
     ));
-    let kernel = dl.fetch(
-        &artifact("kernel", &live.version, &live.kernel)?,
-        Some(keys),
-    )?;
-    let initramfs = dl.fetch(
-        &artifact("initramfs", &live.version, &live.initramfs)?,
-        Some(keys),
-    )?;
-    let rootfs = dl.fetch(
-        &artifact("rootfs", &live.version, &live.rootfs)?,
-        Some(keys),
-    )?;
-    let efiboot_sha = efiboot_from(&live, dl, keys)?;
-
-    let file = |path: &str, f: &Fetched| FileRef {
-        path: path.to_string(),
-        sha256: f.sha256,
+    let fetch = |what: &str, file: &ArtifactRef| -> Result<FileRef> {
+        let a = artifact(what, &live.version, file)?;
+        let got = dl.fetch(&a, Some(keys))?;
+        Ok(FileRef {
+            path: String::new(),
+            sha256: got.sha256,
+            signed_as: Some(a.file_name()),
+        })
     };
+    let named = |path: &str, f: FileRef| FileRef {
+        path: path.to_string(),
+        ..f
+    };
+    let kernel = named("kernel", fetch("kernel", &live.kernel)?);
+    let initramfs = named("initramfs.img", fetch("initramfs", &live.initramfs)?);
+    let rootfs = named("rootfs.img", fetch("rootfs", &live.rootfs)?);
+    let (efiboot_sha, efiboot_signed_as) = efiboot_from(&live, dl, keys)?;
+
     let manifest = OsManifest {
         format: super::FORMAT,
         id: DISTRO.to_string(),
         name: "Fedora CoreOS".to_string(),
         version: live.version.clone(),
-        kernel: file("kernel", &kernel),
-        initramfs: file("initramfs.img", &initramfs),
-        rootfs: Some(file("rootfs.img", &rootfs)),
-        efi: super::efiboot_image(efiboot_sha),
+        kernel,
+        initramfs,
+        rootfs: Some(rootfs),
+        efi: super::efiboot_image(efiboot_sha, efiboot_signed_as),
         grub_cfg: GRUB_CFG.iter().map(|s| s.to_string()).collect(),
         kernel_args: super::kernel_args(KERNEL_ARGS)?,
         ignition_config_path: "config.ign".to_string(),
@@ -264,12 +264,13 @@ pub fn fetch(r: &Release, dl: &Downloader, keys: &Keyring) -> Result<PathBuf> {
 }
 
 /// The EFI boot chain of a release: its verified live ISO's efiboot.img,
-/// stored in the cache. Returns the image's sha256.
+/// stored in the cache. Returns the image's sha256 and the name it is
+/// signed as.
 fn efiboot_from(
     live: &LiveRelease,
     dl: &Downloader,
     keys: &Keyring,
-) -> Result<crate::io::Sha256Digest> {
+) -> Result<(crate::io::Sha256Digest, String)> {
     let iso_artifact = artifact("live ISO", &live.version, &live.iso)?;
     let iso_name = iso_artifact.file_name();
     let iso = dl.fetch(&iso_artifact, Some(keys))?;
@@ -284,11 +285,11 @@ fn efiboot_from(
         })?;
     let sha = dl.cache.admit_bytes(&bytes)?;
     // It is part of the ISO, so it carries the ISO's signature.
+    let signed_as = format!("{EFIBOOT_PATH} of {iso_name}");
     if let Some(signer) = &iso.signed_by {
-        dl.cache
-            .mark_signed(&sha, signer, &format!("{EFIBOOT_PATH} of {iso_name}"))?;
+        dl.cache.mark_signed(&sha, signer, &signed_as)?;
     }
-    Ok(sha)
+    Ok((sha, signed_as))
 }
 
 /// The EFI boot chain of the current release of the stream at `stream_url`
@@ -297,11 +298,11 @@ pub fn current_efiboot(
     stream_url: &str,
     dl: &Downloader,
     keys: &Keyring,
-) -> Result<(String, crate::io::Sha256Digest)> {
+) -> Result<(String, crate::io::Sha256Digest, String)> {
     let bytes = dl.get_small("Fedora CoreOS stream metadata", stream_url)?;
     let live = parse_stream(&bytes, stream_url)?;
-    let sha = efiboot_from(&live, dl, keys)?;
-    Ok((live.version, sha))
+    let (sha, signed_as) = efiboot_from(&live, dl, keys)?;
+    Ok((live.version, sha, signed_as))
 }
 
 #[cfg(test)]

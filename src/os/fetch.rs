@@ -131,9 +131,9 @@ pub fn cached_os(
     let unsigned: Vec<&str> = files
         .iter()
         .filter(|f| {
-            !dl.cache
-                .signed_by(&f.sha256)
-                .is_some_and(|r| rings.iter().any(|k| k.has(&r.fingerprint)))
+            !(dl.cache.signed_by(&f.sha256))
+                .zip(f.signed_as.as_deref())
+                .is_some_and(|(r, name)| r.trusted(rings, name))
         })
         .map(|f| f.path.as_str())
         .collect();

@@ -123,16 +123,20 @@ pub fn fetch(r: &Release, dl: &Downloader, keys: &Keys) -> Result<PathBuf> {
         r.stream
     ));
     let base = format!("{}/{version}", r.url);
-    let kernel = dl.fetch(
-        &artifact(dl, keys, &base, "kernel", KERNEL_FILE)?,
-        Some(&keys.flatcar),
-    )?;
-    let image = dl.fetch(
-        &artifact(dl, keys, &base, "/usr image", IMAGE_FILE)?,
-        Some(&keys.flatcar),
-    )?;
-    let (fcos_version, efiboot) = super::fcos::current_efiboot(&r.efi_stream_url, dl, &keys.fedora)
-        .context("getting the EFI boot chain (Fedora's signed shim and GRUB)")?;
+    let fetch = |what: &str, file: &str| -> Result<FileRef> {
+        let a = artifact(dl, keys, &base, what, file)?;
+        let got = dl.fetch(&a, Some(&keys.flatcar))?;
+        Ok(FileRef {
+            path: file.to_string(),
+            sha256: got.sha256,
+            signed_as: Some(a.file_name()),
+        })
+    };
+    let kernel = fetch("kernel", KERNEL_FILE)?;
+    let image = fetch("/usr image", IMAGE_FILE)?;
+    let (fcos_version, efiboot, efiboot_signed_as) =
+        super::fcos::current_efiboot(&r.efi_stream_url, dl, &keys.fedora)
+            .context("getting the EFI boot chain (Fedora's signed shim and GRUB)")?;
     dl.note(&format!(
         "EFI boot chain: shim and GRUB from Fedora CoreOS {fcos_version}; turn Secure Boot off to boot Flatcar with it"
     ));
@@ -141,16 +145,10 @@ pub fn fetch(r: &Release, dl: &Downloader, keys: &Keys) -> Result<PathBuf> {
         id: DISTRO.to_string(),
         name: "Flatcar Container Linux".to_string(),
         version,
-        kernel: FileRef {
-            path: KERNEL_FILE.to_string(),
-            sha256: kernel.sha256,
-        },
-        initramfs: FileRef {
-            path: IMAGE_FILE.to_string(),
-            sha256: image.sha256,
-        },
+        kernel,
+        initramfs: image,
         rootfs: None,
-        efi: super::efiboot_image(efiboot),
+        efi: super::efiboot_image(efiboot, efiboot_signed_as),
         grub_cfg: GRUB_CFG.iter().map(|s| s.to_string()).collect(),
         kernel_args: super::kernel_args(KERNEL_ARGS)?,
         ignition_config_path: CONFIG_PATH.to_string(),

@@ -72,6 +72,10 @@ impl NfsServer {
 pub struct FileRef {
     pub path: String,
     pub sha256: Sha256Digest,
+    /// The file name its publisher signed it as, for a fetched OS: the cache
+    /// trusts the file as that one only ([`cache::SignedRecord::trusted`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub signed_as: Option<String>,
 }
 
 /// The OS's EFI boot chain: a directory tree, or a FAT image (FCOS's `efiboot.img`).
@@ -121,10 +125,11 @@ pub fn kernel_args(args: &[&str]) -> Result<Vec<KernelArg>> {
 
 /// The EFI boot chain of a downloaded OS: Fedora's efiboot.img, as
 /// `efiboot.img` in the OS directory.
-pub fn efiboot_image(sha256: Sha256Digest) -> EfiSource {
+pub fn efiboot_image(sha256: Sha256Digest, signed_as: String) -> EfiSource {
     EfiSource::FatImage(FileRef {
         path: "efiboot.img".to_string(),
         sha256,
+        signed_as: Some(signed_as),
     })
 }
 
@@ -263,6 +268,7 @@ impl OsDir {
                         &FileRef {
                             path: format!("{}/{}", d.path, f.path),
                             sha256: f.sha256,
+                            signed_as: None,
                         },
                     )?;
                     let contents = std::fs::read(&file.path)

@@ -9,6 +9,7 @@ mod golden;
 mod http;
 mod image;
 mod kubernetes;
+mod refuse;
 
 #[cfg(feature = "boot-tests")]
 mod boot;
