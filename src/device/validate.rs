@@ -239,8 +239,9 @@ pub fn image(file: &File) -> Result<ImageGpt> {
     // Inside the file, checked above: no overflow.
     let esp_start = esp.first_lba * SECTOR_BYTES;
     let esp_bytes = (esp.last_lba - esp.first_lba + 1) * SECTOR_BYTES;
-    check_fat(file, esp_start, esp_bytes)
-        .with_context(|| format!("its EFI partition (partition {esp_id}) holds no readable FAT filesystem"))?;
+    check_fat(file, esp_start, esp_bytes).with_context(|| {
+        format!("its EFI partition (partition {esp_id}) holds no readable FAT filesystem")
+    })?;
 
     // first_usable and last_usable lie inside the file, checked above.
     let tail_start = (h.last_usable + 1) * SECTOR_BYTES;
@@ -429,7 +430,13 @@ mod tests {
         let t = image(&img).unwrap();
         assert_eq!(t.size_bytes, ESP_BYTES + 2 * MIB);
         assert_eq!(t.partitions.len(), 1);
-        assert_eq!(t.areas[0], Range { start: 0, len: 34 * 512 });
+        assert_eq!(
+            t.areas[0],
+            Range {
+                start: 0,
+                len: 34 * 512
+            }
+        );
         assert_eq!(t.areas[1].start + t.areas[1].len, t.size_bytes);
         assert_eq!(t.areas[1].len, 33 * 512);
     }
@@ -466,7 +473,11 @@ mod tests {
         assert!(error(&img).contains("no readable FAT"), "{}", error(&img));
         // No FAT at all.
         img.write_all_at(&[0u8; 512], MIB).unwrap();
-        assert!(error(&img).contains("no 55 AA signature"), "{}", error(&img));
+        assert!(
+            error(&img).contains("no 55 AA signature"),
+            "{}",
+            error(&img)
+        );
         img.write_all_at(&boot, MIB).unwrap();
         image(&img).unwrap();
     }

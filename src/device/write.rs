@@ -1,10 +1,11 @@
 //! Stage 4 (write): an image -> a stick, then [`WriteReport`].
 //!
-//! Order, so that a stick never boots half-written:
+//! The image was checked beforehand ([`super::validate::image`]). Order, so
+//! that a stick never boots half-written:
 //! 1. zero the target's first and last MiB (both GPT copies), fsync;
 //! 2. write the body: only the ranges the image has data in (holes are free
 //!    FAT clusters and padding, which need not be zero on the stick), with an
-//!    fsync every 64 MiB;
+//!    fsync every 256 MiB;
 //! 3. write the image's last MiB, then its first MiB (the primary GPT), fsync;
 //! 4. verify: drop the device's caches, read every written range back through
 //!    a fresh O_DIRECT descriptor and compare sha256 with what was written;
@@ -348,7 +349,8 @@ fn write_inner(
 
     // Last, the partition table: only now can the stick boot.
     check_interrupt(opts.interrupted)?;
-    written = written.saturating_add(write_gpt(target, table).context("writing the partition table")?);
+    written =
+        written.saturating_add(write_gpt(target, table).context("writing the partition table")?);
     let write_seconds = started.elapsed().as_secs_f64() - verify_seconds.unwrap_or(0.0);
 
     let mut all = Sha256::new();

@@ -66,7 +66,10 @@ const BAD_IMAGES: [(&str, &str); 3] = [
         "truncated",
         "refusing to flash mkstick.img: it is cut short: its GPT says the disk is",
     ),
-    ("random", "refusing to flash mkstick.img: it has no valid GPT"),
+    (
+        "random",
+        "refusing to flash mkstick.img: it has no valid GPT",
+    ),
     (
         "partition-past-end",
         "refusing to flash mkstick.img: its partition 1 (MKSTICK) runs past the end of the file",
@@ -202,7 +205,10 @@ fn to_file_creates_a_missing_file_with_mode_0600() {
     assert!(out.contains("verified by reading back"), "{out}");
     assert_eq!(mode(&s.path("new.raw")), 0o600);
     let verified = ok(s.run(&["inspect", "-q", "--verify", "new.raw"]));
-    assert!(verified.contains("verified: all 8 files match"), "{verified}");
+    assert!(
+        verified.contains("verified: all 8 files match"),
+        "{verified}"
+    );
     // The same through a path into a directory that exists...
     std::fs::create_dir(s.path("copies")).unwrap();
     ok(to_file(&s, "copies/stick.raw"));
@@ -242,7 +248,11 @@ fn to_file_refuses_the_image_itself_and_writes_nothing() {
             )),
             "{target}: {err}"
         );
-        assert_eq!(file_sha256(&img), before, "{target}: the image is unchanged");
+        assert_eq!(
+            file_sha256(&img),
+            before,
+            "{target}: the image is unchanged"
+        );
     }
     // A directory is no target either.
     std::fs::create_dir(s.path("dir")).unwrap();
