@@ -76,7 +76,7 @@ pub struct FlashSafety {
     /// Allow a disk that is neither removable nor on USB
     #[arg(long)]
     pub allow_fixed: bool,
-    /// The target is a regular file (an image copy), not a device
+    /// The target is a file (created if missing), mode 0600
     #[arg(long)]
     pub to_file: bool,
     /// Skip reading the stick back (not recommended)

@@ -183,6 +183,19 @@ fn read_u64(p: &Path) -> Option<u64> {
     read_trim(p)?.parse().ok()
 }
 
+/// A size in bytes from a sysfs `size` file, which counts 512-byte sectors
+/// whatever the device's sector size (linux/blkdev.h, `SECTOR_SHIFT`).
+/// A missing file reads as 0.
+fn sectors_as_bytes(p: &Path) -> Result<u64> {
+    let sectors = read_u64(p).unwrap_or(0);
+    sectors.checked_mul(512).with_context(|| {
+        format!(
+            "{} says {sectors} sectors, more than any disk has",
+            p.display()
+        )
+    })
+}
+
 fn list_dir(p: &Path) -> Vec<String> {
     let mut names: Vec<String> = std::fs::read_dir(p)
         .map(|rd| {
@@ -311,7 +324,7 @@ pub fn read_drive(view: &SystemView, name: &str) -> Result<Drive> {
         let (pprops, _) = udev_data(view, &pdev);
         partitions.push(Partition {
             path: format!("/dev/{sub}"),
-            size_bytes: read_u64(&pdir.join("size")).unwrap_or(0) * 512,
+            size_bytes: sectors_as_bytes(&pdir.join("size"))?,
             label: pprops.get("ID_FS_LABEL").cloned(),
             fstype: pprops.get("ID_FS_TYPE").cloned(),
             mounts: mount_map.get(&pdev).cloned().unwrap_or_default(),
@@ -322,14 +335,24 @@ pub fn read_drive(view: &SystemView, name: &str) -> Result<Drive> {
         });
     }
     let device = dir.join("device");
+    let sector_file = dir.join("queue/logical_block_size");
+    let logical_sector_bytes = match read_u64(&sector_file) {
+        None => 512,
+        Some(n) => u32::try_from(n).with_context(|| {
+            format!(
+                "{} says sectors of {n} bytes, more than any disk has",
+                sector_file.display()
+            )
+        })?,
+    };
     Ok(Drive {
         path: format!("/dev/{name}"),
         by_id,
         model: read_trim(&device.join("model")).or_else(|| read_trim(&device.join("name"))),
         vendor: read_trim(&device.join("vendor")),
         serial: serial(&dir, &props),
-        size_bytes: read_u64(&dir.join("size")).unwrap_or(0) * 512,
-        logical_sector_bytes: read_u64(&dir.join("queue/logical_block_size")).unwrap_or(512) as u32,
+        size_bytes: sectors_as_bytes(&dir.join("size"))?,
+        logical_sector_bytes,
         removable: read_trim(&dir.join("removable")).as_deref() == Some("1"),
         read_only: read_trim(&dir.join("ro")).as_deref() == Some("1"),
         transport: transport(&dir, name),
@@ -470,5 +493,37 @@ impl Drive {
                 .map(|s| format!(", serial {s}"))
                 .unwrap_or_default()
         )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A machine with one disk `sdz` whose sysfs files hold these values.
+    fn machine(size: &str, sector: &str) -> (tempfile::TempDir, SystemView) {
+        let root = tempfile::tempdir().unwrap();
+        let disk = root.path().join("sys/block/sdz");
+        std::fs::create_dir_all(disk.join("queue")).unwrap();
+        std::fs::write(disk.join("dev"), "8:400\n").unwrap();
+        std::fs::write(disk.join("size"), size).unwrap();
+        std::fs::write(disk.join("queue/logical_block_size"), sector).unwrap();
+        let view = SystemView::under(root.path());
+        (root, view)
+    }
+
+    #[test]
+    fn impossible_sizes_from_sysfs_are_errors_not_wrapped_numbers() {
+        let (_root, view) = machine("1000\n", "512\n");
+        let d = read_drive(&view, "sdz").unwrap();
+        assert_eq!((d.size_bytes, d.logical_sector_bytes), (512_000, 512));
+        // 2^63 sectors: the byte count does not fit in 64 bits.
+        let (_root, view) = machine("9223372036854775808\n", "512\n");
+        let e = format!("{:#}", read_drive(&view, "sdz").unwrap_err());
+        assert!(e.contains("more than any disk has"), "{e}");
+        // 2^32 + 512 would truncate to 512 as a u32.
+        let (_root, view) = machine("1000\n", "4294967808\n");
+        let e = format!("{:#}", read_drive(&view, "sdz").unwrap_err());
+        assert!(e.contains("sectors of 4294967808 bytes"), "{e}");
     }
 }

@@ -32,7 +32,8 @@ pub fn logical_sector_bytes(f: &File) -> io::Result<u32> {
     let mut n: nix::libc::c_int = 0;
     // SAFETY: `f` is open for the call; the kernel writes one int into `n`.
     unsafe { blksszget(f.as_raw_fd(), &mut n) }.map_err(io::Error::from)?;
-    Ok(n as u32)
+    u32::try_from(n)
+        .map_err(|_| io::Error::other(format!("the kernel reports a sector size of {n}")))
 }
 
 pub fn flush_buffers(f: &File) -> io::Result<()> {

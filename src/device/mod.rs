@@ -4,6 +4,7 @@
 
 pub mod drives;
 mod ioctl;
+pub mod validate;
 pub mod write;
 
 use crate::cli::{DevicesArgs, FlashArgs};
@@ -11,7 +12,7 @@ use crate::progress::Progress;
 use anyhow::{bail, Context, Result};
 use drives::{Drive, ImageFacts, SystemView, LARGE_DRIVE_BYTES};
 use std::io::{BufRead, IsTerminal, Write};
-use std::os::unix::fs::{FileTypeExt, MetadataExt, OpenOptionsExt};
+use std::os::unix::fs::{FileTypeExt, MetadataExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
@@ -91,36 +92,101 @@ struct Checked {
     path: PathBuf,
     size_bytes: u64,
     is_block: bool,
+    /// A `--to-file` target that does not exist yet: create it, mode 0600.
+    create: bool,
     rdev: u64,
     serial: Option<String>,
 }
 
-fn image_facts(image: &Path) -> Result<ImageFacts> {
-    let meta = std::fs::metadata(image).with_context(|| format!("reading {}", image.display()))?;
+/// The image, opened once: checked completely before anything else happens,
+/// and then the very file that is written.
+struct OpenImage {
+    file: std::fs::File,
+    table: validate::ImageGpt,
+    facts: ImageFacts,
+    /// `st_dev` and `st_ino`: a target with the same pair is the image itself.
+    identity: (u64, u64),
+}
+
+fn open_image(image: &Path) -> Result<OpenImage> {
+    let shown = image.display();
+    let file = std::fs::File::open(image).with_context(|| format!("opening {shown}"))?;
+    let meta = file
+        .metadata()
+        .with_context(|| format!("reading {shown}"))?;
     if !meta.is_file() {
-        bail!("{} is not an image file", image.display());
+        bail!("{shown} is not an image file");
     }
+    let table = validate::image(&file).map_err(|e| {
+        anyhow::anyhow!(
+            "refusing to flash {shown}: {e:#}; nothing was written (make an image with `mkstick build`)"
+        )
+    })?;
     let dev = meta.dev();
-    Ok(ImageFacts {
-        size_bytes: meta.len(),
-        holder_dev: Some((nix::sys::stat::major(dev), nix::sys::stat::minor(dev))),
+    Ok(OpenImage {
+        facts: ImageFacts {
+            size_bytes: table.size_bytes(),
+            holder_dev: Some((nix::sys::stat::major(dev), nix::sys::stat::minor(dev))),
+        },
+        identity: (dev, meta.ino()),
+        file,
+        table,
     })
 }
 
+/// Refuse a `--to-file` target that is the image itself (the same file, a
+/// symbolic link to it, or a hard link: the same device and inode).
+fn refuse_same_file(shown: &str, meta: &std::fs::Metadata, image: &OpenImage) -> Result<()> {
+    if (meta.dev(), meta.ino()) == image.identity {
+        bail!("refusing to write {shown}: it is the image file itself (the same file, or a link to it); name another file");
+    }
+    Ok(())
+}
+
+/// A loop device's backing file, if it is the image itself.
+fn loop_backs_image(view: &SystemView, name: &str, image: &OpenImage) -> Option<String> {
+    let path = view.sys.join("block").join(name).join("loop/backing_file");
+    let backing = std::fs::read_to_string(path).ok()?;
+    let backing = backing.trim_end_matches('\n');
+    let meta = std::fs::metadata(backing).ok()?;
+    ((meta.dev(), meta.ino()) == image.identity).then(|| backing.to_string())
+}
+
 /// Decide whether `target` may take the image, and show what will be lost.
-fn check_target(a: &FlashArgs, image: &ImageFacts, progress: &Progress) -> Result<Checked> {
+fn check_target(a: &FlashArgs, image: &OpenImage, progress: &Progress) -> Result<Checked> {
     let shown = a.device.display().to_string();
-    let path = std::fs::canonicalize(&a.device)
-        .with_context(|| format!("{shown} does not exist; list drives with `mkstick devices`"))?;
+    let path = match std::fs::canonicalize(&a.device) {
+        Ok(p) => p,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound && a.safety.to_file => {
+            return new_file_target(a, &shown, image);
+        }
+        Err(e) => {
+            return Err(e).with_context(|| {
+                format!("{shown} does not exist; list drives with `mkstick devices`")
+            })
+        }
+    };
     let meta = std::fs::metadata(&path).with_context(|| format!("reading {}", path.display()))?;
+    if meta.is_dir() {
+        bail!(
+            "refusing to write {shown}: it is a directory; name {}",
+            if a.safety.to_file {
+                "a file"
+            } else {
+                "a whole disk such as /dev/sdb"
+            }
+        );
+    }
     if meta.is_file() {
         if !a.safety.to_file {
             bail!("refusing to write {shown}: it is a regular file, not a device; pass --to-file to write an image copy into it");
         }
+        refuse_same_file(&shown, &meta, image)?;
         return Ok(Checked {
-            size_bytes: meta.len().max(image.size_bytes),
+            size_bytes: meta.len().max(image.facts.size_bytes),
             path,
             is_block: false,
+            create: false,
             rdev: 0,
             serial: None,
         });
@@ -137,8 +203,11 @@ fn check_target(a: &FlashArgs, image: &ImageFacts, progress: &Progress) -> Resul
     if !view.sys.join("block").join(&name).exists() {
         bail!("refusing to write {shown}: {} is a partition; name the whole disk (see `mkstick devices`)", path.display());
     }
+    if let Some(backing) = loop_backs_image(&view, &name, image) {
+        bail!("refusing to write {shown}: it is a loop device over the image file itself ({backing}); pick another device");
+    }
     let drive = drives::read_drive(&view, &name)?;
-    let refusals = drive.refusals(image, a.safety.allow_fixed);
+    let refusals = drive.refusals(&image.facts, a.safety.allow_fixed);
     if !refusals.is_empty() {
         let why: Vec<String> = refusals.iter().map(|r| r.explain()).collect();
         bail!("refusing to write {}: {}", drive.path, why.join("; "));
@@ -155,8 +224,39 @@ fn check_target(a: &FlashArgs, image: &ImageFacts, progress: &Progress) -> Resul
         path,
         size_bytes: drive.size_bytes,
         is_block: true,
+        create: false,
         rdev: meta.rdev(),
         serial: drive.serial.clone(),
+    })
+}
+
+/// A `--to-file` target that does not exist yet, in a directory that does.
+fn new_file_target(a: &FlashArgs, shown: &str, image: &OpenImage) -> Result<Checked> {
+    if std::fs::symlink_metadata(&a.device).is_ok() {
+        // O_CREAT would create the link's target, wherever it points.
+        bail!("refusing to write {shown}: it is a symbolic link to a file that does not exist; name the file itself");
+    }
+    let name = a
+        .device
+        .file_name()
+        .with_context(|| format!("refusing to write {shown}: it names no file"))?;
+    let parent = match a.device.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p,
+        _ => Path::new("."),
+    };
+    let dir = std::fs::canonicalize(parent).with_context(|| {
+        format!(
+            "refusing to write {shown}: its directory {} does not exist; create it first",
+            parent.display()
+        )
+    })?;
+    Ok(Checked {
+        path: dir.join(name),
+        size_bytes: image.facts.size_bytes,
+        is_block: false,
+        create: true,
+        rdev: 0,
+        serial: None,
     })
 }
 
@@ -189,7 +289,9 @@ fn confirm(a: &FlashArgs, drive: &Drive) -> Result<()> {
 }
 
 pub fn flash(a: &FlashArgs, progress: &Progress, out: &mut impl Write) -> Result<ExitCode> {
-    let image = image_facts(&a.image)?;
+    // The image first: a bad one is refused before the target is looked at
+    // or anything is asked.
+    let image = open_image(&a.image)?;
     let checked = check_target(a, &image, progress)?;
 
     // Identity re-check just before opening: the name may now be another disk.
@@ -214,8 +316,9 @@ pub fn flash(a: &FlashArgs, progress: &Progress, out: &mut impl Write) -> Result
     if checked.is_block {
         // O_EXCL on a block device fails with EBUSY if anything holds it.
         options.custom_flags(nix::libc::O_EXCL);
-    } else {
-        options.create(true);
+    } else if checked.create {
+        // The copy holds the server's keys: nobody else may read it.
+        options.create_new(true).mode(0o600);
     }
     let file = options.open(&checked.path).map_err(|e| {
         if e.raw_os_error() == Some(nix::libc::EBUSY) {
@@ -224,6 +327,26 @@ pub fn flash(a: &FlashArgs, progress: &Progress, out: &mut impl Write) -> Result
             anyhow::Error::new(e).context(format!("opening {}", checked.path.display()))
         }
     })?;
+    if !checked.is_block {
+        // What was opened, not what the name meant a moment ago.
+        let meta = file
+            .metadata()
+            .with_context(|| format!("reading {}", checked.path.display()))?;
+        if !meta.is_file() {
+            bail!(
+                "refusing to write {}: it is no longer a regular file; nothing was written",
+                checked.path.display()
+            );
+        }
+        refuse_same_file(&checked.path.display().to_string(), &meta, &image)?;
+        file.set_permissions(std::fs::Permissions::from_mode(0o600))
+            .with_context(|| {
+                format!(
+                    "making {} private (mode 0600) before writing keys into it",
+                    checked.path.display()
+                )
+            })?;
+    }
     // Keep udev from probing the disk while it is half-written. The lock is
     // held through a second descriptor of the same open file.
     let _lock = nix::fcntl::Flock::lock(
@@ -236,6 +359,7 @@ pub fn flash(a: &FlashArgs, progress: &Progress, out: &mut impl Write) -> Result
             checked.path.display()
         )
     })?;
+    let image_bytes = image.facts.size_bytes;
     let size_bytes = if checked.is_block {
         let sector = ioctl::logical_sector_bytes(&file).context("reading the sector size")?;
         if sector != 512 {
@@ -246,8 +370,8 @@ pub fn flash(a: &FlashArgs, progress: &Progress, out: &mut impl Write) -> Result
         }
         ioctl::size_bytes(&file).context("reading the device size")?
     } else {
-        if file.metadata()?.len() < image.size_bytes {
-            file.set_len(image.size_bytes)?;
+        if file.metadata()?.len() < image_bytes {
+            file.set_len(image_bytes)?;
         }
         checked.size_bytes
     };
@@ -255,20 +379,15 @@ pub fn flash(a: &FlashArgs, progress: &Progress, out: &mut impl Write) -> Result
     // Ctrl-C, SIGTERM and SIGHUP stop the write cleanly: the partition
     // table is cleared so the stick cannot boot half-written.
     let interrupted = crate::io::cleanup::interrupt_flag();
-    let img =
-        std::fs::File::open(&a.image).with_context(|| format!("opening {}", a.image.display()))?;
     let mut target = write::DeviceTarget::new(file, &checked.path, size_bytes, checked.is_block);
-    let wbar = progress.bar("writing", image.size_bytes);
+    let wbar = progress.bar("writing", image_bytes);
     let vbar = progress.bar(
         "verifying",
-        if a.safety.no_verify {
-            0
-        } else {
-            image.size_bytes
-        },
+        if a.safety.no_verify { 0 } else { image_bytes },
     );
     let report = write::write_image(
-        &img,
+        &image.file,
+        &image.table,
         &mut target,
         &write::WriteOptions {
             verify: !a.safety.no_verify,

@@ -1,10 +1,11 @@
 //! Stage 4 (write): an image -> a stick, then [`WriteReport`].
 //!
-//! Order, so that a stick never boots half-written:
+//! The image was checked beforehand ([`super::validate::image`]). Order, so
+//! that a stick never boots half-written:
 //! 1. zero the target's first and last MiB (both GPT copies), fsync;
 //! 2. write the body: only the ranges the image has data in (holes are free
 //!    FAT clusters and padding, which need not be zero on the stick), with an
-//!    fsync every 64 MiB;
+//!    fsync every 256 MiB;
 //! 3. write the image's last MiB, then its first MiB (the primary GPT), fsync;
 //! 4. verify: drop the device's caches, read every written range back through
 //!    a fresh O_DIRECT descriptor and compare sha256 with what was written;
@@ -13,6 +14,7 @@
 //!
 //! On any failure or interruption the first and last MiB are zeroed again.
 
+use super::validate::ImageGpt;
 use crate::image::gpt::SECTOR_BYTES;
 use crate::io::{Sha256Digest, BUFFER_SIZE};
 use anyhow::{bail, Context, Result};
@@ -54,8 +56,10 @@ pub struct Range {
 }
 
 impl Range {
+    /// Ranges come from a file's length or a checked GPT, so the sum fits;
+    /// saturating keeps a mistake from wrapping to a small offset.
     fn end(&self) -> u64 {
-        self.start + self.len
+        self.start.saturating_add(self.len)
     }
 }
 
@@ -63,23 +67,36 @@ impl Range {
 /// Where the filesystem cannot tell, the whole file is one range.
 pub fn mapped_ranges(file: &File, len: u64) -> Vec<Range> {
     use nix::unistd::{lseek, Whence};
+    let whole = vec![Range { start: 0, len }];
+    let Ok(end) = i64::try_from(len) else {
+        return whole;
+    };
     let mut out: Vec<Range> = Vec::new();
     let mut pos: i64 = 0;
-    let end = len as i64;
     while pos < end {
         let data = match lseek(file, pos, Whence::SeekData) {
             Ok(d) => d,
             Err(nix::errno::Errno::ENXIO) => break, // no data after pos
-            Err(_) => return vec![Range { start: 0, len }],
+            Err(_) => return whole,
         };
         let hole = lseek(file, data, Whence::SeekHole).unwrap_or(end).min(end);
-        let start = (data as u64) / 4096 * 4096;
-        let stop = (hole as u64).div_ceil(4096).saturating_mul(4096).min(len);
+        // lseek returns offsets >= 0; anything else, or no progress (the
+        // file changed under us), means the map cannot be trusted.
+        let (Ok(data_at), Ok(hole_at)) = (u64::try_from(data), u64::try_from(hole)) else {
+            return whole;
+        };
+        if hole <= pos || data_at >= len {
+            return whole;
+        }
+        let start = data_at / 4096 * 4096;
+        let stop = hole_at.div_ceil(4096).saturating_mul(4096).min(len);
         match out.last_mut() {
-            Some(last) if last.end() >= start => last.len = stop.max(last.end()) - last.start,
+            Some(last) if last.end() >= start => {
+                last.len = stop.max(last.end()).saturating_sub(last.start)
+            }
             _ => out.push(Range {
                 start,
-                len: stop - start,
+                len: stop.saturating_sub(start),
             }),
         }
         pos = hole;
@@ -164,14 +181,31 @@ pub fn clear_partition_table(target: &mut dyn Target) -> io::Result<()> {
     target.sync()
 }
 
-/// Write `image` to `target`. On failure the target's partition table is
-/// cleared before the error is returned.
+/// Write `image`, checked beforehand by [`super::validate::image`] into
+/// `table`, to `target`. On failure the target's partition table is cleared
+/// before the error is returned; a refusal before the first write (the image
+/// changed since it was checked, or is larger than the target) leaves the
+/// target untouched.
 pub fn write_image(
     image: &File,
+    table: &ImageGpt,
     target: &mut dyn Target,
     opts: &WriteOptions,
 ) -> Result<WriteReport> {
-    let result = write_inner(image, target, opts);
+    let image_len = image.metadata().context("reading the image size")?.len();
+    if image_len != table.size_bytes {
+        bail!(
+            "the image changed since it was checked ({} bytes, now {image_len}); nothing was written",
+            table.size_bytes
+        );
+    }
+    if image_len > target.size_bytes() {
+        bail!(
+            "the image ({image_len} bytes) is larger than the target ({} bytes); nothing was written",
+            target.size_bytes()
+        );
+    }
+    let result = write_inner(image, table, target, opts);
     if let Err(e) = result {
         return match clear_partition_table(target) {
             Ok(()) => Err(e.context(
@@ -212,39 +246,6 @@ fn skip_zero_head_sectors(image: &File, plan: Vec<Range>) -> Result<Vec<Range>> 
         out.extend(run);
     }
     Ok(out)
-}
-
-/// The image's partition table, and where its structures lie.
-struct ImageGpt {
-    disk_guid: uuid::Uuid,
-    partitions: std::collections::BTreeMap<u32, gpt::partition::Partition>,
-    areas: Vec<Range>,
-}
-
-fn read_image_gpt(image: &File, image_len: u64) -> Result<ImageGpt> {
-    let mut dev = crate::io::Slice::new(image, 0, image_len);
-    let disk = gpt::GptConfig::new()
-        .logical_block_size(gpt::disk::LogicalBlockSize::Lb512)
-        .open_from_device(&mut dev)
-        .context("the image has no valid GPT; build it with mkstick")?;
-    let h = disk
-        .primary_header()
-        .context("the image's primary GPT header is damaged")?;
-    let areas = vec![
-        Range {
-            start: 0,
-            len: h.first_usable * SECTOR_BYTES,
-        },
-        Range {
-            start: (h.last_usable + 1) * SECTOR_BYTES,
-            len: image_len - (h.last_usable + 1) * SECTOR_BYTES,
-        },
-    ];
-    Ok(ImageGpt {
-        disk_guid: *disk.guid(),
-        partitions: disk.partitions().clone(),
-        areas,
-    })
 }
 
 /// Reads a byte range of a file at its own position.
@@ -295,15 +296,13 @@ impl io::Write for TargetWriter<'_, '_> {
     }
 }
 
-fn write_inner(image: &File, target: &mut dyn Target, opts: &WriteOptions) -> Result<WriteReport> {
-    let image_len = image.metadata().context("reading the image size")?.len();
-    if image_len > target.size_bytes() {
-        bail!(
-            "the image ({image_len} bytes) is larger than the target ({} bytes)",
-            target.size_bytes()
-        );
-    }
-    let table = read_image_gpt(image, image_len)?;
+fn write_inner(
+    image: &File,
+    table: &ImageGpt,
+    target: &mut dyn Target,
+    opts: &WriteOptions,
+) -> Result<WriteReport> {
+    let image_len = table.size_bytes;
     let mapped = mapped_ranges(image, image_len);
     let plan = skip_zero_head_sectors(image, write_plan(&mapped, image_len, &table.areas))?;
     let started = Instant::now();
@@ -336,7 +335,7 @@ fn write_inner(image: &File, target: &mut dyn Target, opts: &WriteOptions) -> Re
             )
             .with_context(context)?;
         }
-        written += r.len;
+        written = written.saturating_add(r.len);
     }
     target.sync().context("syncing data to the stick")?;
 
@@ -350,7 +349,8 @@ fn write_inner(image: &File, target: &mut dyn Target, opts: &WriteOptions) -> Re
 
     // Last, the partition table: only now can the stick boot.
     check_interrupt(opts.interrupted)?;
-    written += write_gpt(target, &table).context("writing the partition table")?;
+    written =
+        written.saturating_add(write_gpt(target, table).context("writing the partition table")?);
     let write_seconds = started.elapsed().as_secs_f64() - verify_seconds.unwrap_or(0.0);
 
     let mut all = Sha256::new();
@@ -362,7 +362,7 @@ fn write_inner(image: &File, target: &mut dyn Target, opts: &WriteOptions) -> Re
     Ok(WriteReport {
         image_bytes: image_len,
         bytes_written: written,
-        bytes_skipped: image_len.saturating_sub(written_in_ranges + gpt_bytes),
+        bytes_skipped: image_len.saturating_sub(written_in_ranges.saturating_add(gpt_bytes)),
         write_seconds,
         verify_seconds,
         digest: Sha256Digest(all.finalize().into()),
@@ -430,9 +430,12 @@ fn verify(
 fn write_gpt(target: &mut dyn Target, table: &ImageGpt) -> Result<u64> {
     let size = target.size_bytes();
     let lbas = size / SECTOR_BYTES;
+    let last_lba = lbas
+        .checked_sub(1)
+        .with_context(|| format!("the target is only {size} bytes"))?;
     let file = target.file().try_clone().context("reopening the target")?;
     let mut dev = crate::io::Slice::new(&file, 0, size);
-    gpt::mbr::ProtectiveMBR::with_lb_size(u32::try_from(lbas - 1).unwrap_or(u32::MAX))
+    gpt::mbr::ProtectiveMBR::with_lb_size(u32::try_from(last_lba).unwrap_or(u32::MAX))
         .overwrite_lba0(&mut dev)
         .context("writing the protective MBR")?;
     let mut disk = gpt::GptConfig::new()
@@ -457,15 +460,19 @@ fn write_gpt(target: &mut dyn Target, table: &ImageGpt) -> Result<u64> {
     let backup = disk
         .backup_header()
         .context("the backup GPT header does not read back")?;
-    if backup.current_lba != lbas - 1
+    if backup.current_lba != last_lba
         || disk.partitions() != &table.partitions
         || *disk.guid() != table.disk_guid
     {
         bail!("the partition table read back from the stick differs from the image's");
     }
-    // MBR, both headers, both entry arrays.
+    // MBR, both headers, both entry arrays (the gpt crate's own header:
+    // 128 entries of 128 bytes).
     let entries = u64::from(h.num_parts) * u64::from(h.part_size);
-    Ok(3 * SECTOR_BYTES + 2 * entries)
+    entries
+        .checked_mul(2)
+        .and_then(|n| n.checked_add(3 * SECTOR_BYTES))
+        .context("the new GPT's size is out of range")
 }
 
 /// A block device (or, for tests and `--to-file`, a regular file) opened for
@@ -582,6 +589,7 @@ impl Target for DeviceTarget {
 
 #[cfg(test)]
 mod tests {
+    use super::super::validate::test_image;
     use super::*;
 
     #[test]
@@ -621,15 +629,15 @@ mod tests {
 
     #[test]
     fn gpt_moves_to_the_end_of_a_bigger_target() {
-        let img = tempfile::tempfile().unwrap();
-        img.set_len(4 * MIB).unwrap();
         let (disk, part) = (uuid::Uuid::from_u128(7), uuid::Uuid::from_u128(8));
-        crate::image::gpt::write(&img, disk, part, 2 * MIB).unwrap();
+        let img = test_image::with_guids(disk, part);
+        let table = super::super::validate::image(&img).unwrap();
         let mut target = FileTarget(tempfile::tempfile().unwrap());
-        target.0.set_len(16 * MIB).unwrap();
+        target.0.set_len(test_image::ESP_BYTES + 16 * MIB).unwrap();
         let never = AtomicBool::new(false);
         let report = write_image(
             &img,
+            &table,
             &mut target,
             &WriteOptions {
                 verify: true,
@@ -649,24 +657,22 @@ mod tests {
 
     #[test]
     fn an_interrupted_write_leaves_no_partition_table() {
-        let img = tempfile::tempfile().unwrap();
-        img.set_len(4 * MIB).unwrap();
-        crate::image::gpt::write(
-            &img,
-            uuid::Uuid::from_u128(1),
-            uuid::Uuid::from_u128(2),
-            2 * MIB,
-        )
-        .unwrap();
+        let img = test_image::with_guids(uuid::Uuid::from_u128(1), uuid::Uuid::from_u128(2));
+        let table = super::super::validate::image(&img).unwrap();
+        let size = table.size_bytes();
         let mut target = FileTarget(tempfile::tempfile().unwrap());
-        target.0.set_len(4 * MIB).unwrap();
-        // An old, valid GPT on the target first.
-        let mut old = vec![0u8; 4 * MIB as usize];
-        img.read_exact_at(&mut old, 0).unwrap();
-        target.0.write_all_at(&old, 0).unwrap();
+        target.0.set_len(size).unwrap();
+        // An old, valid GPT on the target first: the image's first and last MiB.
+        for at in [0, size - MIB] {
+            let mut old = vec![0u8; MIB as usize];
+            img.read_exact_at(&mut old, at).unwrap();
+            target.0.write_all_at(&old, at).unwrap();
+        }
+        assert!(crate::image::gpt::read_esp(&target.0).is_ok());
         let stop = AtomicBool::new(true);
         let e = write_image(
             &img,
+            &table,
             &mut target,
             &WriteOptions {
                 verify: true,

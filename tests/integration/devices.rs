@@ -3,6 +3,7 @@
 
 use crate::common::*;
 use mkstick::device::drives::{self, ImageFacts, Refusal, SystemView};
+use mkstick::device::validate;
 use mkstick::device::write::{self, Target, WriteOptions, MIB};
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
@@ -199,7 +200,7 @@ impl Target for FileTarget {
     }
 }
 
-fn built_image() -> (Scratch, std::fs::File) {
+pub(crate) fn built_image() -> (Scratch, std::fs::File) {
     let s = Scratch::new(&minimal_config());
     ok(s.run(&["build", "-q"]));
     let f = std::fs::File::open(s.path("mkstick.img")).unwrap();
@@ -227,7 +228,8 @@ fn a_failing_write_clears_the_partition_table() {
     let mut t = FileTarget::new(64 * MIB);
     t.fail_write = Some(10);
     let never = AtomicBool::new(false);
-    let e = write::write_image(&img, &mut t, &options(&never)).unwrap_err();
+    let table = validate::image(&img).unwrap();
+    let e = write::write_image(&img, &table, &mut t, &options(&never)).unwrap_err();
     let msg = format!("{e:#}");
     assert!(
         msg.contains("the stick's partition table was cleared"),
@@ -244,14 +246,15 @@ fn a_read_back_mismatch_fails_and_clears_the_partition_table() {
     let mut t = FileTarget::new(64 * MIB);
     t.corrupt_read_at = Some(MIB + 4096 * 3);
     let never = AtomicBool::new(false);
-    let e = write::write_image(&img, &mut t, &options(&never)).unwrap_err();
+    let table = validate::image(&img).unwrap();
+    let e = write::write_image(&img, &table, &mut t, &options(&never)).unwrap_err();
     let msg = format!("{e:#}");
     assert!(msg.contains("verification failed: bytes"), "{msg}");
     assert!(msg.contains("the stick may be faulty or fake"), "{msg}");
     assert!(first_mib_is_zero(&t.file));
     // Without the fault the same write verifies.
     t.corrupt_read_at = None;
-    let r = write::write_image(&img, &mut t, &options(&never)).unwrap();
+    let r = write::write_image(&img, &table, &mut t, &options(&never)).unwrap();
     assert!(r.verify_seconds.is_some() && r.gpt_moved);
     let mapped: u64 = write::mapped_ranges(&img, img.metadata().unwrap().len())
         .iter()
@@ -267,9 +270,9 @@ fn a_read_back_mismatch_fails_and_clears_the_partition_table() {
 // ---- real block devices ----
 
 /// A loop device over a sparse file, detached on drop.
-struct Loop {
-    dev: PathBuf,
-    backing: PathBuf,
+pub(crate) struct Loop {
+    pub(crate) dev: PathBuf,
+    pub(crate) backing: PathBuf,
     _dir: tempfile::TempDir,
 }
 
@@ -281,7 +284,7 @@ impl Drop for Loop {
 
 /// A loop device of `size` bytes, or None (with a message) where this
 /// machine cannot make one. CI (MKSTICK_REQUIRE_TOOLS=1, root) requires it.
-fn loop_device(size: u64, prepare: impl FnOnce(&Path)) -> Option<Loop> {
+pub(crate) fn loop_device(size: u64, prepare: impl FnOnce(&Path)) -> Option<Loop> {
     let required = std::env::var("MKSTICK_REQUIRE_TOOLS").as_deref() == Ok("1");
     let dir = tempfile::tempdir().unwrap();
     let backing = dir.path().join("stick.raw");
@@ -315,7 +318,7 @@ fn loop_device(size: u64, prepare: impl FnOnce(&Path)) -> Option<Loop> {
     }
 }
 
-fn run_flash(s: &Scratch, dev: &Path, extra: &[&str]) -> std::process::Output {
+pub(crate) fn run_flash(s: &Scratch, dev: &Path, extra: &[&str]) -> std::process::Output {
     let mut args = vec![
         "flash",
         "mkstick.img",

@@ -5,6 +5,7 @@ mod common;
 mod cli;
 mod devices;
 mod fetch;
+mod flash_safety;
 mod golden;
 mod http;
 mod image;
