@@ -374,7 +374,7 @@ fn mistakes_are_reported_before_anything_is_downloaded() {
         (
             "[\"ok.yaml\"]",
             "[\"bad.yaml\"]",
-            "bad.yaml:4:1: document 2 is not a Kubernetes object",
+            "bad.yaml:3:1: document 2 is not a Kubernetes object",
         ),
     ] {
         // Each case changes one line of a good config.

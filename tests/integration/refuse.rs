@@ -17,6 +17,37 @@ fn is_root() -> bool {
 #[test]
 fn output_refuses_device_nodes_and_dev_paths() {
     let s = Scratch::new(&minimal_config());
+    // A new name under /dev is a stick that is not plugged in.
+    let e = fails(s.run(&["build", "-o", "/dev/mkstick-no-such-stick"]));
+    assert!(
+        e.contains("/dev holds devices, not files") && e.contains("--flash"),
+        "{e}"
+    );
+    assert!(!Path::new("/dev/mkstick-no-such-stick").exists());
+    if !is_root() {
+        eprintln!("SKIPPED: device nodes need root (mknod)");
+        return;
+    }
+    // A character device first, in the scratch directory (a copy of
+    // /dev/null's node), so that a regression fails here and never replaces
+    // the machine's own /dev/null.
+    let null = s.path("null");
+    nix::sys::stat::mknod(
+        &null,
+        nix::sys::stat::SFlag::S_IFCHR,
+        nix::sys::stat::Mode::from_bits_truncate(0o666),
+        nix::sys::stat::makedev(1, 3),
+    )
+    .unwrap();
+    let e = fails(s.run(&["build", "-o", "null", "--force"]));
+    assert!(
+        e.contains("refusing to write the image over null: it is not a regular file"),
+        "{e}"
+    );
+    assert!(std::fs::symlink_metadata(&null)
+        .unwrap()
+        .file_type()
+        .is_char_device());
     // /dev/null: mkstick once replaced it with a 133 MiB file and said "built".
     let e = fails(s.run(&["build", "-o", "/dev/null", "--force"]));
     assert!(
@@ -27,17 +58,6 @@ fn output_refuses_device_nodes_and_dev_paths() {
         .unwrap()
         .file_type()
         .is_char_device());
-    // A new name under /dev is a stick that is not plugged in.
-    let e = fails(s.run(&["build", "-o", "/dev/mkstick-no-such-stick"]));
-    assert!(
-        e.contains("/dev holds devices, not files") && e.contains("--flash"),
-        "{e}"
-    );
-    assert!(!Path::new("/dev/mkstick-no-such-stick").exists());
-    if !is_root() {
-        eprintln!("SKIPPED: a block device node needs root (mknod)");
-        return;
-    }
     // A block device node (loop major 7; the node need not be backed).
     let node = s.path("stick");
     nix::sys::stat::mknod(
