@@ -275,3 +275,22 @@ pub fn ignition_validate(config: &[u8]) {
         String::from_utf8_lossy(&o.stderr)
     );
 }
+
+/// Run GRUB's own parser, `grub-script-check`, on a rendered grub.cfg: a
+/// syntax error there would only show on the server's screen.
+pub fn grub_script_check(cfg: &[u8]) {
+    let Some(tool) = tool("grub-script-check") else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let p = dir.path().join("grub.cfg");
+    std::fs::write(&p, cfg).unwrap();
+    let o = Command::new(tool).arg(&p).output().unwrap();
+    assert!(
+        o.status.success(),
+        "grub-script-check rejected grub.cfg: {}{}\n{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr),
+        String::from_utf8_lossy(cfg)
+    );
+}

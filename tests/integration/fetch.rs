@@ -294,6 +294,7 @@ fn fedora_coreos_fetch_gives_a_usable_os_directory_and_a_cache_hit_uses_no_netwo
     let s = Scratch::new(&minimal_config());
     ok(s.run(&["build", "--os-dir", dir.to_str().unwrap()]));
     let grub = esp_file(&s.path("mkstick.img"), "EFI/BOOT/grub.cfg");
+    grub_script_check(&grub);
     assert!(String::from_utf8_lossy(&grub).contains("os/rootfs.img"));
 
     // Pinned and cached: not one request.
@@ -638,6 +639,7 @@ fn flatcar_fetch_checks_digests_and_signatures_and_boots_through_fedoras_efi_cha
     ok(s.run(&["build", "--os-dir", dir.to_str().unwrap()]));
     let img = s.path("mkstick.img");
     let grub = String::from_utf8(esp_file(&img, "EFI/BOOT/grub.cfg")).unwrap();
+    grub_script_check(grub.as_bytes());
     assert!(
         grub.contains("initrd /os/initramfs.img /mkstick/ignition.img"),
         "{grub}"

@@ -56,7 +56,9 @@ fn run_case(name: &str) {
     let ignition = embedded_ignition(&img);
     ignition_validate(&ignition);
     check_golden(&case, "ignition.json", &ignition);
-    check_golden(&case, "grub.cfg", &esp_file(&img, "EFI/BOOT/grub.cfg"));
+    let grub = esp_file(&img, "EFI/BOOT/grub.cfg");
+    grub_script_check(&grub);
+    check_golden(&case, "grub.cfg", &grub);
     let config: mkstick::ignition::Config = serde_json::from_slice(&ignition).unwrap();
     for u in &config.systemd.units {
         check_golden(
