@@ -293,6 +293,12 @@ impl OsDir {
             }
         }
         out.sort_by(|a, b| a.esp_path.cmp(&b.esp_path));
+        check_efi_layout(&out).with_context(|| {
+            format!(
+                "the EFI boot files of {} cannot go on a stick",
+                self.dir.display()
+            )
+        })?;
         Ok(out)
     }
 
@@ -311,6 +317,47 @@ impl OsDir {
     }
 }
 
+/// The firmware's removable-media path (UEFI 2.10, 3.5.1.1): what a stick
+/// boots through. On a shim chain it is shim, with GRUB beside it.
+pub const REMOVABLE_LOADER: &str = "EFI/BOOT/BOOTX64.EFI";
+
+/// A boot chain a stick can carry: it boots through [`REMOVABLE_LOADER`],
+/// and it holds no shim fallback. When shim finds `fbx64.efi` beside it,
+/// it runs it, and the fallback reads every `BOOT*.CSV` under `\EFI\` and
+/// writes boot entries into the firmware's NVRAM (rhboot/shim
+/// `README.fallback`, `fallback.c`): a stick must never change the server's
+/// boot order. Fedora CoreOS's `efiboot.img` carries neither (osbuild
+/// `osbuild/util/makeefi.py`).
+pub fn check_efi_layout(files: &[EfiFile]) -> Result<()> {
+    if !files
+        .iter()
+        .any(|f| f.esp_path.eq_ignore_ascii_case(REMOVABLE_LOADER))
+    {
+        bail!("there is no {REMOVABLE_LOADER}, the loader a firmware boots a stick through");
+    }
+    for f in files {
+        let name = f
+            .esp_path
+            .rsplit('/')
+            .next()
+            .unwrap_or_default()
+            .to_ascii_lowercase();
+        if name == "fbx64.efi" {
+            bail!(
+                "{} is shim's fallback loader, which writes boot entries into the server's firmware; use a boot chain without it",
+                f.esp_path
+            );
+        }
+        if name.starts_with("boot") && name.ends_with(".csv") {
+            bail!(
+                "{} tells shim's fallback loader which boot entries to write into the server's firmware; use a boot chain without it",
+                f.esp_path
+            );
+        }
+    }
+    Ok(())
+}
+
 /// The error every sha256 mismatch of an OS file gives.
 pub fn check_digest(path: &Path, want: Sha256Digest, got: Sha256Digest) -> Result<()> {
     if want != got {
@@ -320,4 +367,47 @@ pub fn check_digest(path: &Path, want: Sha256Digest, got: Sha256Digest) -> Resul
         );
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod efi_layout_tests {
+    use super::*;
+
+    fn files(paths: &[&str]) -> Vec<EfiFile> {
+        paths
+            .iter()
+            .map(|p| EfiFile {
+                esp_path: p.to_string(),
+                contents: Vec::new(),
+            })
+            .collect()
+    }
+
+    #[test]
+    fn a_stick_boots_through_the_removable_path_without_shims_fallback() {
+        // Fedora CoreOS's efiboot.img layout.
+        let fcos = [
+            "EFI/BOOT/BOOTX64.EFI",
+            "EFI/BOOT/grub.cfg",
+            "EFI/BOOT/grubx64.efi",
+            "EFI/BOOT/mmx64.efi",
+            "EFI/fedora/grub.cfg",
+        ];
+        check_efi_layout(&files(&fcos)).unwrap();
+        for (extra, want) in [
+            ("EFI/BOOT/fbx64.efi", "shim's fallback loader"),
+            ("EFI/BOOT/FBX64.EFI", "shim's fallback loader"),
+            ("EFI/fedora/BOOTX64.CSV", "boot entries"),
+            ("EFI/debian/BOOT.CSV", "boot entries"),
+        ] {
+            let mut with = fcos.to_vec();
+            with.push(extra);
+            let e = check_efi_layout(&files(&with)).unwrap_err().to_string();
+            assert!(e.starts_with(extra) && e.contains(want), "{e}");
+        }
+        let e = check_efi_layout(&files(&["EFI/fedora/shimx64.efi"]))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("no EFI/BOOT/BOOTX64.EFI"), "{e}");
+    }
 }

@@ -10,6 +10,7 @@ mod golden;
 mod http;
 mod image;
 mod kubernetes;
+mod os_contract;
 mod refuse;
 
 #[cfg(feature = "boot-tests")]

@@ -1,0 +1,49 @@
+//! What the real OSes' boot chains must look like before mkstick puts them
+//! on a stick (fixture-driven; nothing boots here).
+
+use crate::common::*;
+
+/// Replace the fake OS's efiboot.img with one holding `files`.
+fn with_efiboot(s: &Scratch, files: &[(&str, &[u8])]) {
+    let old = file_sha256(s.path("os/efiboot.img"));
+    let img = fat_image(files);
+    std::fs::write(s.path("os/efiboot.img"), &img).unwrap();
+    let json = std::fs::read_to_string(s.path("os/os.json")).unwrap();
+    std::fs::write(s.path("os/os.json"), json.replace(&old, &sha256_hex(&img))).unwrap();
+}
+
+#[test]
+fn a_boot_chain_with_shims_fallback_is_refused_before_anything_is_written() {
+    let boot = filler(4096, 4);
+    let grub = filler(4096, 5);
+    for (extra, want) in [
+        (
+            "EFI/BOOT/fbx64.efi",
+            "EFI/BOOT/fbx64.efi is shim's fallback loader, which writes boot entries into the server's firmware",
+        ),
+        (
+            "EFI/fedora/BOOTX64.CSV",
+            "EFI/fedora/BOOTX64.CSV tells shim's fallback loader which boot entries to write",
+        ),
+    ] {
+        let s = Scratch::with_efi(&minimal_config(), Efi::FatImage);
+        with_efiboot(
+            &s,
+            &[
+                ("EFI/BOOT/BOOTX64.EFI", &boot),
+                ("EFI/BOOT/grubx64.efi", &grub),
+                (extra, b"x"),
+            ],
+        );
+        for cmd in ["check", "build"] {
+            let e = fails(s.run(&[cmd]));
+            assert!(e.contains("the EFI boot files of") && e.contains(want), "{cmd}: {e}");
+        }
+        assert!(!s.path("mkstick.img").exists());
+    }
+    // No removable-media loader at all.
+    let s = Scratch::with_efi(&minimal_config(), Efi::FatImage);
+    with_efiboot(&s, &[("EFI/fedora/shimx64.efi", &boot)]);
+    let e = fails(s.run(&["build"]));
+    assert!(e.contains("there is no EFI/BOOT/BOOTX64.EFI"), "{e}");
+}
