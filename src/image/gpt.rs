@@ -87,7 +87,11 @@ pub fn read_esp(file: &File) -> Result<EspLocation> {
         .values()
         .find(|p| p.part_type_guid == gpt::partition_types::EFI)
         .context("the GPT has no EFI system partition; this is not an mkstick image")?;
-    if esp.last_lba < esp.first_lba || (esp.last_lba + 1) * SECTOR_BYTES > total {
+    let end_bytes = esp
+        .last_lba
+        .checked_add(1)
+        .and_then(|lbas| lbas.checked_mul(SECTOR_BYTES));
+    if esp.last_lba < esp.first_lba || end_bytes.is_none_or(|end| end > total) {
         bail!("the EFI partition lies outside the image; the image is cut or damaged");
     }
     Ok(EspLocation {
