@@ -259,38 +259,32 @@ pub fn embedded_ignition(image: &Path) -> Vec<u8> {
         .data
 }
 
-/// Run `ignition-validate` on a config, if it is installed.
-pub fn ignition_validate(config: &[u8]) {
-    let Some(tool) = tool("ignition-validate") else {
+/// Run an external checker on `bytes` written to a file named `name`, if
+/// the checker is installed, and assert that it accepts them.
+fn external_check(checker: &str, name: &str, bytes: &[u8]) {
+    let Some(tool) = tool(checker) else {
         return;
     };
     let dir = tempfile::tempdir().unwrap();
-    let p = dir.path().join("config.ign");
-    std::fs::write(&p, config).unwrap();
+    let p = dir.path().join(name);
+    std::fs::write(&p, bytes).unwrap();
     let o = Command::new(tool).arg(&p).output().unwrap();
     assert!(
         o.status.success(),
-        "ignition-validate rejected the config: {}{}",
+        "{checker} rejected {name}: {}{}\n{}",
         String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
+        String::from_utf8_lossy(&o.stderr),
+        String::from_utf8_lossy(bytes)
     );
+}
+
+/// Run `ignition-validate` on a config, if it is installed.
+pub fn ignition_validate(config: &[u8]) {
+    external_check("ignition-validate", "config.ign", config);
 }
 
 /// Run GRUB's own parser, `grub-script-check`, on a rendered grub.cfg: a
 /// syntax error there would only show on the server's screen.
 pub fn grub_script_check(cfg: &[u8]) {
-    let Some(tool) = tool("grub-script-check") else {
-        return;
-    };
-    let dir = tempfile::tempdir().unwrap();
-    let p = dir.path().join("grub.cfg");
-    std::fs::write(&p, cfg).unwrap();
-    let o = Command::new(tool).arg(&p).output().unwrap();
-    assert!(
-        o.status.success(),
-        "grub-script-check rejected grub.cfg: {}{}\n{}",
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr),
-        String::from_utf8_lossy(cfg)
-    );
+    external_check("grub-script-check", "grub.cfg", cfg);
 }
