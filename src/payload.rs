@@ -95,6 +95,7 @@ pub fn render(plan: &Plan) -> Result<Payload> {
         serial_console: plan.serial_console,
         kernel_args: &plan.kernel_args,
         rootfs: plan.rootfs.is_some(),
+        secure_boot_unsupported: m.secure_boot_unsupported.as_deref(),
     });
     for p in &m.grub_cfg {
         files.insert(p.clone(), bytes_file(p, grub_cfg.clone().into_bytes()));

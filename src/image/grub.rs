@@ -22,6 +22,9 @@ pub struct GrubArgs<'a> {
     pub kernel_args: &'a [KernelArg],
     /// Whether the OS has a separate root filesystem initrd.
     pub rootfs: bool,
+    /// Why the kernel cannot boot under Secure Boot, for an OS whose kernel
+    /// the stick's shim does not trust ([`crate::os::OsManifest`]).
+    pub secure_boot_unsupported: Option<&'a str>,
 }
 
 /// The grub.cfg text. Kernel arguments are single-quoted; [`KernelArg`]
@@ -34,16 +37,32 @@ pub fn config(a: &GrubArgs) -> String {
     } else {
         ""
     };
-    let title = a.title.replace(
-        |c: char| !(c.is_ascii_alphanumeric() || " .-_+:()/".contains(c)),
-        "_",
-    );
+    let safe = |t: &str, also: &str| {
+        t.replace(
+            |c: char| !(c.is_ascii_alphanumeric() || " .-_+:()/".contains(c) || also.contains(c)),
+            "_",
+        )
+    };
+    let title = safe(a.title, "");
+    // GRUB sets and exports shim_lock=y when Secure Boot is on (grub2
+    // grub-core/kern/efi/sb.c; Fedora's and Debian's GRUB alike), and only
+    // then; the kernel would then fail shim's check with a message that
+    // sends the user the wrong way ("rebuild the stick").
+    let secure_boot = match a.secure_boot_unsupported {
+        Some(why) => format!(
+            // Double quotes keep the apostrophe; `safe` leaves no `$`, `\`
+            // or `"` to expand.
+            "  if [ \"$shim_lock\" = y ]; then\n    echo \"mkstick: Secure Boot is on; {}: turn Secure Boot off for this server\"\n    sleep 30\n    halt\n  fi\n",
+            safe(why, ",'")
+        ),
+        None => String::new(),
+    };
     format!(
         "# Written by mkstick. Boots {title} live from this stick; no menu.\n\
 {terminal}\
 if search --no-floppy --fs-uuid --set=root {uuid}; then
   echo 'mkstick: booting {title}'
-  if linux /{KERNEL} {args}; then
+{secure_boot}  if linux /{KERNEL} {args}; then
     echo 'mkstick: loading the initramfs, the root filesystem and the config'
     if initrd /{INITRAMFS} {rootfs}/{CONFIG_INITRD}; then
       boot
@@ -85,11 +104,32 @@ mod tests {
             serial_console: true,
             kernel_args: &args,
             rootfs: true,
+            secure_boot_unsupported: None,
         });
+        assert!(!cfg.contains("shim_lock"));
         assert!(cfg.contains("--fs-uuid --set=root 1234-ABCD"));
         assert!(cfg.contains("'ignition.firstboot' 'console=ttyS0,115200n8'"));
         assert!(cfg.trim_end().ends_with("halt"));
         assert!(!cfg.contains("'x'"), "titles cannot inject quotes: {cfg}");
+        assert_eq!(cfg.matches("if ").count(), cfg.matches("fi\n").count());
+    }
+
+    #[test]
+    fn an_os_the_shim_cannot_boot_halts_with_why_under_secure_boot() {
+        let cfg = config(&GrubArgs {
+            title: "Flatcar Container Linux 4593.2.0",
+            volume_id: 1,
+            serial_console: false,
+            kernel_args: &[],
+            rootfs: false,
+            secure_boot_unsupported: Some("Flatcar's kernel is not signed by Fedora's shim $x\""),
+        });
+        let check = cfg.find("if [ \"$shim_lock\" = y ]; then").unwrap();
+        assert!(
+            check < cfg.find("if linux").unwrap(),
+            "checked before the kernel: {cfg}"
+        );
+        assert!(cfg.contains("echo \"mkstick: Secure Boot is on; Flatcar's kernel is not signed by Fedora's shim _x_: turn Secure Boot off for this server\"\n    sleep 30\n    halt\n  fi\n"), "{cfg}");
         assert_eq!(cfg.matches("if ").count(), cfg.matches("fi\n").count());
     }
 }

@@ -259,6 +259,7 @@ pub fn fetch(r: &Release, dl: &Downloader, keys: &Keyring) -> Result<PathBuf> {
         kernel_args: super::kernel_args(KERNEL_ARGS)?,
         ignition_config_path: "config.ign".to_string(),
         nfs_server: NfsServer::Container,
+        secure_boot_unsupported: None,
     };
     super::fetch::write_os_dir(dl.cache, &manifest)
 }

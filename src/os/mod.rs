@@ -48,6 +48,12 @@ pub struct OsManifest {
     /// (Fedora CoreOS). Older OS directories without it mean `kernel`.
     #[serde(default, skip_serializing_if = "NfsServer::is_default")]
     pub nfs_server: NfsServer,
+    /// Why this OS's kernel cannot boot under Secure Boot through the EFI
+    /// chain on the stick (Flatcar: "Flatcar's kernel is not signed by
+    /// Fedora's shim"). GRUB then says so and halts when Secure Boot is on,
+    /// instead of failing to load the kernel.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub secure_boot_unsupported: Option<String>,
 }
 
 /// Where the NFS server of the data export comes from.

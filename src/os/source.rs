@@ -135,6 +135,12 @@ impl OsSource {
                         format!("`{t}` is not a release version; write it as published, like \"{example}\", or leave `version` out for the newest"),
                     ));
                 }
+                if let Some(why) = flatcar
+                    .then(|| super::flatcar::unusable_release(t))
+                    .flatten()
+                {
+                    return Err(err(v, why));
+                }
                 Some(t.clone())
             }
         };

@@ -640,6 +640,11 @@ fn flatcar_fetch_checks_digests_and_signatures_and_boots_through_fedoras_efi_cha
     let img = s.path("mkstick.img");
     let grub = String::from_utf8(esp_file(&img, "EFI/BOOT/grub.cfg")).unwrap();
     grub_script_check(grub.as_bytes());
+    // Fedora's shim does not trust Flatcar's kernel: say so under Secure Boot.
+    assert!(
+        grub.contains("if [ \"$shim_lock\" = y ]; then\n    echo \"mkstick: Secure Boot is on; Flatcar's kernel is not signed by Fedora's shim: turn Secure Boot off for this server\"\n    sleep 30\n    halt"),
+        "{grub}"
+    );
     assert!(
         grub.contains("initrd /os/initramfs.img /mkstick/ignition.img"),
         "{grub}"

@@ -47,3 +47,23 @@ fn a_boot_chain_with_shims_fallback_is_refused_before_anything_is_written() {
     let e = fails(s.run(&["build"]));
     assert!(e.contains("there is no EFI/BOOT/BOOTX64.EFI"), "{e}");
 }
+
+/// flatcar/Flatcar#2023: those releases boot a stick with no users.
+#[test]
+fn a_flatcar_release_that_drops_the_config_is_refused_at_its_line() {
+    let server = crate::http::Server::start();
+    let s = Scratch::new(&format!(
+        "[node]\nhostname = \"kube1\"\nssh-authorized-keys = [\"{KEY}\"]\n\n[os]\ndistro = \"flatcar\"\nchannel = \"alpha\"\nversion = \"4600.0.0\"\nrelease-url = \"{}/alpha\"\nstream-url = \"{}/fcos.json\"\n",
+        server.base, server.base
+    ));
+    for cmd in ["check", "build", "fetch"] {
+        let e = fails(s.run(&[cmd]));
+        assert!(
+            e.contains("mkstick.toml:8:11: Flatcar 4600.0.0 drops the config a stick carries")
+                && e.contains("flatcar/Flatcar#2023")
+                && e.contains("alpha 4669.0.0 or later"),
+            "{cmd}: {e}"
+        );
+    }
+    assert_eq!(server.requests(), vec![], "nothing was fetched");
+}
