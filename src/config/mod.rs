@@ -101,6 +101,8 @@ pub struct BootConfig {
     pub kernel_args: CheckedList<KernelArg>,
     #[serde(default = "yes")]
     pub serial_console: bool,
+    /// The main console; `None` is [`MainConsole::Screen`].
+    pub console: Option<Spanned<MainConsole>>,
 }
 
 impl Default for BootConfig {
@@ -108,8 +110,32 @@ impl Default for BootConfig {
         BootConfig {
             kernel_args: CheckedList::default(),
             serial_console: true,
+            console: None,
         }
     }
+}
+
+impl BootConfig {
+    pub fn main_console(&self) -> MainConsole {
+        self.console
+            .as_ref()
+            .map_or_else(Default::default, |c| *c.get_ref())
+    }
+}
+
+/// Which console is `/dev/console`: where systemd's status, Ignition's
+/// errors and the emergency shell appear. The kernel gives it to the last
+/// `console=` argument (kernel `Documentation/admin-guide/serial-console.rst`);
+/// kernel messages go to every console.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, serde::Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum MainConsole {
+    /// The screen: a server with a monitor and no serial cable sees
+    /// everything (Fedora CoreOS's choice on bare metal).
+    #[default]
+    Screen,
+    /// The serial port ttyS0: headless servers, and the QEMU boot tests.
+    Serial,
 }
 
 fn yes() -> bool {

@@ -43,6 +43,10 @@ stream = "stable"
 kernel-args = []
 # Show the boot console on the first serial port too (ttyS0, 115200 baud).
 serial-console = true
+# The main console, where boot status, errors and the emergency shell
+# appear: "screen" (a monitor), or "serial" for a server with only a
+# serial cable.
+console = "screen"
 
 # Data drives: a btrfs pool that keeps the cluster's state and your data
 # across reboots and reflashing. Without it, nothing survives a reboot.

@@ -347,10 +347,12 @@ pub fn describe(plan: &Plan, payload: &Payload) -> String {
     let _ = writeln!(
         s,
         "  console: {}",
-        if plan.serial_console {
-            "screen and serial port ttyS0 (115200 baud)"
-        } else {
-            "screen only"
+        match (plan.serial_console, plan.main_console) {
+            (false, _) => "screen only",
+            (true, crate::config::MainConsole::Screen) =>
+                "the screen (boot status, errors, emergency shell), and serial port ttyS0 (115200 baud: kernel messages and a login)",
+            (true, crate::config::MainConsole::Serial) =>
+                "serial port ttyS0 (115200 baud: boot status, errors, emergency shell), and the screen (kernel messages and a login)",
         }
     );
     let _ = writeln!(s);

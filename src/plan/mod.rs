@@ -11,7 +11,7 @@ pub mod storage;
 pub use describe::describe;
 
 use crate::config::types::{KernelArg, PasswordHash};
-use crate::config::{LoadedConfig, NodeConfig, SourceError};
+use crate::config::{LoadedConfig, MainConsole, NodeConfig, SourceError};
 use crate::io::{hex, Sha256Digest};
 use crate::os::{EfiFile, OsDir, OsFile};
 use crate::overlays::OVERLAYS;
@@ -71,6 +71,8 @@ pub struct Plan {
     pub rootfs: Option<OsFile>,
     pub efi_files: Vec<EfiFile>,
     pub serial_console: bool,
+    /// Which console is `/dev/console`.
+    pub main_console: MainConsole,
     /// The whole kernel command line: the OS's, the console, the user's.
     pub kernel_args: Vec<KernelArg>,
     pub overlay: Vec<OverlayFile>,
@@ -156,6 +158,16 @@ pub fn check_config(loaded: &LoadedConfig) -> Result<ConfigChecked> {
             loaded.path.display()
         );
     }
+    if let (false, Some(c)) = (cfg.boot.serial_console, &cfg.boot.console) {
+        if *c.get_ref() == MainConsole::Serial {
+            return Err(loaded
+                .error_at(
+                    c,
+                    "console = \"serial\" makes the serial port the main console, but serial-console = false turns it off; set serial-console = true, or console = \"screen\"".to_string(),
+                )
+                .into());
+        }
+    }
     let kubernetes = kubernetes::KubernetesPlan::from_config(loaded)?;
     let extra_ignition = cfg
         .extra
@@ -193,10 +205,11 @@ pub fn plan(loaded: &LoadedConfig, checked: ConfigChecked, args: &PlanArgs) -> R
     let efi_files = os.efi_files()?;
 
     let mut kernel_args = os.manifest.kernel_args.clone();
-    let console: &[&str] = if cfg.boot.serial_console {
-        &["console=tty0", "console=ttyS0,115200n8"]
-    } else {
-        &["console=tty0"]
+    // The main console last: the kernel makes it /dev/console.
+    let console: &[&str] = match (cfg.boot.serial_console, cfg.boot.main_console()) {
+        (false, _) => &["console=tty0"],
+        (true, MainConsole::Screen) => &["console=ttyS0,115200n8", "console=tty0"],
+        (true, MainConsole::Serial) => &["console=tty0", "console=ttyS0,115200n8"],
     };
     kernel_args.extend(
         console
@@ -241,6 +254,7 @@ pub fn plan(loaded: &LoadedConfig, checked: ConfigChecked, args: &PlanArgs) -> R
         rootfs,
         efi_files,
         serial_console: cfg.boot.serial_console,
+        main_console: cfg.boot.main_console(),
         kernel_args,
         overlay,
         storage,

@@ -166,7 +166,7 @@ fn image_boots_and_real_ignition_applies_our_config() {
     let issue = std::fs::read(root.join("overlays/base/etc/issue.d/40-mkstick.issue")).unwrap();
     let s = Scratch::new(&format!(
         "[node]\nhostname = \"mkstick-boot\"\nssh-authorized-keys = [\"{KEY}\"]\n\
-password-hash = \"{HASH}\"\ntimezone = \"Europe/Berlin\"\n\n[os]\npath = \"{}\"\n\n\
+password-hash = \"{HASH}\"\ntimezone = \"Europe/Berlin\"\n\n[os]\npath = \"{}\"\n\n[boot]\nconsole = \"serial\"\n\n\
 [extra]\nignition = [\"check.ign\"]\n",
         os.display()
     ));

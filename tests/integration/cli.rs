@@ -240,3 +240,35 @@ fn storage_mistakes_are_located_and_nothing_is_built() {
         assert!(!s.path("mkstick.img").exists(), "{storage}");
     }
 }
+
+/// The kernel makes the last `console=` /dev/console: the screen by default.
+#[test]
+fn the_main_console_is_the_screen_unless_serial_is_asked_for() {
+    let s = Scratch::new(&minimal_config());
+    let plan = ok(s.run(&["plan"]));
+    assert!(
+        plan.contains("console=ttyS0,115200n8 console=tty0\n"),
+        "{plan}"
+    );
+    s.write(
+        "mkstick.toml",
+        &format!("{}\n[boot]\nconsole = \"serial\"\n", minimal_config()),
+    );
+    let plan = ok(s.run(&["plan"]));
+    assert!(
+        plan.contains("console=tty0 console=ttyS0,115200n8\n"),
+        "{plan}"
+    );
+    s.write(
+        "mkstick.toml",
+        &format!(
+            "{}\n[boot]\nserial-console = false\nconsole = \"serial\"\n",
+            minimal_config()
+        ),
+    );
+    let e = fails(s.run(&["check"]));
+    assert!(
+        e.contains("mkstick.toml:10:11: console = \"serial\" makes the serial port the main console, but serial-console = false turns it off"),
+        "{e}"
+    );
+}

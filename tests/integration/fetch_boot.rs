@@ -58,7 +58,7 @@ fn a_fetched_release_builds_a_stick_that_boots() {
     s.write(
         "mkstick.toml",
         &format!(
-            "[node]\nhostname = \"fetched\"\nssh-authorized-keys = [\"{KEY}\"]\n\n\
+            "[node]\nhostname = \"fetched\"\nssh-authorized-keys = [\"{KEY}\"]\n\n[boot]\nconsole = \"serial\"\n\n\
              [extra]\nignition = [\"check.ign\"]\n"
         ),
     );

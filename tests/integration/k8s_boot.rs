@@ -68,7 +68,7 @@ fn build(s: &Scratch, server: &Server, version: &str, nfs: &str, fail_init: bool
         "mkstick.toml",
         &format!(
             "[node]\nhostname = \"kube-test\"\nssh-authorized-keys = [\"{KEY}\"]\n\n\
-[os]\npath = \"{}\"\n\n[storage]\ndrives = [\"/dev/disk/by-id/virtio-d0\"]\n\
+[os]\npath = \"{}\"\n\n[boot]\nconsole = \"serial\"\n\n[storage]\ndrives = [\"/dev/disk/by-id/virtio-d0\"]\n\
 device-timeout-secs = 3\n\n[kubernetes]\nbinaries = \"k8s-{version}.toml\"\n\n\
 [nfs]\n{nfs}\n\n[extra]\nignition = [\"check.ign\"]\nmanifests = [\"hello.yaml\"]\n",
             test_os().display()

@@ -55,7 +55,7 @@ fn config(os: &Path, drives: &[&str]) -> String {
         .collect();
     format!(
         "[node]\nhostname = \"pool-test\"\nssh-authorized-keys = [\"{KEY}\"]\n\n\
-[os]\npath = \"{}\"\n\n[storage]\ndrives = [{}]\nprofile = \"raid1\"\n\
+[os]\npath = \"{}\"\n\n[boot]\nconsole = \"serial\"\n\n[storage]\ndrives = [{}]\nprofile = \"raid1\"\n\
 persist = [\"{KEPT}\"]\ndevice-timeout-secs = 20\n\n\
 [extra]\nignition = [\"check.ign\"]\n",
         os.display(),
