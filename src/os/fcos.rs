@@ -260,6 +260,9 @@ pub fn fetch(r: &Release, dl: &Downloader, keys: &Keyring) -> Result<PathBuf> {
         ignition_config_path: "config.ign".to_string(),
         nfs_server: NfsServer::Container,
         secure_boot_unsupported: None,
+        // fedora-coreos-docs live-reference.adoc: 4 GiB of RAM when the
+        // rootfs is passed as an initrd, as a stick does.
+        min_ram_mib: Some(4096),
     };
     super::fetch::write_os_dir(dl.cache, &manifest)
 }

@@ -159,6 +159,9 @@ pub fn fetch(r: &Release, dl: &Downloader, keys: &Keys) -> Result<PathBuf> {
         // Flatcar signs its kernel with its own key (flatcar/Flatcar#501:
         // no shim of its own yet), which Fedora's shim does not trust.
         secure_boot_unsupported: Some("Flatcar's kernel is not signed by Fedora's shim".into()),
+        // flatcar docs booting-with-pxe.md: at least 3 GB of RAM for PXE,
+        // where the /usr image lives in RAM as on a stick (rounded up).
+        min_ram_mib: Some(3072),
     };
     super::fetch::write_os_dir(dl.cache, &manifest)
 }

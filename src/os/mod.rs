@@ -54,6 +54,10 @@ pub struct OsManifest {
     /// instead of failing to load the kernel.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub secure_boot_unsupported: Option<String>,
+    /// The RAM the OS documents for running live with its root filesystem
+    /// in RAM, in MiB (Fedora CoreOS 4096, Flatcar 3072).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub min_ram_mib: Option<u64>,
 }
 
 /// Where the NFS server of the data export comes from.

@@ -252,6 +252,20 @@ fn describe_kubernetes(s: &mut String, plan: &Plan) {
     }
 }
 
+/// MiB as the README writes RAM: "4 GiB", "1.5 GiB", "512 MiB".
+fn mib(n: u64) -> String {
+    if n >= 1024 && n % 512 == 0 {
+        let g = n as f64 / 1024.0;
+        if n % 1024 == 0 {
+            format!("{g:.0} GiB")
+        } else {
+            format!("{g:.1} GiB")
+        }
+    } else {
+        format!("{n} MiB")
+    }
+}
+
 pub fn describe(plan: &Plan, payload: &Payload) -> String {
     let mut s = String::new();
     let m = &plan.os.manifest;
@@ -273,6 +287,21 @@ pub fn describe(plan: &Plan, payload: &Payload) -> String {
         "  It runs live from RAM: /etc and /var start empty at every boot, and"
     );
     let _ = writeln!(s, "  Ignition applies the settings below again each time.");
+    let _ = match (m.min_ram_mib, plan.min_ram_mib()) {
+        (Some(os), Some(all)) if all > os => writeln!(
+            s,
+            "  RAM: at least {}: {} for the OS in RAM, {} for Kubernetes;\n  the console warns at boot when the server has less.",
+            mib(all),
+            mib(os),
+            mib(all - os)
+        ),
+        (Some(os), _) => writeln!(
+            s,
+            "  RAM: at least {} for the OS in RAM; the console warns at boot\n  when the server has less.",
+            mib(os)
+        ),
+        _ => writeln!(s, "  RAM: this OS states no minimum."),
+    };
     let _ = writeln!(s);
     let _ = writeln!(s, "At every boot the stick will");
     let _ = writeln!(s, "  - name the server {}", node.hostname);

@@ -21,6 +21,11 @@ use std::path::PathBuf;
 
 pub const MKSTICK_VERSION: &str = env!("CARGO_PKG_VERSION");
 
+/// RAM a single-node control plane adds: kubeadm's preflight wants 1700 MB
+/// on a control-plane node (kubernetes `cmd/kubeadm/app/constants`
+/// ControlPlaneMem, checked by `app/preflight` MemCheck); rounded up.
+pub const KUBERNETES_RAM_MIB: u64 = 2048;
+
 /// The newest Ignition spec a merged fragment may use: the one mkstick emits.
 const NEWEST_FRAGMENT_SPEC: (u32, u32) = (3, 3);
 
@@ -278,6 +283,18 @@ pub fn plan(loaded: &LoadedConfig, checked: ConfigChecked, args: &PlanArgs) -> R
 }
 
 impl Plan {
+    /// The least RAM the server needs, in MiB: the OS's documented minimum
+    /// for running from RAM, plus the control plane's. `None` when the OS
+    /// states none.
+    pub fn min_ram_mib(&self) -> Option<u64> {
+        let k8s = if self.kubernetes.is_some() {
+            KUBERNETES_RAM_MIB
+        } else {
+            0
+        };
+        self.os.manifest.min_ram_mib.map(|os| os + k8s)
+    }
+
     /// A hash of every input that reaches the image: the default seed.
     pub fn fingerprint(&self) -> [u8; 32] {
         let mut h = Sha256::new();
@@ -327,6 +344,10 @@ impl Plan {
         ]
         .iter()
         .map(|(k, v)| format!("{k}={}\n", quote(v)))
+        .chain(
+            self.min_ram_mib()
+                .map(|mib| format!("MIN_RAM_MIB={}\n", quote(&mib.to_string()))),
+        )
         .collect()
     }
 

@@ -186,6 +186,11 @@ password-hash = \"{HASH}\"\ntimezone = \"Europe/Berlin\"\n\n[os]\npath = \"{}\"\
         console.contains("mkstick: mkstick-boot is up"),
         "the overlay's banner unit printed"
     );
+    // 1024 MiB meets the test OS's stated minimum (os.json min-ram-mib).
+    assert!(
+        !console.contains("WARNING: this server has"),
+        "no RAM warning with enough RAM"
+    );
     assert_eq!(file_sha256(&img), before, "booting never changes the image");
 }
 

@@ -211,6 +211,12 @@ check no-failed-units test -z "$(failed_units)"
         "boot 2: the kept cluster starts; no init"
     );
     assert!(c2.contains("runs Kubernetes 1.36.4, as this stick does: starting the kubelet"));
+    // The test OS states 1024 MiB, Kubernetes adds 2048; the boots get 1024.
+    assert!(
+        c2.contains("mkstick: WARNING: this server has")
+            && c2.contains("MiB of RAM, and this stick needs at least 3072 MiB"),
+        "the banner warns about RAM"
+    );
 
     // 3. The next minor: upgrade, old kubelet first. [nfs] changed too: the
     //    StorageClass is made again.

@@ -110,7 +110,7 @@ pub fn k8s_config(os: &str, table: &str) -> String {
     )
 }
 
-fn ignition_file(config: &mkstick::ignition::Config, path: &str) -> Option<String> {
+pub fn ignition_file(config: &mkstick::ignition::Config, path: &str) -> Option<String> {
     config
         .storage
         .files

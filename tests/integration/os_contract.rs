@@ -67,3 +67,34 @@ fn a_flatcar_release_that_drops_the_config_is_refused_at_its_line() {
     }
     assert_eq!(server.requests(), vec![], "nothing was fetched");
 }
+
+/// The OS's stated RAM reaches `plan` and the node's release file.
+#[test]
+fn the_ram_an_os_states_is_planned_and_checked_at_boot() {
+    let s = Scratch::new(&minimal_config());
+    let json = std::fs::read_to_string(s.path("os/os.json")).unwrap();
+    let plan = ok(s.run(&["plan"]));
+    assert!(
+        plan.contains("  RAM: this OS states no minimum.\n"),
+        "{plan}"
+    );
+    std::fs::write(
+        s.path("os/os.json"),
+        json.replacen(
+            "\"format\": 1,",
+            "\"format\": 1,\n  \"min-ram-mib\": 4096,",
+            1,
+        ),
+    )
+    .unwrap();
+    let plan = ok(s.run(&["plan"]));
+    assert!(
+        plan.contains("  RAM: at least 4 GiB for the OS in RAM; the console warns at boot\n  when the server has less.\n"),
+        "{plan}"
+    );
+    ok(s.run(&["build"]));
+    let config: mkstick::ignition::Config =
+        serde_json::from_slice(&embedded_ignition(&s.path("mkstick.img"))).unwrap();
+    let release = crate::kubernetes::ignition_file(&config, "/etc/mkstick/release").unwrap();
+    assert!(release.contains("MIN_RAM_MIB='4096'\n"), "{release}");
+}
