@@ -254,9 +254,9 @@ fn describe_kubernetes(s: &mut String, plan: &Plan) {
 
 /// MiB as the README writes RAM: "4 GiB", "1.5 GiB", "512 MiB".
 fn mib(n: u64) -> String {
-    if n >= 1024 && n % 512 == 0 {
+    if n >= 1024 && n.is_multiple_of(512) {
         let g = n as f64 / 1024.0;
-        if n % 1024 == 0 {
+        if n.is_multiple_of(1024) {
             format!("{g:.0} GiB")
         } else {
             format!("{g:.1} GiB")
