@@ -291,8 +291,8 @@ fn inspect_json_is_one_document() {
         [
             "ignition.firstboot",
             "ignition.platform.id=metal",
-            "console=tty0",
-            "console=ttyS0,115200n8"
+            "console=ttyS0,115200n8",
+            "console=tty0"
         ]
     );
     let err = fails(s.run(&["inspect", "-q", "mkstick.toml"]));
