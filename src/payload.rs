@@ -75,8 +75,50 @@ fn bytes_file(path: &str, bytes: Vec<u8>) -> EspFile {
     }
 }
 
+/// Ignition fails the boot on a file, directory or link under a tree the
+/// OS mounts read-only (`/usr` on Fedora CoreOS and Flatcar, where only
+/// Fedora CoreOS links `/usr/local` to `/var`): refuse it now, naming it
+/// and the OS. Covers mkstick's own files and those of `[extra] ignition`
+/// fragments (merged by Ignition on the server, so read here).
+fn check_writable(plan: &Plan, config: &ignition::Config) -> Result<()> {
+    let m = &plan.os.manifest;
+    let st = &config.storage;
+    let own = st
+        .files
+        .iter()
+        .map(|f| &f.path)
+        .chain(st.directories.iter().map(|d| &d.path))
+        .chain(st.links.iter().map(|l| &l.path))
+        .map(|p| (p.clone(), "mkstick".to_string()));
+    let mut paths: Vec<(String, String)> = own.collect();
+    for x in &plan.extra_ignition {
+        let fragment: serde_json::Value = serde_json::from_slice(&x.contents).unwrap_or_default();
+        for kind in ["files", "directories", "links"] {
+            let entries = fragment
+                .pointer(&format!("/storage/{kind}"))
+                .and_then(|v| v.as_array());
+            for e in entries.into_iter().flatten() {
+                if let Some(p) = e.get("path").and_then(|p| p.as_str()) {
+                    paths.push((p.to_string(), format!("[extra] ignition {}", x.name)));
+                }
+            }
+        }
+    }
+    for (path, from) in paths {
+        if let Some(tree) = m.read_only_tree(&path) {
+            bail!(
+                "{from}: {path} is under {tree}, which {} mounts read-only, so Ignition would fail the boot; put it under /etc, /var or /opt (programs: {})",
+                m.name,
+                m.bin_dir
+            );
+        }
+    }
+    Ok(())
+}
+
 pub fn render(plan: &Plan) -> Result<Payload> {
     let config = ignition::render(plan);
+    check_writable(plan, &config)?;
     let ignition_json = ignition::to_json(&config);
     let m = &plan.os.manifest;
 

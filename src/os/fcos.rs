@@ -263,6 +263,10 @@ pub fn fetch(r: &Release, dl: &Downloader, keys: &Keyring) -> Result<PathBuf> {
         // fedora-coreos-docs live-reference.adoc: 4 GiB of RAM when the
         // rootfs is passed as an initrd, as a stick does.
         min_ram_mib: Some(4096),
+        bin_dir: "/usr/local/bin".into(),
+        read_only: vec!["/usr".into()],
+        // /usr/local -> ../var/usrlocal (fedora-coreos-config tmpfiles).
+        writable_links: vec!["/usr/local".into()],
     };
     super::fetch::write_os_dir(dl.cache, &manifest)
 }

@@ -162,6 +162,9 @@ pub fn fetch(r: &Release, dl: &Downloader, keys: &Keys) -> Result<PathBuf> {
         // flatcar docs booting-with-pxe.md: at least 3 GB of RAM for PXE,
         // where the /usr image lives in RAM as on a stick (rounded up).
         min_ram_mib: Some(3072),
+        bin_dir: "/opt/bin".into(),
+        read_only: vec!["/usr".into()],
+        writable_links: Vec::new(),
     };
     super::fetch::write_os_dir(dl.cache, &manifest)
 }

@@ -58,6 +58,64 @@ pub struct OsManifest {
     /// in RAM, in MiB (Fedora CoreOS 4096, Flatcar 3072).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub min_ram_mib: Option<u64>,
+    /// Where mkstick's node scripts go: a directory Ignition can write and
+    /// systemd can run from. Fedora CoreOS: `/usr/local/bin` (a link into
+    /// `/var/usrlocal`, labelled for binaries); Flatcar: `/opt/bin`
+    /// (flatcar/baselayout `tmpfiles.d/baselayout.conf`).
+    #[serde(
+        default = "default_bin_dir",
+        skip_serializing_if = "is_default_bin_dir"
+    )]
+    pub bin_dir: String,
+    /// Trees the booted OS mounts read-only: Ignition fails on any file
+    /// under them. Both Fedora CoreOS and Flatcar mount `/usr` read-only.
+    #[serde(
+        default = "default_read_only",
+        skip_serializing_if = "is_default_read_only"
+    )]
+    pub read_only: Vec<String>,
+    /// Links inside those trees to writable places, which Ignition follows
+    /// (ignition `internal/exec/util/util.go` JoinPath, docs/operator-notes
+    /// "Path Traversal and Following Symlinks"): Fedora CoreOS's
+    /// `/usr/local -> ../var/usrlocal`. Flatcar has none.
+    #[serde(
+        default = "default_writable_links",
+        skip_serializing_if = "is_default_writable_links"
+    )]
+    pub writable_links: Vec<String>,
+}
+
+fn default_bin_dir() -> String {
+    "/usr/local/bin".into()
+}
+fn is_default_bin_dir(d: &String) -> bool {
+    *d == default_bin_dir()
+}
+fn default_read_only() -> Vec<String> {
+    vec!["/usr".into()]
+}
+fn is_default_read_only(v: &Vec<String>) -> bool {
+    *v == default_read_only()
+}
+fn default_writable_links() -> Vec<String> {
+    vec!["/usr/local".into()]
+}
+fn is_default_writable_links(v: &Vec<String>) -> bool {
+    *v == default_writable_links()
+}
+
+impl OsManifest {
+    /// The read-only tree `path` lies in, if Ignition cannot write it on
+    /// this OS.
+    pub fn read_only_tree(&self, path: &str) -> Option<&str> {
+        let under = |tree: &str| {
+            path == tree || path.starts_with(&format!("{}/", tree.trim_end_matches('/')))
+        };
+        if self.writable_links.iter().any(|w| under(w)) {
+            return None;
+        }
+        self.read_only.iter().find(|t| under(t)).map(String::as_str)
+    }
 }
 
 /// Where the NFS server of the data export comes from.

@@ -400,9 +400,11 @@ impl KubernetesPlan {
         hostname: &str,
         storage: &StoragePlan,
         stick_label: &str,
+        bin_dir: &str,
     ) -> Result<Vec<OverlayFile>> {
         let stick_device = format!("/dev/disk/by-partlabel/{stick_label}");
         let vars = BTreeMap::from([
+            ("bin_dir", bin_dir.to_string()),
             ("version", self.version.to_string()),
             ("stick_label", stick_label.to_string()),
             ("stick_device_unit", device_unit(&stick_device)),

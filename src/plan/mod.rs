@@ -237,15 +237,21 @@ pub fn plan(loaded: &LoadedConfig, checked: ConfigChecked, args: &PlanArgs) -> R
             s.nfs.clients.push(local);
         }
     }
-    let mut overlay = overlay_files("base")?;
+    let bin_dir = os.manifest.bin_dir.as_str();
+    let mut overlay = overlay_files("base", bin_dir)?;
     if let Some(s) = &storage {
-        overlay.extend(s.overlay()?);
+        overlay.extend(s.overlay(bin_dir)?);
     }
     if let Some(k) = &kubernetes {
         let s = storage
             .as_ref()
             .expect("check_config refuses [kubernetes] without [storage]");
-        overlay.extend(k.overlay(node.hostname.as_str(), s, crate::image::gpt::ESP_NAME)?);
+        overlay.extend(k.overlay(
+            node.hostname.as_str(),
+            s,
+            crate::image::gpt::ESP_NAME,
+            bin_dir,
+        )?);
     }
 
     let mut plan = Plan {
@@ -356,12 +362,13 @@ impl Plan {
     }
 }
 
-/// The files of one `overlays/` group, sorted.
-fn overlay_files(group: &str) -> Result<Vec<OverlayFile>> {
+/// The files of one `overlays/` group, sorted, with the OS's bin_dir.
+fn overlay_files(group: &str, bin_dir: &str) -> Result<Vec<OverlayFile>> {
+    let vars = std::collections::BTreeMap::from([("bin_dir", bin_dir.to_string())]);
     OVERLAYS
         .iter()
         .filter(|f| f.group == group)
-        .map(|f| overlay_file(f.path, f.executable, f.contents.to_vec()))
+        .map(|f| storage::render_overlay(f, &vars))
         .collect()
 }
 
@@ -460,7 +467,7 @@ mod tests {
 
     #[test]
     fn base_overlay_has_the_banner_unit_and_its_script() {
-        let files = overlay_files("base").unwrap();
+        let files = overlay_files("base", "/usr/local/bin").unwrap();
         assert!(files.iter().any(
             |f| matches!(f, OverlayFile::Unit { name, .. } if name == "mkstick-banner.service")
         ));

@@ -302,8 +302,9 @@ impl StoragePlan {
     }
 
     /// Every file the storage feature places into the booted OS.
-    pub fn overlay(&self) -> Result<Vec<OverlayFile>> {
-        let vars = self.vars();
+    pub fn overlay(&self, bin_dir: &str) -> Result<Vec<OverlayFile>> {
+        let mut vars = self.vars();
+        vars.insert("bin_dir", bin_dir.to_string());
         let mut groups = vec!["storage"];
         groups.push(match self.nfs.server {
             NfsServer::Kernel => "nfs-kernel",
@@ -339,10 +340,20 @@ pub fn render_overlay(f: &EmbeddedFile, vars: &BTreeMap<&str, String>) -> Result
         .with_context(|| format!("overlay template {} is not UTF-8", f.path))?;
     let path = render_template(f.path, vars)
         .with_context(|| format!("rendering the name of overlays/{}/{}", f.group, f.path))?;
+    // overlays/*/usr/local/bin/ holds mkstick's node scripts; on the node
+    // they go to the OS's bin_dir (os.json), which units name as {{bin_dir}}.
+    let path = match (path.strip_prefix(OVERLAY_BIN_DIR), vars.get("bin_dir")) {
+        (Some(name), Some(dir)) => format!("{}/{name}", dir.trim_matches('/')),
+        (Some(_), None) => bail!("overlays/{}/{}: no bin_dir to place it in", f.group, f.path),
+        (None, _) => path,
+    };
     let contents = render_template(text, vars)
         .with_context(|| format!("rendering overlays/{}/{}", f.group, f.path))?;
     super::overlay_file(&path, f.executable, contents.into_bytes())
 }
+
+/// Where the overlay tree keeps mkstick's node scripts (see [`render_overlay`]).
+pub const OVERLAY_BIN_DIR: &str = "usr/local/bin/";
 
 /// Replace every `{{name}}` in `text`; an unknown name is an error.
 pub fn render_template(text: &str, vars: &BTreeMap<&str, String>) -> Result<String> {
@@ -486,7 +497,7 @@ mod tests {
     #[test]
     fn overlay_has_one_bind_mount_per_kept_path() {
         let p = plan_of(&format!("{TWO}persist = [\"/var/lib/myapp\"]\n")).unwrap();
-        let files = p.overlay().unwrap();
+        let files = p.overlay("/usr/local/bin").unwrap();
         let units: Vec<&str> = files
             .iter()
             .filter_map(|f| match f {
@@ -526,7 +537,7 @@ mod tests {
             NfsServer::Container,
         )
         .unwrap();
-        let files = p.overlay().unwrap();
+        let files = p.overlay("/usr/local/bin").unwrap();
         let file = |want: &str| {
             files.iter().find_map(|f| match f {
                 OverlayFile::File { path, contents, .. } if path == want => {

@@ -651,6 +651,48 @@ fn flatcar_fetch_checks_digests_and_signatures_and_boots_through_fedoras_efi_cha
     );
     let members = mkstick::image::initrd::read(&esp_file(&img, "mkstick/ignition.img")).unwrap();
     assert!(members.iter().any(|m| m.name == "usr/share/oem/config.ign"));
+    // Flatcar's /usr, /usr/local included, is read-only: mkstick's scripts
+    // go to /opt/bin, and nothing is written under /usr.
+    let oem = members
+        .iter()
+        .find(|m| m.name == "usr/share/oem/config.ign")
+        .unwrap();
+    let config: mkstick::ignition::Config = serde_json::from_slice(&oem.data).unwrap();
+    let paths: Vec<&str> = config
+        .storage
+        .files
+        .iter()
+        .map(|f| f.path.as_str())
+        .collect();
+    assert!(paths.contains(&"/opt/bin/mkstick-banner"), "{paths:?}");
+    assert!(!paths.iter().any(|p| p.starts_with("/usr/")), "{paths:?}");
+    let banner = config
+        .systemd
+        .units
+        .iter()
+        .find(|u| u.name == "mkstick-banner.service")
+        .and_then(|u| u.contents.as_deref())
+        .unwrap();
+    assert!(
+        banner.contains("ExecStart=/opt/bin/mkstick-banner\n"),
+        "{banner}"
+    );
+    // A fragment that writes under /usr/local is refused for Flatcar.
+    s.write(
+        "usr.ign",
+        r#"{"ignition": {"version": "3.3.0"}, "storage": {"files": [{"path": "/usr/local/bin/tool", "mode": 493}]}}"#,
+    );
+    s.write(
+        "mkstick.toml",
+        &format!("{}\n[extra]\nignition = [\"usr.ign\"]\n", minimal_config()),
+    );
+    let e = fails(s.run(&["build", "--os-dir", dir.to_str().unwrap(), "-o", "usr.img"]));
+    assert!(
+        e.contains("[extra] ignition usr.ign: /usr/local/bin/tool is under /usr, which Flatcar Container Linux mounts read-only")
+            && e.contains("(programs: /opt/bin)"),
+        "{e}"
+    );
+    assert!(!s.path("usr.img").exists());
 
     // Pinned and cached: no request at all.
     server.clear_log();

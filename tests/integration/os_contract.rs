@@ -98,3 +98,58 @@ fn the_ram_an_os_states_is_planned_and_checked_at_boot() {
     let release = crate::kubernetes::ignition_file(&config, "/etc/mkstick/release").unwrap();
     assert!(release.contains("MIN_RAM_MIB='4096'\n"), "{release}");
 }
+
+/// Ignition fails the boot on a file under a read-only tree: `/usr` on
+/// both real OSes, where only Fedora CoreOS links `/usr/local` into `/var`.
+#[test]
+fn files_under_a_read_only_tree_are_refused_naming_the_file_and_the_os() {
+    let s = Scratch::new(&format!(
+        "{}\n[extra]\nignition = [\"x.ign\"]\n",
+        minimal_config()
+    ));
+    let fragment = |kind: &str, path: &str| {
+        format!(
+            r#"{{"ignition": {{"version": "3.3.0"}}, "storage": {{"{kind}": [{{"path": "{path}"}}]}}}}"#
+        )
+    };
+    // The fake OS states nothing: the Fedora CoreOS layout is assumed.
+    s.write("x.ign", &fragment("files", "/usr/local/bin/tool"));
+    ok(s.run(&["check"]));
+    for (kind, path) in [
+        ("files", "/usr/lib/systemd/system/x.service"),
+        ("directories", "/usr/share/x"),
+        ("links", "/usr/bin/x"),
+    ] {
+        s.write("x.ign", &fragment(kind, path));
+        let e = fails(s.run(&["build"]));
+        assert!(
+            e.contains(&format!("[extra] ignition x.ign: {path} is under /usr, which Fake OS mounts read-only, so Ignition would fail the boot")),
+            "{e}"
+        );
+        assert!(!s.path("mkstick.img").exists());
+    }
+    // An OS without the /usr/local link (Flatcar's layout).
+    let json = std::fs::read_to_string(s.path("os/os.json")).unwrap();
+    std::fs::write(
+        s.path("os/os.json"),
+        json.replacen(
+            "\"format\": 1,",
+            "\"format\": 1,\n  \"bin-dir\": \"/opt/bin\",\n  \"writable-links\": [],",
+            1,
+        ),
+    )
+    .unwrap();
+    s.write("x.ign", &fragment("files", "/usr/local/bin/tool"));
+    let e = fails(s.run(&["check"]));
+    assert!(e.contains("/usr/local/bin/tool is under /usr"), "{e}");
+    // mkstick's own scripts follow bin-dir.
+    s.write("x.ign", &fragment("files", "/opt/bin/tool"));
+    ok(s.run(&["build"]));
+    let config: mkstick::ignition::Config =
+        serde_json::from_slice(&embedded_ignition(&s.path("mkstick.img"))).unwrap();
+    assert!(config
+        .storage
+        .files
+        .iter()
+        .any(|f| f.path == "/opt/bin/mkstick-banner"));
+}
