@@ -30,13 +30,41 @@ const ARCH: &str = "x86_64";
 /// `src/cmd-buildextend-live`; coreos-installer `iso extract`).
 pub const EFIBOOT_PATH: &str = "images/efiboot.img";
 const EFIBOOT_MAX_BYTES: u64 = 64 << 20;
-/// The live image's kernel arguments (the ISO's `coreos/kargs.json`),
-/// without `coreos.liveiso=`: the rootfs comes as a second initrd.
-const KERNEL_ARGS: &[&str] = &[
-    "mitigations=auto,nosmt",
-    "ignition.firstboot",
-    "ignition.platform.id=metal",
-];
+/// Where the live ISO records its kernel arguments, `coreos/kargs.json`,
+/// by its ISO 9660 name, as coreos-installer reads it (`src/live/embed.rs`
+/// COREOS_KARG_EMBED_INFO_PATH = "COREOS/KARGS.JSO"): `{"default": "...",
+/// "files": [...], "size": N}`, `default` being the release's command line.
+pub const KARGS_PATH: &str = "coreos/kargs.jso";
+const KARGS_MAX_BYTES: u64 = 64 << 10;
+/// What a stick adds to the release's arguments and takes away: Ignition's
+/// two (a live system runs Ignition at every boot, from the `metal`
+/// platform), and no `coreos.liveiso=`, which wants an ISO 9660 filesystem
+/// with that label (fedora-coreos-config `35coreos-live`); the rootfs comes
+/// as a second initrd instead.
+const IGNITION_ARGS: [&str; 2] = ["ignition.firstboot", "ignition.platform.id=metal"];
+const DROPPED_ARG: &str = "coreos.liveiso=";
+
+/// The kernel arguments a stick boots this release with, from its
+/// `coreos/kargs.json`.
+pub fn kernel_args_from_kargs_json(bytes: &[u8]) -> Result<Vec<crate::config::types::KernelArg>> {
+    #[derive(Deserialize)]
+    struct Kargs {
+        default: String,
+    }
+    let k: Kargs = serde_json::from_slice(bytes)
+        .with_context(|| format!("reading {KARGS_PATH}: it has no \"default\" string"))?;
+    let mut args: Vec<&str> = k
+        .default
+        .split_whitespace()
+        .filter(|a| !a.starts_with(DROPPED_ARG))
+        .collect();
+    for a in IGNITION_ARGS {
+        if !args.contains(&a) {
+            args.push(a);
+        }
+    }
+    super::kernel_args(&args).with_context(|| format!("reading {KARGS_PATH}"))
+}
 /// Where Fedora's signed GRUB reads its config (its prefix is /EFI/fedora);
 /// EFI/BOOT/grub.cfg for a GRUB started from the fallback path.
 const GRUB_CFG: &[&str] = &["EFI/fedora/grub.cfg", "EFI/BOOT/grub.cfg"];
@@ -244,7 +272,7 @@ pub fn fetch(r: &Release, dl: &Downloader, keys: &Keyring) -> Result<PathBuf> {
     let kernel = named("kernel", fetch("kernel", &live.kernel)?);
     let initramfs = named("initramfs.img", fetch("initramfs", &live.initramfs)?);
     let rootfs = named("rootfs.img", fetch("rootfs", &live.rootfs)?);
-    let (efiboot_sha, efiboot_signed_as) = efiboot_from(&live, dl, keys)?;
+    let iso = live_iso(&live, dl, keys)?;
 
     let manifest = OsManifest {
         format: super::FORMAT,
@@ -254,9 +282,9 @@ pub fn fetch(r: &Release, dl: &Downloader, keys: &Keyring) -> Result<PathBuf> {
         kernel,
         initramfs,
         rootfs: Some(rootfs),
-        efi: super::efiboot_image(efiboot_sha, efiboot_signed_as),
+        efi: super::efiboot_image(iso.efiboot_sha256, iso.efiboot_signed_as),
         grub_cfg: GRUB_CFG.iter().map(|s| s.to_string()).collect(),
-        kernel_args: super::kernel_args(KERNEL_ARGS)?,
+        kernel_args: iso.kernel_args,
         ignition_config_path: "config.ign".to_string(),
         nfs_server: NfsServer::Container,
         secure_boot_unsupported: None,
@@ -271,33 +299,40 @@ pub fn fetch(r: &Release, dl: &Downloader, keys: &Keyring) -> Result<PathBuf> {
     super::fetch::write_os_dir(dl.cache, &manifest)
 }
 
-/// The EFI boot chain of a release: its verified live ISO's efiboot.img,
-/// stored in the cache. Returns the image's sha256 and the name it is
-/// signed as.
-fn efiboot_from(
-    live: &LiveRelease,
-    dl: &Downloader,
-    keys: &Keyring,
-) -> Result<(crate::io::Sha256Digest, String)> {
+/// What a stick takes from a release's verified live ISO.
+pub struct LiveIso {
+    /// Its `images/efiboot.img`, stored in the cache.
+    pub efiboot_sha256: crate::io::Sha256Digest,
+    /// The name efiboot.img is trusted as: part of the signed ISO.
+    pub efiboot_signed_as: String,
+    /// From its `coreos/kargs.json` ([`kernel_args_from_kargs_json`]).
+    pub kernel_args: Vec<crate::config::types::KernelArg>,
+}
+
+fn live_iso(live: &LiveRelease, dl: &Downloader, keys: &Keyring) -> Result<LiveIso> {
     let iso_artifact = artifact("live ISO", &live.version, &live.iso)?;
     let iso_name = iso_artifact.file_name();
     let iso = dl.fetch(&iso_artifact, Some(keys))?;
     let mut f = std::fs::File::open(&iso.path)
         .with_context(|| format!("opening {}", iso.path.display()))?;
-    let bytes =
-        super::iso9660::read_file(&mut f, EFIBOOT_PATH, EFIBOOT_MAX_BYTES).with_context(|| {
-            format!(
-                "reading {EFIBOOT_PATH} from the live ISO {}",
-                iso.path.display()
-            )
-        })?;
+    let mut read = |path: &str, max: u64| {
+        super::iso9660::read_file(&mut f, path, max)
+            .with_context(|| format!("reading {path} from the live ISO {}", iso.path.display()))
+    };
+    let bytes = read(EFIBOOT_PATH, EFIBOOT_MAX_BYTES)?;
+    let kernel_args = kernel_args_from_kargs_json(&read(KARGS_PATH, KARGS_MAX_BYTES)?)
+        .with_context(|| format!("in the live ISO of Fedora CoreOS {}", live.version))?;
     let sha = dl.cache.admit_bytes(&bytes)?;
     // It is part of the ISO, so it carries the ISO's signature.
     let signed_as = format!("{EFIBOOT_PATH} of {iso_name}");
     if let Some(signer) = &iso.signed_by {
         dl.cache.mark_signed(&sha, signer, &signed_as)?;
     }
-    Ok((sha, signed_as))
+    Ok(LiveIso {
+        efiboot_sha256: sha,
+        efiboot_signed_as: signed_as,
+        kernel_args,
+    })
 }
 
 /// The EFI boot chain of the current release of the stream at `stream_url`
@@ -309,13 +344,43 @@ pub fn current_efiboot(
 ) -> Result<(String, crate::io::Sha256Digest, String)> {
     let bytes = dl.get_small("Fedora CoreOS stream metadata", stream_url)?;
     let live = parse_stream(&bytes, stream_url)?;
-    let (sha, signed_as) = efiboot_from(&live, dl, keys)?;
-    Ok((live.version, sha, signed_as))
+    let iso = live_iso(&live, dl, keys)?;
+    Ok((live.version, iso.efiboot_sha256, iso.efiboot_signed_as))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn kernel_args_come_from_the_isos_kargs_json() {
+        // The format coreos-installer reads (`iso kargs show`).
+        let json = br##"{"default": "mitigations=auto,nosmt coreos.liveiso=fedora-coreos-43.20261116.3.0 ignition.firstboot ignition.platform.id=metal", "files": [{"path": "EFI/fedora/grub.cfg", "offset": 1234, "pad": "#", "end": "\n"}], "size": 1137}"##;
+        let args: Vec<String> = kernel_args_from_kargs_json(json)
+            .unwrap()
+            .iter()
+            .map(|a| a.to_string())
+            .collect();
+        assert_eq!(
+            args,
+            [
+                "mitigations=auto,nosmt",
+                "ignition.firstboot",
+                "ignition.platform.id=metal"
+            ]
+        );
+        // Ignition's two are added when a release leaves them out.
+        let args =
+            kernel_args_from_kargs_json(br#"{"default": "quiet coreos.liveiso=x"}"#).unwrap();
+        let args: Vec<String> = args.iter().map(|a| a.to_string()).collect();
+        assert_eq!(
+            args,
+            ["quiet", "ignition.firstboot", "ignition.platform.id=metal"]
+        );
+        for bad in [&b"{}"[..], b"not json", br#"{"default": "a='b'"}"#] {
+            assert!(kernel_args_from_kargs_json(bad).is_err());
+        }
+    }
 
     const REAL_STREAM: &str =
         include_str!("../../tests/fixtures/streams/fcos-stream-stable-2020-12.json");

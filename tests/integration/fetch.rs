@@ -101,11 +101,19 @@ pub fn test_keys() -> Keys {
     }
 }
 
-/// An ISO 9660 image holding `images/efiboot.img`, made by xorriso.
+/// The kernel arguments the fake releases' ISOs record, in the format of
+/// the real `coreos/kargs.json`, with one argument of their own
+/// (`mkstick.test=kargs-json`) that shows they are read, not assumed.
+pub const KARGS_JSON: &str = r##"{"default": "mitigations=auto,nosmt coreos.liveiso=fedora-coreos-test ignition.firstboot ignition.platform.id=metal mkstick.test=kargs-json", "files": [{"path": "EFI/fedora/grub.cfg", "offset": 1234, "pad": "#", "end": "\n"}], "size": 1137}"##;
+
+/// An ISO 9660 image holding `images/efiboot.img` and `coreos/kargs.json`,
+/// made by xorriso.
 fn live_iso(efiboot: &[u8]) -> Vec<u8> {
     let dir = tempfile::tempdir().unwrap();
     std::fs::create_dir_all(dir.path().join("tree/images")).unwrap();
+    std::fs::create_dir_all(dir.path().join("tree/coreos")).unwrap();
     std::fs::write(dir.path().join("tree/images/efiboot.img"), efiboot).unwrap();
+    std::fs::write(dir.path().join("tree/coreos/kargs.json"), KARGS_JSON).unwrap();
     std::fs::write(dir.path().join("tree/README.md"), b"a fake live ISO").unwrap();
     let iso = dir.path().join("live.iso");
     let out = Command::new("xorriso")
@@ -296,6 +304,15 @@ fn fedora_coreos_fetch_gives_a_usable_os_directory_and_a_cache_hit_uses_no_netwo
     let grub = esp_file(&s.path("mkstick.img"), "EFI/BOOT/grub.cfg");
     grub_script_check(&grub);
     assert!(String::from_utf8_lossy(&grub).contains("os/rootfs.img"));
+    // The release's own kernel arguments, from its ISO's coreos/kargs.json,
+    // without coreos.liveiso= (a stick is no ISO 9660 filesystem).
+    assert!(
+        String::from_utf8_lossy(&grub).contains(
+            "linux /os/vmlinuz 'mitigations=auto,nosmt' 'ignition.firstboot' 'ignition.platform.id=metal' 'mkstick.test=kargs-json' 'console=ttyS0,115200n8' 'console=tty0'"
+        ),
+        "{}",
+        String::from_utf8_lossy(&grub)
+    );
 
     // Pinned and cached: not one request.
     server.clear_log();
