@@ -50,6 +50,9 @@ check merged-fragment test "$(cat /etc/mkstick-extra.txt)" = "{EXTRA_TEXT}"
 check banner-ran test "$(systemctl show -P ExecMainStatus mkstick-banner.service)" = 0
 check banner-finished test "$(systemctl show -P ExecMainExitTimestampMonotonic mkstick-banner.service)" != 0
 check data-disk-by-id test -b /dev/disk/by-id/virtio-data0
+check usr-read-only sh -c '! touch /usr/lib/mkstick-probe && grep -q " /usr [^ ]* ro[, ]" /proc/mounts'
+check usr-local-is-var test "$(readlink /usr/local)" = ../var/usrlocal
+check usr-local-writable test -x /usr/local/bin/mkstick-boot-check
 check no-failed-units test -z "$(systemctl list-units --failed --plain --no-legend)"
 if [ -z "$fail" ]; then
     echo "MKSTICK-BOOT-OK" > /dev/ttyS0
