@@ -92,7 +92,11 @@ pub fn read_esp(file: &File) -> Result<EspLocation> {
         .values()
         .find(|p| p.part_type_guid == gpt::partition_types::EFI)
         .context("the GPT has no EFI system partition; this is not an mkstick image")?;
-    if esp.last_lba < esp.first_lba || (esp.last_lba + 1) * SECTOR_BYTES > total {
+    let end_bytes = esp
+        .last_lba
+        .checked_add(1)
+        .and_then(|n| n.checked_mul(SECTOR_BYTES));
+    if esp.last_lba < esp.first_lba || end_bytes.is_none_or(|end| end > total) {
         bail!("the EFI partition lies outside the image; the image is cut or damaged");
     }
     Ok(EspLocation {
@@ -156,6 +160,18 @@ mod tests {
         f.write_all_at(img, 0).unwrap();
         let e = read_esp(&f).unwrap_err();
         assert!(format!("{e:#}").contains("partition entries"), "{e:#}");
+    }
+
+    /// Found by scripts/fuzz (target `image`): an EFI partition whose last
+    /// LBA is 2^64 - 1 overflowed the check that it lies inside the image.
+    #[test]
+    fn gpt_esp_last_lba_max_is_an_error() {
+        use std::os::unix::fs::FileExt;
+        let img = include_bytes!("../../tests/fixtures/fuzz/image/gpt-esp-last-lba-max.disk");
+        let f = tempfile::tempfile().unwrap();
+        f.write_all_at(img, 0).unwrap();
+        let e = read_esp(&f).unwrap_err();
+        assert!(format!("{e:#}").contains("outside the image"), "{e:#}");
     }
 
     #[test]
