@@ -183,6 +183,13 @@ fn read_u64(p: &Path) -> Option<u64> {
     read_trim(p)?.parse().ok()
 }
 
+/// A sysfs `size` (in 512-byte sectors, whatever the logical block size)
+/// in bytes; 0, as for an empty drive, when it is missing, unreadable or
+/// too large to be real.
+fn read_size_bytes(p: &Path) -> u64 {
+    read_u64(p).and_then(|s| s.checked_mul(512)).unwrap_or(0)
+}
+
 fn list_dir(p: &Path) -> Vec<String> {
     let mut names: Vec<String> = std::fs::read_dir(p)
         .map(|rd| {
@@ -311,7 +318,7 @@ pub fn read_drive(view: &SystemView, name: &str) -> Result<Drive> {
         let (pprops, _) = udev_data(view, &pdev);
         partitions.push(Partition {
             path: format!("/dev/{sub}"),
-            size_bytes: read_u64(&pdir.join("size")).unwrap_or(0) * 512,
+            size_bytes: read_size_bytes(&pdir.join("size")),
             label: pprops.get("ID_FS_LABEL").cloned(),
             fstype: pprops.get("ID_FS_TYPE").cloned(),
             mounts: mount_map.get(&pdev).cloned().unwrap_or_default(),
@@ -328,7 +335,7 @@ pub fn read_drive(view: &SystemView, name: &str) -> Result<Drive> {
         model: read_trim(&device.join("model")).or_else(|| read_trim(&device.join("name"))),
         vendor: read_trim(&device.join("vendor")),
         serial: serial(&dir, &props),
-        size_bytes: read_u64(&dir.join("size")).unwrap_or(0) * 512,
+        size_bytes: read_size_bytes(&dir.join("size")),
         logical_sector_bytes: read_u64(&dir.join("queue/logical_block_size")).unwrap_or(512) as u32,
         removable: read_trim(&dir.join("removable")).as_deref() == Some("1"),
         read_only: read_trim(&dir.join("ro")).as_deref() == Some("1"),
@@ -470,5 +477,33 @@ impl Drive {
                 .map(|s| format!(", serial {s}"))
                 .unwrap_or_default()
         )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Found by scripts/fuzz (target `devices`, input
+    /// tests/fixtures/fuzz/devices/disk-size-overflows-bytes): a `size` in
+    /// sectors whose byte count does not fit in 64 bits overflowed.
+    #[test]
+    fn disk_size_that_overflows_bytes_is_unknown() {
+        let root = tempfile::tempdir().unwrap();
+        let disk = root.path().join("sys/block/sdb");
+        let part = disk.join("sdb1");
+        std::fs::create_dir_all(&part).unwrap();
+        std::fs::write(disk.join("dev"), "2").unwrap();
+        std::fs::write(disk.join("size"), "390702968291282222").unwrap();
+        std::fs::write(part.join("partition"), "1").unwrap();
+        std::fs::write(part.join("size"), "390702968291282222").unwrap();
+        let view = SystemView::under(root.path());
+        let d = read_drive(&view, "sdb").unwrap();
+        assert_eq!(d.size_bytes, 0);
+        assert_eq!(d.partitions[0].size_bytes, 0);
+        assert!(
+            list(&view).unwrap().is_empty(),
+            "a drive of unknown size is left out"
+        );
     }
 }
