@@ -526,4 +526,29 @@ mod tests {
         let e = format!("{:#}", read_drive(&view, "sdz").unwrap_err());
         assert!(e.contains("sectors of 4294967808 bytes"), "{e}");
     }
+
+    /// Found by scripts/fuzz (target `devices`, input
+    /// tests/fixtures/fuzz/devices/disk-size-overflows-bytes): a `size` in
+    /// sectors whose byte count does not fit in 64 bits overflowed. It is
+    /// now an error naming the file, for the disk and for a partition.
+    #[test]
+    fn disk_size_that_overflows_bytes_is_an_error() {
+        let root = tempfile::tempdir().unwrap();
+        let disk = root.path().join("sys/block/sdb");
+        let part = disk.join("sdb1");
+        std::fs::create_dir_all(&part).unwrap();
+        std::fs::write(disk.join("dev"), "2").unwrap();
+        std::fs::write(disk.join("size"), "390702968291282222").unwrap();
+        std::fs::write(part.join("partition"), "1").unwrap();
+        std::fs::write(part.join("size"), "390702968291282222").unwrap();
+        let view = SystemView::under(root.path());
+        let e = format!("{:#}", read_drive(&view, "sdb").unwrap_err());
+        assert!(e.contains("more than any disk has"), "{e}");
+        std::fs::write(disk.join("size"), "1000").unwrap();
+        let e = format!("{:#}", read_drive(&view, "sdb").unwrap_err());
+        assert!(
+            e.contains("sdb1/size") && e.contains("more than any disk has"),
+            "{e}"
+        );
+    }
 }

@@ -16,6 +16,10 @@ pub const ESP_FIRST_LBA: u64 = 2048;
 /// GPT partition name of the EFI partition; `mkstick` finds its sticks by it.
 pub const ESP_NAME: &str = "MKSTICK";
 
+/// UEFI 2.10, 5.3.2: partition entries are 128 bytes. The gpt crate
+/// asserts that a header says so (a panic), so a header is checked first.
+const PART_ENTRY_BYTES: u32 = 128;
+
 /// Where the EFI partition is, as read from an image.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct EspLocation {
@@ -75,6 +79,7 @@ pub fn write(
 /// Find the mkstick EFI partition of an image or stick.
 pub fn read_esp(file: &File) -> Result<EspLocation> {
     let total = crate::io::len_of(file).context("reading the size")?;
+    check_entry_size(file, total)?;
     let mut dev = Slice::new(file, 0, total);
     let disk = GptConfig::new()
         .writable(false)
@@ -103,6 +108,29 @@ pub fn read_esp(file: &File) -> Result<EspLocation> {
     })
 }
 
+/// Refuse a GPT whose header gives partition entries of another size than
+/// 128 bytes. The header checked is the one the gpt crate uses: the
+/// primary (LBA 1) when its checksum is right, else the backup (last LBA).
+fn check_entry_size(file: &File, total: u64) -> Result<()> {
+    use gpt::header::read_header_from_arbitrary_device as read_header;
+    let lb = LogicalBlockSize::Lb512;
+    let header = read_header(&mut Slice::new(file, 0, total), lb).or_else(|e| {
+        if total < 3 * SECTOR_BYTES {
+            return Err(e);
+        }
+        // The last LBA, read as LBA 1 of a window that ends with it.
+        let start = (total / SECTOR_BYTES - 2) * SECTOR_BYTES;
+        read_header(&mut Slice::new(file, start, 2 * SECTOR_BYTES), lb)
+    });
+    match header {
+        Ok(h) if h.part_size != PART_ENTRY_BYTES => bail!(
+            "the GPT gives its partition entries as {} bytes, not {PART_ENTRY_BYTES}; the image is damaged or not an mkstick image",
+            h.part_size
+        ),
+        _ => Ok(()),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -119,6 +147,31 @@ mod tests {
         assert_eq!(esp.size_bytes(), 2 << 20);
         assert_eq!((esp.disk_guid, esp.part_guid), (disk, part));
         assert_eq!(esp.name, "MKSTICK");
+    }
+
+    /// Found by scripts/fuzz (target `image`): a GPT header, checksum
+    /// right, that gives its partition entries as 0 bytes long made the
+    /// gpt crate panic (`assert_eq!(header.part_size, 128)`).
+    #[test]
+    fn gpt_partition_entry_size_zero_is_an_error() {
+        use std::os::unix::fs::FileExt;
+        let img = include_bytes!("../../tests/fixtures/fuzz/image/gpt-partition-entry-size-0.disk");
+        let f = tempfile::tempfile().unwrap();
+        f.write_all_at(img, 0).unwrap();
+        let e = read_esp(&f).unwrap_err();
+        assert!(format!("{e:#}").contains("partition entries"), "{e:#}");
+    }
+
+    /// Found by scripts/fuzz (target `image`): an EFI partition whose last
+    /// LBA is 2^64 - 1 overflowed the check that it lies inside the image.
+    #[test]
+    fn gpt_esp_last_lba_max_is_an_error() {
+        use std::os::unix::fs::FileExt;
+        let img = include_bytes!("../../tests/fixtures/fuzz/image/gpt-esp-last-lba-max.disk");
+        let f = tempfile::tempfile().unwrap();
+        f.write_all_at(img, 0).unwrap();
+        let e = read_esp(&f).unwrap_err();
+        assert!(format!("{e:#}").contains("outside the image"), "{e:#}");
     }
 
     #[test]

@@ -193,7 +193,7 @@ fn release_url(stream_url: &str, stream: &str, version: &str) -> Result<String> 
 /// signed: without a `signature` entry, `<location>.sig` is where
 /// coreos-installer looks too. A location that does not name the release
 /// is refused, so metadata cannot pass off another release's file.
-fn artifact(name: &str, version: &str, r: &ArtifactRef) -> Result<Artifact> {
+pub fn artifact(name: &str, version: &str, r: &ArtifactRef) -> Result<Artifact> {
     let sha: crate::io::Sha256Digest = r
         .sha256
         .parse()

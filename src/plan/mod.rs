@@ -396,7 +396,7 @@ fn overlay_file(path: &str, executable: bool, contents: Vec<u8>) -> Result<Overl
 }
 
 /// Read one `[extra] ignition` file and check that Ignition can merge it.
-fn load_fragment(loaded: &LoadedConfig, p: &toml::Spanned<PathBuf>) -> Result<ExtraIgnition> {
+pub fn load_fragment(loaded: &LoadedConfig, p: &toml::Spanned<PathBuf>) -> Result<ExtraIgnition> {
     let path = loaded.resolve(p.get_ref());
     let contents = std::fs::read(&path).map_err(|e| {
         loaded.error_at(
