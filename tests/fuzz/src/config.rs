@@ -12,7 +12,6 @@
 use crate::Seed;
 use anyhow::{Context, Result};
 use mkstick::k8s::binaries::CachedBinary;
-use mkstick::plan::kubernetes::KubernetesPlan;
 use mkstick::plan::{PlanArgs, SeedChoice};
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
@@ -106,10 +105,10 @@ pub fn check_text(text: &str) -> Result<()> {
 /// `mkstick check`, as `lib.rs` runs it, with `--os-dir` and no downloads.
 fn check(env: &Env) -> Result<()> {
     let loaded = mkstick::config::load(&env.config)?;
-    let mut kubernetes = KubernetesPlan::from_config(&loaded)?;
+    let mut checked = mkstick::plan::check_config(&loaded)?;
     // `--os-dir` skips `[os]`; check it anyway, as a run without it would.
     let _ = mkstick::os::source::OsSource::from_config(&loaded, None);
-    if let Some(k) = &mut kubernetes {
+    if let Some(k) = &mut checked.kubernetes {
         k.binaries = k
             .table
             .files
@@ -125,11 +124,11 @@ fn check(env: &Env) -> Result<()> {
     }
     let plan = mkstick::plan::plan(
         &loaded,
+        checked,
         &PlanArgs {
             os_dir: env.os_dir.clone(),
             seed: SeedChoice::Derived,
             source_date_epoch: None,
-            kubernetes,
         },
     )?;
     let payload = mkstick::payload::render(&plan)?;
