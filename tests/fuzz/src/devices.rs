@@ -248,5 +248,9 @@ pub fn seeds(repo: &Path) -> Result<Vec<Seed>> {
             out.push((format!("{machine}-{name}"), fields.join(&0u8)));
         }
     }
+    // The inputs earlier runs crashed on (the regression tests' inputs).
+    for p in crate::files_under(&repo.join("tests/fixtures/fuzz/devices"), &[""]) {
+        out.push((crate::seed_name("", repo, &p), std::fs::read(&p)?));
+    }
     Ok(out)
 }
