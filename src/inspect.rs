@@ -84,6 +84,7 @@ pub fn read(path: &std::path::Path, with_config: bool, progress: &Progress) -> R
     let size_bytes = crate::io::len_of(&file).context("reading the size")?;
     let esp = gpt::read_esp(&file).with_context(|| format!("reading {}", path.display()))?;
     let mut disk = Slice::new(&file, esp.start_bytes(), esp.size_bytes());
+    fat::check_volume(&mut disk).with_context(|| format!("reading {}", path.display()))?;
     let fs = fatfs::FileSystem::new(&mut disk, fatfs::FsOptions::new()).with_context(|| {
         format!(
             "{}: the EFI partition is not a FAT filesystem",

@@ -5,7 +5,7 @@ use crate::io::Slice;
 use anyhow::{bail, Context, Result};
 use fatfs::{FatType, FileSystem, FormatVolumeOptions, FsOptions, ReadWriteSeek};
 use std::fs::File;
-use std::io::{Cursor, Read};
+use std::io::{Cursor, Read, Seek, SeekFrom};
 use std::os::unix::fs::FileExt;
 
 /// The volume label, also the GPT partition name (11 bytes, space-padded).
@@ -298,10 +298,168 @@ pub fn walk<T: ReadWriteSeek>(
     dir_level(fs.root_dir(), "", &mut visit, 0)
 }
 
+/// Check what fatfs 0.3.6 takes on trust before it opens a volume mkstick
+/// did not write. It puts the cluster numbers of directory entries and of
+/// the FAT into unchecked 32-bit arithmetic (a panic in a debug build, a
+/// read of the wrong place in a release one). So every cluster that a
+/// directory entry, the FAT32 root or a cluster chain names must be one of
+/// the volume's (2 to the last), and no chain may loop or join another.
+/// The rest of the boot sector fatfs checks itself. Leaves `disk` at 0.
+pub fn check_volume<D: Read + Seek>(disk: &mut D) -> Result<()> {
+    let r = check_clusters(disk);
+    disk.seek(SeekFrom::Start(0))
+        .context("reading the FAT volume")?;
+    r
+}
+
+/// Up to `len` bytes at `at`: fewer where the image is cut.
+fn read_at<D: Read + Seek>(disk: &mut D, at: u64, len: u64) -> Result<Vec<u8>> {
+    let mut out = Vec::new();
+    disk.seek(SeekFrom::Start(at))
+        .and_then(|_| disk.take(len).read_to_end(&mut out))
+        .context("reading the FAT volume")?;
+    Ok(out)
+}
+
+/// A little-endian number of `n` bytes at `at`, if `b` holds them.
+fn le(b: &[u8], at: usize, n: usize) -> Option<u64> {
+    let bytes = b.get(at..at.checked_add(n)?)?;
+    Some(bytes.iter().rev().fold(0, |v, x| v << 8 | u64::from(*x)))
+}
+
+fn check_clusters<D: Read + Seek>(disk: &mut D) -> Result<()> {
+    let boot = read_at(disk, 0, 512)?;
+    if boot.len() < 512 {
+        return Ok(()); // fatfs refuses it
+    }
+    let bpb = |at, n| le(&boot, at, n).expect("the boot sector holds 512 bytes");
+    let (bps, spc, reserved, fats) = (bpb(11, 2), bpb(13, 1), bpb(14, 2), bpb(16, 1));
+    let root_sectors = (bpb(17, 2) * DIR_ENTRY_BYTES as u64).div_ceil(bps.max(1));
+    let fat32 = bpb(22, 2) == 0;
+    let fat_sectors = if fat32 { bpb(36, 4) } else { bpb(22, 2) };
+    let total = match bpb(19, 2) {
+        0 => bpb(32, 4),
+        t => t,
+    };
+    // FAT32's extended flags: bit 7 turns mirroring off, bits 0-3 name the active FAT.
+    let flags = bpb(40, 2);
+    let active = if fat32 && flags & 0x80 != 0 {
+        flags & 0x0f
+    } else {
+        0
+    };
+    let fat_start = reserved + active * fat_sectors;
+    let first_data = reserved + fats * fat_sectors + root_sectors;
+    if [
+        fat_start,
+        fats * fat_sectors,
+        first_data,
+        fat_sectors * bps * 8,
+    ]
+    .iter()
+    .any(|v| *v > u64::from(u32::MAX))
+    {
+        bail!("the FAT volume is damaged: its sizes do not fit in 32 bits");
+    }
+    if bps == 0 || spc == 0 || total <= first_data {
+        return Ok(()); // fatfs refuses it
+    }
+    let clusters = (total - first_data) / spc;
+    // Microsoft's FAT specification, "FAT Type Determination", as fatfs does it.
+    let (entry_bits, end_marker) = match clusters {
+        0..4085 => (12, 0xff7),
+        4085..65525 => (16, 0xfff7),
+        _ => (32, 0x0fff_fff7),
+    };
+    if fat32 != (entry_bits == 32) {
+        return Ok(()); // fatfs refuses it
+    }
+    let last = clusters + 1;
+    let fat = read_at(disk, fat_start * bps, (last + 1) * entry_bits / 8 + 4)?;
+    // The FAT entry of cluster `c`, if the FAT holds it.
+    let next = |c: u64| -> Option<u64> {
+        let v = le(
+            &fat,
+            (c * entry_bits / 8) as usize,
+            entry_bits.div_ceil(8) as usize,
+        )?;
+        Some(match entry_bits {
+            12 if c % 2 == 1 => v >> 4,
+            12 => v & 0xfff,
+            16 => v,
+            _ => v & 0x0fff_ffff,
+        })
+    };
+    let follows = |c: u64| next(c).filter(|n| *n != 0 && *n < end_marker);
+    // Check the chain from `first`: every cluster one of the volume's, no
+    // loop. `good` holds the clusters whose chain onwards is checked.
+    let mut good = std::collections::BTreeSet::new();
+    let mut check_chain = |first: u64| -> Result<()> {
+        let mut this = std::collections::BTreeSet::new();
+        let mut c = Some(first);
+        while let Some(n) = c.filter(|n| !good.contains(n)) {
+            if !(2..=last).contains(&n) {
+                bail!("the FAT volume is damaged: it names cluster {n}, and its clusters are 2 to {last}");
+            }
+            if !this.insert(n) {
+                bail!("the FAT volume is damaged: the cluster chain through cluster {n} loops");
+            }
+            // The end, a free or bad cluster, or a cut FAT end it, as in fatfs.
+            c = follows(n);
+        }
+        good.extend(this);
+        Ok(())
+    };
+    // The clusters of a checked chain.
+    let clusters_of =
+        |first: u64| std::iter::successors(Some(first), |c| follows(*c)).take(last as usize);
+    // Read every directory once; `None` is FAT12/16's fixed root directory.
+    let mut dirs = vec![None];
+    if fat32 {
+        check_chain(bpb(44, 4)).context("the root directory")?;
+        dirs = vec![Some(bpb(44, 4))];
+    }
+    let mut scanned: std::collections::BTreeSet<u64> = dirs.iter().flatten().copied().collect();
+    while let Some(dir) = dirs.pop() {
+        let mut bytes = Vec::new();
+        match dir {
+            None => bytes = read_at(disk, (first_data - root_sectors) * bps, root_sectors * bps)?,
+            Some(first) => {
+                for c in clusters_of(first) {
+                    bytes.extend(read_at(
+                        disk,
+                        (first_data + (c - 2) * spc) * bps,
+                        spc * bps,
+                    )?);
+                }
+            }
+        }
+        for e in bytes.chunks_exact(DIR_ENTRY_BYTES) {
+            if e[0] == 0 {
+                break;
+            }
+            if e[0] == DELETED || e[11] & ATTR_LFN == ATTR_LFN {
+                continue;
+            }
+            let hi = if fat32 { le(e, 20, 2).unwrap_or(0) } else { 0 };
+            let c = hi << 16 | le(e, 26, 2).unwrap_or(0);
+            if c == 0 {
+                continue; // no clusters
+            }
+            check_chain(c)?;
+            if e[11] & ATTR_DIRECTORY != 0 && scanned.insert(c) {
+                dirs.push(Some(c));
+            }
+        }
+    }
+    Ok(())
+}
+
 /// Every file of an in-memory FAT image (such as FCOS's `efiboot.img`).
 pub fn read_tree(image: &[u8]) -> Result<Vec<(String, Vec<u8>)>> {
-    let fs = FileSystem::new(Cursor::new(image.to_vec()), FsOptions::new())
-        .context("not a FAT filesystem")?;
+    let mut disk = Cursor::new(image.to_vec());
+    check_volume(&mut disk)?;
+    let fs = FileSystem::new(disk, FsOptions::new()).context("not a FAT filesystem")?;
     let mut out = Vec::new();
     walk(&fs, |path, file| {
         let mut data = Vec::new();
@@ -316,6 +474,16 @@ pub fn read_tree(image: &[u8]) -> Result<Vec<(String, Vec<u8>)>> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Found by scripts/fuzz (target `image`, FAT alone): a file whose
+    /// directory entry starts it at cluster 1, which is reserved, made
+    /// fatfs overflow computing where cluster 1 lies.
+    #[test]
+    fn fat_file_first_cluster_1_is_an_error() {
+        let img = include_bytes!("../../tests/fixtures/fuzz/image/fat-file-first-cluster-1.fat");
+        let e = read_tree(img).unwrap_err();
+        assert!(format!("{e:#}").contains("cluster"), "{e:#}");
+    }
 
     #[test]
     fn layout_is_fat32_and_holds_the_files() {
