@@ -158,13 +158,21 @@ impl PrivateTemp {
     pub fn new_in(dir: &Path) -> Result<PrivateTemp> {
         use std::os::unix::fs::PermissionsExt;
         sweep(dir);
+        // The handler is installed, and the list locked, before the file
+        // exists: a signal in between waits for the registration and then
+        // removes the file, instead of ending the process past it.
+        let s = state();
+        let mut held = items();
         let tmp = tempfile::Builder::new()
             .prefix(TEMP_PREFIX)
             .suffix(TEMP_SUFFIX)
             .permissions(std::fs::Permissions::from_mode(0o600))
             .tempfile_in(dir)
             .with_context(|| format!("creating a temporary file in {}", dir.display()))?;
-        let registered = remove_file_on_signal(tmp.path());
+        let id = s.next.fetch_add(1, Ordering::SeqCst);
+        held.insert(id, Item::File(tmp.path().to_path_buf()));
+        drop(held);
+        let registered = Registered(id);
         let dup = tmp
             .as_file()
             .try_clone()
