@@ -176,7 +176,7 @@ mod tests {
     #[test]
     fn seed_images_inspect_and_verify() {
         for (name, bytes) in image::seeds(&repo_root()).unwrap() {
-            if name.starts_with('2') {
+            if name.contains("tests_fixtures_fuzz") {
                 continue; // a crash's input
             }
             if bytes[0] & 1 == 1 {
