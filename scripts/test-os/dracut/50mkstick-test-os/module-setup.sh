@@ -25,6 +25,15 @@ install() {
         chroot id
     inst_multiple -o chpasswd
 
+    # The live version stamp, as coreos-assembler puts it in Fedora CoreOS's
+    # live initramfs; build-test-os passes the version.
+    if [ -z "${MKSTICK_LIVE_VERSION:-}" ]; then
+        derror "mkstick-test-os: MKSTICK_LIVE_VERSION is not set"
+        return 1
+    fi
+    mkdir -p "$initdir/etc"
+    echo "$MKSTICK_LIVE_VERSION" > "$initdir/etc/coreos-live-initramfs"
+
     inst_script "$moddir/mkstick-live-generator" \
         "$systemdutildir/system-generators/mkstick-live-generator"
     inst_script "$moddir/mkstick-live-setup.sh" /usr/sbin/mkstick-live-setup
