@@ -41,6 +41,23 @@ const OVMF_SPLIT: &[(&str, &str)] = &[
     ),
 ];
 
+/// Secure Boot builds: code with Secure Boot and SMM, and a variable store
+/// with Microsoft's keys enrolled and Secure Boot on, as a PC ships. Debian
+/// and Ubuntu's `ovmf` (/usr/share/doc/ovmf/README.Debian: the .ms.fd vars
+/// have "the default Microsoft keys in KEK/DB" and "Secure Boot already
+/// activated"; the secboot code "will abort if QEMU does not support SMM"),
+/// Fedora's `edk2-ovmf`.
+const OVMF_SECURE_BOOT: &[(&str, &str)] = &[
+    (
+        "/usr/share/OVMF/OVMF_CODE_4M.secboot.fd",
+        "/usr/share/OVMF/OVMF_VARS_4M.ms.fd",
+    ),
+    (
+        "/usr/share/edk2/ovmf/OVMF_CODE.secboot.fd",
+        "/usr/share/edk2/ovmf/OVMF_VARS.secboot.fd",
+    ),
+];
+
 /// One `--data-disk` argument, parsed.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DataDisk {
@@ -101,30 +118,53 @@ pub fn parse_data_disk(spec: &str, index: usize) -> Result<DataDisk> {
 }
 
 /// The firmware arguments for QEMU, and a temp dir holding a VARS copy.
-fn firmware_args(given: Option<&Path>, tmp: &Path) -> Result<Vec<String>> {
+fn firmware_args(given: Option<&Path>, secure_boot: bool, tmp: &Path) -> Result<Vec<String>> {
     if let Some(fw) = given {
         if !fw.is_file() {
             bail!("--firmware {}: no such file", fw.display());
         }
         return Ok(vec!["-bios".into(), fw.display().to_string()]);
     }
+    let split = |code: &str, vars: &str| -> Result<Vec<String>> {
+        let copy = tmp.join("OVMF_VARS.fd");
+        std::fs::copy(vars, &copy).with_context(|| format!("copying {vars}"))?;
+        Ok(vec![
+            "-drive".into(),
+            format!("if=pflash,format=raw,readonly=on,file={code}"),
+            "-drive".into(),
+            format!("if=pflash,format=raw,file={}", copy.display()),
+        ])
+    };
+    let present =
+        |(code, vars): &&(&str, &str)| Path::new(code).is_file() && Path::new(vars).is_file();
+    if secure_boot {
+        return match OVMF_SECURE_BOOT.iter().find(present) {
+            Some((code, vars)) => split(code, vars),
+            None => bail!("no UEFI firmware with Secure Boot found; install OVMF (Debian/Ubuntu: apt-get install ovmf, which has OVMF_CODE_4M.secboot.fd and OVMF_VARS_4M.ms.fd; Fedora: dnf install edk2-ovmf)"),
+        };
+    }
     if let Some(fw) = OVMF_COMBINED.iter().find(|p| Path::new(p).is_file()) {
         return Ok(vec!["-bios".into(), fw.to_string()]);
     }
-    for (code, vars) in OVMF_SPLIT {
-        if Path::new(code).is_file() && Path::new(vars).is_file() {
-            let copy = tmp.join("OVMF_VARS.fd");
-            std::fs::copy(vars, &copy).with_context(|| format!("copying {vars}"))?;
-            return Ok(vec![
-                "-drive".into(),
-                format!("if=pflash,format=raw,readonly=on,file={code}"),
-                "-drive".into(),
-                format!("if=pflash,format=raw,file={}", copy.display()),
-            ]);
-        }
+    if let Some((code, vars)) = OVMF_SPLIT.iter().find(present) {
+        return split(code, vars);
     }
     bail!("no UEFI firmware found; install OVMF (Debian/Ubuntu: apt-get install ovmf; Fedora: dnf install edk2-ovmf) or pass --firmware FILE")
 }
+
+/// QEMU's `-machine` value. Secure Boot firmware needs SMM (the secboot
+/// build aborts without it, README.Debian above), and its flash marked
+/// secure, so that only the firmware in SMM can write its variables.
+fn machine(accel: &str, secure_boot: bool) -> String {
+    if secure_boot {
+        format!("q35,smm=on,accel={accel}")
+    } else {
+        format!("q35,accel={accel}")
+    }
+}
+
+/// The extra QEMU arguments Secure Boot firmware needs.
+const SECURE_BOOT_ARGS: &[&str] = &["-global", "driver=cfi.pflash01,property=secure,value=on"];
 
 /// QEMU's `file=` option value, with its commas doubled as QEMU requires.
 fn qemu_path(p: &Path) -> String {
@@ -133,7 +173,7 @@ fn qemu_path(p: &Path) -> String {
 
 /// Does KVM really run a guest here? Some hosts open /dev/kvm fine and then
 /// fail at the first instruction ("KVM internal error"), so run OVMF briefly.
-fn kvm_works(firmware: &[String]) -> bool {
+fn kvm_works(firmware: &[String], secure_boot: bool) -> bool {
     if std::fs::OpenOptions::new()
         .read(true)
         .write(true)
@@ -143,8 +183,10 @@ fn kvm_works(firmware: &[String]) -> bool {
         return false;
     }
     let mut cmd = Command::new(QEMU);
-    cmd.args(["-machine", "q35,accel=kvm", "-cpu", "host", "-m", "64"])
+    cmd.args(["-machine", &machine("kvm", secure_boot)])
+        .args(["-cpu", "host", "-m", "64"])
         .args(firmware)
+        .args(if secure_boot { SECURE_BOOT_ARGS } else { &[] })
         .args([
             "-display",
             "none",
@@ -216,11 +258,11 @@ pub fn run(a: &BootArgs, progress: &Progress) -> Result<ExitCode> {
     let tmp = tempfile::tempdir().context("creating a temporary directory")?;
     // The blank data disks are sparse but may fill up: never leave them.
     let _tmp_on_signal = crate::io::cleanup::remove_dir_on_signal(tmp.path());
-    let firmware = firmware_args(a.firmware.as_deref(), tmp.path())?;
+    let firmware = firmware_args(a.firmware.as_deref(), a.secure_boot, tmp.path())?;
     let use_kvm = match a.accel {
         Accel::Kvm => true,
         Accel::Tcg => false,
-        Accel::Auto => kvm_works(&firmware),
+        Accel::Auto => kvm_works(&firmware, a.secure_boot),
     };
     progress.note(if use_kvm {
         "boot: using KVM"
@@ -230,7 +272,7 @@ pub fn run(a: &BootArgs, progress: &Progress) -> Result<ExitCode> {
 
     let mut args: Vec<String> = vec![
         "-machine".into(),
-        format!("q35,accel={}", if use_kvm { "kvm" } else { "tcg" }),
+        machine(if use_kvm { "kvm" } else { "tcg" }, a.secure_boot),
         "-cpu".into(),
         if use_kvm { "host" } else { "max" }.into(),
         "-m".into(),
@@ -239,6 +281,10 @@ pub fn run(a: &BootArgs, progress: &Progress) -> Result<ExitCode> {
         a.cpus.to_string(),
     ];
     args.extend(firmware);
+    if a.secure_boot {
+        args.extend(SECURE_BOOT_ARGS.iter().map(|s| s.to_string()));
+        progress.note("boot: Secure Boot is enforced, with Microsoft's keys enrolled");
+    }
     args.extend(
         [
             "-display",

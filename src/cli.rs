@@ -196,8 +196,12 @@ pub struct BootArgs {
     #[arg(long, default_value_t = 2)]
     pub cpus: u32,
     /// UEFI firmware (default: OVMF from the usual places)
-    #[arg(long, value_name = "FILE")]
+    #[arg(long, value_name = "FILE", conflicts_with = "secure_boot")]
     pub firmware: Option<PathBuf>,
+    /// Boot with Secure Boot enforced and Microsoft's keys enrolled, as a
+    /// PC ships (OVMF's Secure Boot build)
+    #[arg(long)]
+    pub secure_boot: bool,
     /// Stop with success when this text appears on the serial console
     #[arg(long, value_name = "TEXT")]
     pub expect: Option<String>,

@@ -70,6 +70,9 @@ if search --no-floppy --fs-uuid --set=root {uuid}; then
     else
       echo 'mkstick: cannot load the initrds from the stick; rebuild it'
     fi
+  elif [ \"$shim_lock\" = y ]; then
+    echo 'mkstick: Secure Boot is on, and the shim does not trust the kernel /{KERNEL}'
+    echo 'mkstick: turn Secure Boot off for this server'
   else
     echo 'mkstick: cannot load the kernel /{KERNEL}; rebuild the stick'
   fi
@@ -92,6 +95,17 @@ halt
 mod tests {
     use super::*;
 
+    /// Every `if` has its `fi` (grub-script-check checks the rest in the
+    /// integration tests).
+    fn assert_balanced(cfg: &str) {
+        let count = |f: fn(&str) -> bool| cfg.lines().map(str::trim).filter(|l| f(l)).count();
+        assert_eq!(
+            count(|l| l.starts_with("if ")),
+            count(|l| l == "fi"),
+            "{cfg}"
+        );
+    }
+
     #[test]
     fn every_path_ends_in_halt_and_args_are_quoted() {
         let args: Vec<KernelArg> = ["ignition.firstboot", "console=ttyS0,115200n8"]
@@ -106,12 +120,15 @@ mod tests {
             rootfs: true,
             secure_boot_unsupported: None,
         });
-        assert!(!cfg.contains("shim_lock"));
+        // A kernel the shim refuses is named as a Secure Boot problem, not
+        // as a broken stick.
+        let refused = cfg.find("elif [ \"$shim_lock\" = y ]; then\n    echo 'mkstick: Secure Boot is on, and the shim does not trust the kernel /os/vmlinuz'\n    echo 'mkstick: turn Secure Boot off for this server'\n").unwrap();
+        assert!(refused < cfg.find("rebuild the stick'").unwrap());
         assert!(cfg.contains("--fs-uuid --set=root 1234-ABCD"));
         assert!(cfg.contains("'ignition.firstboot' 'console=ttyS0,115200n8'"));
         assert!(cfg.trim_end().ends_with("halt"));
         assert!(!cfg.contains("'x'"), "titles cannot inject quotes: {cfg}");
-        assert_eq!(cfg.matches("if ").count(), cfg.matches("fi\n").count());
+        assert_balanced(&cfg);
     }
 
     #[test]
@@ -130,6 +147,6 @@ mod tests {
             "checked before the kernel: {cfg}"
         );
         assert!(cfg.contains("echo \"mkstick: Secure Boot is on; Flatcar's kernel is not signed by Fedora's shim _x_: turn Secure Boot off for this server\"\n    sleep 30\n    halt\n  fi\n"), "{cfg}");
-        assert_eq!(cfg.matches("if ").count(), cfg.matches("fi\n").count());
+        assert_balanced(&cfg);
     }
 }

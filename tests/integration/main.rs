@@ -20,4 +20,6 @@ mod fetch_boot;
 #[cfg(feature = "boot-tests")]
 mod k8s_boot;
 #[cfg(feature = "boot-tests")]
+mod secure_boot;
+#[cfg(feature = "boot-tests")]
 mod storage_boot;
