@@ -10,6 +10,7 @@ pub mod fcos;
 pub mod fetch;
 pub mod flatcar;
 pub mod iso9660;
+pub mod live;
 pub mod source;
 pub mod verify;
 
