@@ -1,7 +1,7 @@
 //! The live boot's contract between an OS's initramfs and its root
 //! filesystem image (Fedora CoreOS's `rootfs.img`, the second initrd),
-//! read from both while `assemble` copies them: two [`Scan`]s in, a
-//! verdict out.
+//! read from both while `assemble` copies them (and while `check` hashes
+//! them, [`super::OsDir::verify`]): two [`Scan`]s in, a verdict out.
 //!
 //! Upstream facts (see `src/os/RESEARCH.md`, section 6):
 //! - osbuild `stages/org.osbuild.coreos.live-artifacts.mono` (formerly

@@ -192,11 +192,13 @@ fn the_live_stamps_of_initramfs_and_rootfs_must_match_at_build() {
         "rootfs.img",
         &fake_rootfs("root.squashfs", 600_000, 8, Some("41.20250801.3.0\n")),
     );
-    let e = fails(s.run(&["build"]));
-    assert!(
-        e.contains("error: ./os/rootfs.img is Fake OS 41.20250801.3.0 but ./os/initramfs.img is Fake OS 1.0: ./os mixes two releases, and the initramfs would stop the boot (\"Found initramfs version 1.0 but rootfs version 41.20250801.3.0\"); fetch the OS again with `mkstick fetch`, or rebuild the OS directory"),
-        "{e}"
-    );
+    for cmd in ["check", "build"] {
+        let e = fails(s.run(&[cmd]));
+        assert!(
+            e.contains("error: ./os/rootfs.img is Fake OS 41.20250801.3.0 but ./os/initramfs.img is Fake OS 1.0: ./os mixes two releases, and the initramfs would stop the boot (\"Found initramfs version 1.0 but rootfs version 41.20250801.3.0\"); fetch the OS again with `mkstick fetch`, or rebuild the OS directory"),
+            "{cmd}: {e}"
+        );
+    }
     nothing_left(&s);
 }
 
@@ -208,20 +210,24 @@ fn a_rootfs_that_does_not_start_with_the_root_image_is_refused() {
         "rootfs.img",
         &fake_rootfs("usr.squashfs", 600_000, 8, Some(FAKE_OS_STAMP)),
     );
-    let e = fails(s.run(&["build"]));
-    assert!(
-        e.contains("rootfs.img starts with `usr.squashfs`, but the live initramfs mounts the root filesystem from root.squashfs or root.erofs, the archive's first member"),
-        "{e}"
-    );
+    for cmd in ["check", "build"] {
+        let e = fails(s.run(&[cmd]));
+        assert!(
+            e.contains("rootfs.img starts with `usr.squashfs`, but the live initramfs mounts the root filesystem from root.squashfs or root.erofs, the archive's first member"),
+            "{cmd}: {e}"
+        );
+    }
     nothing_left(&s);
     // Not a cpio archive at all (a rootfs.img of old, a bare squashfs).
     let s = Scratch::new(&minimal_config());
     replace_os_file(&s, "rootfs.img", &filler(600_000, 8));
-    let e = fails(s.run(&["build"]));
-    assert!(
-        e.contains("rootfs.img, the OS's root filesystem image: it is not an uncompressed newc cpio archive"),
-        "{e}"
-    );
+    for cmd in ["check", "build"] {
+        let e = fails(s.run(&[cmd]));
+        assert!(
+            e.contains("rootfs.img, the OS's root filesystem image: it is not an uncompressed newc cpio archive"),
+            "{cmd}: {e}"
+        );
+    }
     nothing_left(&s);
 }
 
@@ -233,20 +239,26 @@ fn missing_live_stamps_are_refused() {
         "rootfs.img",
         &fake_rootfs("root.squashfs", 600_000, 8, None),
     );
-    let e = fails(s.run(&["build"]));
-    assert!(
-        e.contains("rootfs.img has no etc/coreos-live-rootfs, so the initramfs would stop the boot with \"No rootfs image found\""),
-        "{e}"
-    );
+    for cmd in ["check", "build"] {
+        let e = fails(s.run(&[cmd]));
+        assert!(
+            e.contains("rootfs.img has no etc/coreos-live-rootfs, so the initramfs would stop the boot with \"No rootfs image found\""),
+            "{cmd}: {e}"
+        );
+    }
     nothing_left(&s);
 
     let s = Scratch::new(&minimal_config());
     replace_os_file(&s, "initramfs.img", &fake_initramfs(300_000, 7, None));
-    let e = fails(s.run(&["build"]));
-    assert!(
-        e.contains("initramfs.img has no etc/coreos-live-initramfs, so it is no live initramfs"),
-        "{e}"
-    );
+    for cmd in ["check", "build"] {
+        let e = fails(s.run(&[cmd]));
+        assert!(
+            e.contains(
+                "initramfs.img has no etc/coreos-live-initramfs, so it is no live initramfs"
+            ),
+            "{cmd}: {e}"
+        );
+    }
     nothing_left(&s);
 }
 
