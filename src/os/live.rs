@@ -175,10 +175,20 @@ pub fn scan_initramfs(r: &mut dyn BufRead) -> Result<Scan> {
 }
 
 /// Scan a root filesystem image: its first member, and [`ROOTFS_STAMP`].
+/// It is one uncompressed archive, or several with NUL padding between
+/// them, which the kernel unpacks alike.
 pub fn scan_rootfs(r: &mut dyn BufRead) -> Result<Scan> {
     let mut scan = Scan::default();
-    walk(r, ROOTFS_STAMP, &mut scan).context("it is not an uncompressed newc cpio archive")?;
-    Ok(scan)
+    let mut r = CountingReader::new(r);
+    loop {
+        let at = r.bytes;
+        walk(&mut r, ROOTFS_STAMP, &mut scan).with_context(|| {
+            format!("it is not an uncompressed newc cpio archive (at byte {at})")
+        })?;
+        if skip_zeros(&mut r)? {
+            return Ok(scan);
+        }
+    }
 }
 
 /// Consume NUL padding; true at the end of the stream.
@@ -390,6 +400,21 @@ mod tests {
                 assert_eq!(s.stamp.as_deref(), Some(v));
             }
         }
+    }
+
+    #[test]
+    fn a_rootfs_may_be_several_archives() {
+        let mut img = pad(newc_members(&[("root.squashfs", FILE, &squashfs())]));
+        img.extend(newc_members(&[(ROOTFS_STAMP, FILE, b"42.1\n")]));
+        let s = scan(&img, 100, scan_rootfs).unwrap();
+        assert_eq!(s.first, Some(("root.squashfs".to_string(), true)));
+        assert_eq!(s.stamp.as_deref(), Some("42.1"));
+        img.extend(b"junk");
+        let e = format!("{:#}", scan(&img, 100, scan_rootfs).unwrap_err());
+        assert!(
+            e.starts_with("it is not an uncompressed newc cpio archive (at byte 5520)"),
+            "{e}"
+        );
     }
 
     #[test]
