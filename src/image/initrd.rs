@@ -9,8 +9,8 @@ use std::io::{Read, Write};
 
 const NEWC_MAGIC: &[u8; 6] = b"070701";
 const TRAILER: &str = "TRAILER!!!";
-const S_IFREG: u32 = 0o100000;
-const S_IFDIR: u32 = 0o040000;
+pub const S_IFREG: u32 = 0o100000;
+pub const S_IFDIR: u32 = 0o040000;
 
 /// One archive member as read back.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -77,6 +77,21 @@ pub fn newc(path: &str, mode: u32, contents: &[u8]) -> Vec<u8> {
     out
 }
 
+/// An uncompressed newc archive of `members` in the order given, each a
+/// name, a full mode (type bits included: `0o040755` for a directory) and
+/// contents: for fixtures shaped like another tool's archives.
+pub fn newc_members(members: &[(&str, u32, &[u8])]) -> Vec<u8> {
+    let mut out = Vec::new();
+    for (ino, (name, mode, contents)) in (1u32..).zip(members) {
+        let nlink = if mode & 0o170000 == S_IFDIR { 2 } else { 1 };
+        header(&mut out, ino, *mode, nlink, name, contents.len());
+        out.extend_from_slice(contents);
+        pad4(&mut out);
+    }
+    header(&mut out, 0, 0, 1, TRAILER, 0);
+    out
+}
+
 /// gzip with no file name and mtime 0, so the bytes depend only on the input.
 pub fn gzip(data: &[u8]) -> Vec<u8> {
     let mut enc: GzEncoder<Vec<u8>> = GzBuilder::new()
@@ -108,23 +123,16 @@ pub fn read(bytes: &[u8]) -> Result<Vec<Member>> {
     let mut at = 0usize;
     loop {
         let head = data
-            .get(at..at + 110)
+            .get(at..at + HEADER_BYTES)
             .context("the cpio archive ends before its trailer")?;
-        if &head[..6] != NEWC_MAGIC {
-            bail!("not a newc cpio archive (bad magic at byte {at})");
-        }
-        let field = |i: usize| -> Result<u32> {
-            let s = std::str::from_utf8(&head[6 + i * 8..14 + i * 8])?;
-            Ok(u32::from_str_radix(s, 16)?)
-        };
-        let (mode, uid, gid, mtime) = (field(1)?, field(2)?, field(3)?, field(5)?);
-        let (size, namesize) = (field(6)? as usize, field(11)? as usize);
+        let h = Header::parse(head).with_context(|| format!("at byte {at}"))?;
+        let (size, namesize) = (h.size as usize, h.namesize as usize);
         let name_bytes = data
-            .get(at + 110..at + 110 + namesize)
+            .get(at + HEADER_BYTES..at + HEADER_BYTES + namesize)
             .context("the cpio archive is cut inside a name")?;
         let name = String::from_utf8_lossy(name_bytes.strip_suffix(&[0]).unwrap_or(name_bytes))
             .into_owned();
-        at = (at + 110 + namesize).next_multiple_of(4);
+        at = (at + HEADER_BYTES + namesize).next_multiple_of(4);
         let body = data
             .get(at..at + size)
             .context("the cpio archive is cut inside a file")?
@@ -135,13 +143,119 @@ pub fn read(bytes: &[u8]) -> Result<Vec<Member>> {
         }
         members.push(Member {
             name,
-            mode,
-            uid,
-            gid,
-            mtime,
+            mode: h.mode,
+            uid: h.uid,
+            gid: h.gid,
+            mtime: h.mtime,
             data: body,
         });
     }
+}
+
+/// The fixed-size part of a newc member header: the magic and 13 fields of
+/// 8 hex digits (the kernel's `Documentation/driver-api/early-userspace/buffer-format.rst`).
+pub const HEADER_BYTES: usize = 110;
+
+/// The fields of one newc header that a reader needs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Header {
+    pub mode: u32,
+    pub uid: u32,
+    pub gid: u32,
+    pub mtime: u32,
+    pub size: u32,
+    /// The name's length in bytes, its closing NUL included.
+    pub namesize: u32,
+}
+
+impl Header {
+    /// Parse the first [`HEADER_BYTES`] of `head`: "070701", or "070702"
+    /// (newc with a checksum, which the kernel reads alike).
+    pub fn parse(head: &[u8]) -> Result<Header> {
+        let head = head
+            .get(..HEADER_BYTES)
+            .context("the cpio header is cut short")?;
+        if &head[..6] != NEWC_MAGIC && &head[..6] != b"070702" {
+            bail!("not a newc cpio archive (bad magic)");
+        }
+        let field = |i: usize| -> Result<u32> {
+            let s = std::str::from_utf8(&head[6 + i * 8..14 + i * 8])?;
+            Ok(u32::from_str_radix(s, 16)?)
+        };
+        Ok(Header {
+            mode: field(1)?,
+            uid: field(2)?,
+            gid: field(3)?,
+            mtime: field(5)?,
+            size: field(6)?,
+            namesize: field(11)?,
+        })
+    }
+
+    pub fn is_regular_file(&self) -> bool {
+        self.mode & 0o170000 == S_IFREG
+    }
+}
+
+/// The longest member name a reader of outside input accepts, its NUL
+/// included: the kernel's `PATH_MAX`.
+pub const MAX_NAME_BYTES: u32 = 4096;
+
+/// Walk one newc archive on `r`, from its first header through its trailer,
+/// without holding more than one name in memory. `visit` gets each member's
+/// name (less a leading `./` or `/`, as the kernel unpacks it), its header,
+/// and a reader limited to its body; what it leaves unread is skipped.
+/// Padding is counted from the archive's first byte, which the kernel
+/// requires to sit on a 4-byte boundary (`init/initramfs.c`).
+pub fn walk<R: Read + ?Sized>(
+    r: &mut R,
+    visit: &mut dyn FnMut(&str, &Header, &mut dyn Read) -> Result<()>,
+) -> Result<()> {
+    // Bytes of the archive read so far; at most 2^32 per member, so a
+    // u64 cannot overflow before the input ends.
+    let mut at = 0u64;
+    loop {
+        let mut head = [0u8; HEADER_BYTES];
+        r.read_exact(&mut head)
+            .context("the cpio archive ends before its trailer")?;
+        let h = Header::parse(&head)?;
+        if h.namesize == 0 || h.namesize > MAX_NAME_BYTES {
+            bail!(
+                "a cpio member name of {} bytes (at most {MAX_NAME_BYTES})",
+                h.namesize
+            );
+        }
+        let mut name = vec![0u8; h.namesize as usize];
+        r.read_exact(&mut name)
+            .context("the cpio archive is cut inside a name")?;
+        at += (HEADER_BYTES + name.len()) as u64;
+        skip(r, at.next_multiple_of(4) - at, &mut at)?;
+        let name = String::from_utf8_lossy(name.strip_suffix(&[0]).unwrap_or(&name)).into_owned();
+        if name == TRAILER {
+            // The trailer has no body; the archive may still be padded,
+            // which the caller skips with whatever follows.
+            return Ok(());
+        }
+        let shown = name.trim_start_matches("./").trim_start_matches('/');
+        let size = u64::from(h.size);
+        let mut body = Read::take(&mut *r, size);
+        visit(shown, &h, &mut body)?;
+        let rest = body.limit();
+        skip(r, rest, &mut at)?;
+        at += size - rest;
+        skip(r, at.next_multiple_of(4) - at, &mut at)?;
+    }
+}
+
+/// Read and drop `n` bytes of an archive, counting them in `at`.
+fn skip<R: Read + ?Sized>(r: &mut R, n: u64, at: &mut u64) -> Result<()> {
+    let got = std::io::copy(&mut Read::take(&mut *r, n), &mut std::io::sink())
+        .context("reading the cpio archive")?;
+    if got != n {
+        bail!("the cpio archive ends inside a member");
+    }
+    *at += n;
+    Ok(())
 }
 
 #[cfg(test)]

@@ -4,14 +4,17 @@
 //! Layout: protective MBR and GPT in the first MiB, the FAT32 EFI partition
 //! from 1 MiB, and the backup GPT in the last MiB. Every OS file is streamed
 //! once: read, hashed and written in one pass, and checked against os.json.
+//! An OS that boots live from a root filesystem image has its initramfs and
+//! rootfs read in the same pass for the stamps they must share
+//! ([`crate::os::live`]).
 
 pub mod fat;
 pub mod gpt;
 pub mod grub;
 pub mod initrd;
 
-use crate::io::{copy_hashed, ProgressReader, Slice};
-use crate::os::check_digest;
+use crate::io::{copy_hashed, ProgressReader, Slice, TeeReader};
+use crate::os::{check_digest, live};
 use crate::payload::{Payload, Source};
 use crate::plan::Plan;
 use crate::progress::Progress;
@@ -113,7 +116,7 @@ pub fn assemble(
     {
         let fs = fatfs::FileSystem::new(&mut disk, fat::fs_options(time))
             .context("opening the new FAT32 partition")?;
-        write_files(&fs, &dirs, payload, &bar)?;
+        write_files(&fs, &dirs, plan, payload, &bar)?;
         // Counting the free clusters makes unmount record them in FSInfo.
         fs.stats()
             .context("counting free space on the FAT32 partition")?;
@@ -135,13 +138,20 @@ pub fn assemble(
     })
 }
 
-/// Create the directories, then stream every file in path order.
+/// Create the directories, then stream every file in path order. With a
+/// rootfs, the initramfs and the rootfs are scanned on the way for the live
+/// contract, which is checked once both are written.
 fn write_files<T: fatfs::ReadWriteSeek>(
     fs: &fatfs::FileSystem<T>,
     dirs: &[String],
+    plan: &Plan,
     payload: &Payload,
     bar: &crate::progress::Bar,
 ) -> Result<()> {
+    type Scanner = fn(&mut dyn std::io::BufRead) -> Result<live::Scan>;
+    let live_boot = plan.rootfs.is_some();
+    let mut initramfs_scan = None;
+    let mut rootfs_scan = None;
     let root = fs.root_dir();
     for d in dirs {
         root.create_dir(d)
@@ -160,9 +170,28 @@ fn write_files<T: fatfs::ReadWriteSeek>(
             Source::Os(path) => {
                 let src = std::fs::File::open(path)
                     .with_context(|| format!("opening {}", path.display()))?;
-                let (digest, len) =
-                    copy_hashed(ProgressReader::new(src, |n| bar.inc(n)), &mut w)
-                        .with_context(|| format!("copying {} to {}", path.display(), f.path))?;
+                let scanner: Option<Scanner> = match f.path.as_str() {
+                    grub::INITRAMFS if live_boot => Some(live::scan_initramfs),
+                    grub::ROOTFS if live_boot => Some(live::scan_rootfs),
+                    _ => None,
+                };
+                let reader = ProgressReader::new(src, |n| bar.inc(n));
+                let copying = || format!("copying {} to {}", path.display(), f.path);
+                let (digest, len) = match scanner {
+                    Some(scan) => {
+                        let mut tee = TeeReader::new(reader, move |r| scan(r));
+                        let copied = copy_hashed(&mut tee, &mut w).with_context(copying)?;
+                        let scanned = tee.finish().map_err(anyhow::Error::from).and_then(|s| s);
+                        let slot = if f.path == grub::INITRAMFS {
+                            &mut initramfs_scan
+                        } else {
+                            &mut rootfs_scan
+                        };
+                        *slot = Some((path.as_path(), scanned));
+                        copied
+                    }
+                    None => copy_hashed(reader, &mut w).with_context(copying)?,
+                };
                 check_digest(path, f.sha256, digest)?;
                 if len != f.size_bytes {
                     bail!(
@@ -173,6 +202,9 @@ fn write_files<T: fatfs::ReadWriteSeek>(
             }
         }
         w.flush().with_context(|| format!("writing {}", f.path))?;
+    }
+    if let (Some(initramfs), Some(rootfs)) = (initramfs_scan, rootfs_scan) {
+        live::check(&plan.os.manifest.name, &plan.os.dir, initramfs, rootfs)?;
     }
     Ok(())
 }

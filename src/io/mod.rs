@@ -127,6 +127,103 @@ impl<R: Read, F: FnMut(u64)> Read for ProgressReader<R, F> {
     }
 }
 
+/// Chunks a [`TeeReader`] may hold for its consumer before the copy waits.
+const TEE_CHUNKS: usize = 4;
+
+/// A reader that hands a copy of every chunk read through it to a consumer
+/// on its own thread, which reads them as one stream through a
+/// [`ChunkReader`]: a second look at bytes being copied, without a second
+/// pass over the file. [`TeeReader::finish`] ends the stream and returns
+/// what the consumer made of it. A consumer that returns early costs the
+/// copy nothing more; one that is slower holds it back by at most
+/// [`TEE_CHUNKS`] chunks.
+pub struct TeeReader<R, T> {
+    inner: R,
+    tx: Option<std::sync::mpsc::SyncSender<Vec<u8>>>,
+    consumer: std::thread::JoinHandle<T>,
+}
+
+impl<R: Read, T: Send + 'static> TeeReader<R, T> {
+    pub fn new(inner: R, consumer: impl FnOnce(&mut ChunkReader) -> T + Send + 'static) -> Self {
+        let (tx, rx) = std::sync::mpsc::sync_channel(TEE_CHUNKS);
+        let consumer = std::thread::spawn(move || {
+            consumer(&mut ChunkReader {
+                rx,
+                chunk: Vec::new(),
+                pos: 0,
+            })
+        });
+        TeeReader {
+            inner,
+            tx: Some(tx),
+            consumer,
+        }
+    }
+
+    /// End the consumer's stream (it sees end of file) and wait for its result.
+    pub fn finish(mut self) -> io::Result<T> {
+        self.tx = None;
+        self.consumer
+            .join()
+            .map_err(|_| io::Error::other("the reader beside the copy panicked"))
+    }
+}
+
+impl<R: Read, T> Read for TeeReader<R, T> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        if n > 0 {
+            if let Some(tx) = &self.tx {
+                // The consumer may be done; then nobody needs the chunk.
+                if tx.send(buf[..n].to_vec()).is_err() {
+                    self.tx = None;
+                }
+            }
+        }
+        Ok(n)
+    }
+}
+
+/// The consumer's side of a [`TeeReader`]: the chunks, as one stream.
+pub struct ChunkReader {
+    rx: std::sync::mpsc::Receiver<Vec<u8>>,
+    chunk: Vec<u8>,
+    pos: usize,
+}
+
+impl Read for ChunkReader {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = {
+            let have = std::io::BufRead::fill_buf(self)?;
+            let n = have.len().min(buf.len());
+            buf[..n].copy_from_slice(&have[..n]);
+            n
+        };
+        self.pos += n;
+        Ok(n)
+    }
+}
+
+impl std::io::BufRead for ChunkReader {
+    fn fill_buf(&mut self) -> io::Result<&[u8]> {
+        while self.pos == self.chunk.len() {
+            match self.rx.recv() {
+                Ok(chunk) => {
+                    self.chunk = chunk;
+                    self.pos = 0;
+                }
+                // The sender is gone: the end of the stream.
+                Err(_) => return Ok(&[]),
+            }
+        }
+        Ok(&self.chunk[self.pos..])
+    }
+
+    fn consume(&mut self, n: usize) {
+        self.pos = (self.pos + n).min(self.chunk.len());
+    }
+}
+
 /// Copy `reader` to `writer`, hashing the bytes on a second thread while the
 /// next chunk is read and written, so a copy costs about as much as the
 /// slower of copying and hashing, not their sum. Memory stays at four
@@ -300,6 +397,36 @@ mod tests {
         let data = vec![1u8; 3 * BUFFER_SIZE];
         let e = copy_hashed(&data[..], &mut Full).unwrap_err();
         assert_eq!(e.to_string(), "disk full");
+    }
+
+    #[test]
+    fn tee_hands_the_consumer_every_byte_in_order() {
+        let data: Vec<u8> = (0..3 * BUFFER_SIZE as u32 + 5)
+            .map(|i| (i % 251) as u8)
+            .collect();
+        for step in [1, 4097, BUFFER_SIZE] {
+            let mut tee = TeeReader::new(Trickle(&data, step), |r| {
+                let mut seen = Vec::new();
+                r.read_to_end(&mut seen).map(|_| seen)
+            });
+            let mut out = Vec::new();
+            io::copy(&mut tee, &mut out).unwrap();
+            assert_eq!(out, data);
+            assert_eq!(tee.finish().unwrap().unwrap(), data, "step {step}");
+        }
+    }
+
+    #[test]
+    fn a_tee_consumer_that_stops_early_does_not_hold_the_copy() {
+        let data = vec![7u8; 20 * BUFFER_SIZE];
+        let mut tee = TeeReader::new(Trickle(&data, 1000), |r| {
+            let mut first = [0u8; 10];
+            r.read_exact(&mut first).map(|()| first)
+        });
+        let mut out = Vec::new();
+        io::copy(&mut tee, &mut out).unwrap();
+        assert_eq!(out.len(), data.len());
+        assert_eq!(tee.finish().unwrap().unwrap(), [7u8; 10]);
     }
 
     #[test]

@@ -10,6 +10,7 @@ pub mod fcos;
 pub mod fetch;
 pub mod flatcar;
 pub mod iso9660;
+pub mod live;
 pub mod source;
 pub mod verify;
 
@@ -370,15 +371,44 @@ impl OsDir {
         Ok(out)
     }
 
-    /// Read every big file once and compare its sha256 with os.json.
+    /// Read every big file once and compare its sha256 with os.json; with
+    /// a rootfs, check the [`live`] contract in the same pass.
     pub fn verify(&self, mut on_read: impl FnMut(u64)) -> Result<()> {
+        type Scanner = fn(&mut dyn std::io::BufRead) -> Result<live::Scan>;
+        let live_boot = self.manifest.rootfs.is_some();
+        let mut scans = Vec::new();
         for (what, f) in self.main_refs() {
             let file = self.stat(what, f)?;
             let reader = std::fs::File::open(&file.path)
                 .with_context(|| format!("opening {}", file.path.display()))?;
-            let (got, _) = io::sha256_reader(io::ProgressReader::new(reader, &mut on_read))
-                .with_context(|| format!("reading {}", file.path.display()))?;
+            let reader = io::ProgressReader::new(reader, &mut on_read);
+            let reading = || format!("reading {}", file.path.display());
+            let scanner: Option<Scanner> = match what {
+                "initramfs" if live_boot => Some(live::scan_initramfs),
+                "rootfs" => Some(live::scan_rootfs),
+                _ => None,
+            };
+            let (got, _) = match scanner {
+                Some(scan) => {
+                    let mut tee = io::TeeReader::new(reader, move |r| scan(r));
+                    let read = io::sha256_reader(&mut tee).with_context(reading)?;
+                    let scanned = tee.finish().map_err(anyhow::Error::from).and_then(|s| s);
+                    scans.push((file.path.clone(), scanned));
+                    read
+                }
+                None => io::sha256_reader(reader).with_context(reading)?,
+            };
             check_digest(&file.path, f.sha256, got)?;
+        }
+        // main_refs: the initramfs, then the rootfs.
+        let mut scans = scans.into_iter();
+        if let (Some((initramfs, i)), Some((rootfs, r))) = (scans.next(), scans.next()) {
+            live::check(
+                &self.manifest.name,
+                &self.dir,
+                (&initramfs, i),
+                (&rootfs, r),
+            )?;
         }
         self.efi_files()?;
         Ok(())

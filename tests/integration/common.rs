@@ -48,8 +48,14 @@ pub fn fake_os(dir: &Path, efi: Efi) {
     std::fs::create_dir_all(dir.join("efi/EFI/BOOT")).unwrap();
     let files = [
         ("vmlinuz", filler(150_000, 1)),
-        ("initramfs.img", filler(700_000, 2)),
-        ("rootfs.img", filler(1_300_000, 3)),
+        (
+            "initramfs.img",
+            fake_initramfs(700_000, 2, Some(FAKE_OS_STAMP)),
+        ),
+        (
+            "rootfs.img",
+            fake_rootfs("root.squashfs", 1_300_000, 3, Some(FAKE_OS_STAMP)),
+        ),
     ];
     for (name, bytes) in &files {
         std::fs::write(dir.join(name), bytes).unwrap();
@@ -104,6 +110,80 @@ pub fn fake_os(dir: &Path, efi: Efi) {
         sha("rootfs.img")
     );
     std::fs::write(dir.join("os.json"), json).unwrap();
+}
+
+/// The release stamp the fake OS's initramfs and rootfs share.
+pub const FAKE_OS_STAMP: &str = "1.0\n";
+
+const DIR: u32 = 0o040755;
+const FILE: u32 = 0o100644;
+
+/// NUL bytes up to a 4-byte boundary, as osbuild pads an initramfs before
+/// appending to it.
+fn pad4(mut v: Vec<u8>) -> Vec<u8> {
+    v.resize(v.len().next_multiple_of(4), 0);
+    v
+}
+
+/// A live initramfs of about `len` bytes shaped like Fedora CoreOS's: an
+/// uncompressed early cpio (microcode), dracut's zstd cpio, then osbuild's
+/// gzip cpio holding etc/coreos-live-initramfs (when `stamp` is given).
+pub fn fake_initramfs(len: usize, seed: u8, stamp: Option<&str>) -> Vec<u8> {
+    use mkstick::image::initrd::{gzip, newc_members};
+    let microcode = filler(2_000, seed);
+    let early = newc_members(&[
+        ("kernel", DIR, b""),
+        ("kernel/x86", DIR, b""),
+        ("kernel/x86/microcode", DIR, b""),
+        ("kernel/x86/microcode/GenuineIntel.bin", FILE, &microcode),
+        ("early_cpio", FILE, b"1\n"),
+    ]);
+    let init = filler(len.saturating_sub(3_000), seed.wrapping_add(100));
+    let main = newc_members(&[("init", 0o100755, &init), ("etc", DIR, b"")]);
+    let mut out = pad4(early);
+    out.extend(pad4(ruzstd::encoding::compress_to_vec(
+        &main[..],
+        ruzstd::encoding::CompressionLevel::Fastest,
+    )));
+    if let Some(stamp) = stamp {
+        let live = newc_members(&[
+            ("etc", DIR, b""),
+            ("etc/coreos-live-initramfs", FILE, stamp.as_bytes()),
+        ]);
+        out.extend(pad4(gzip(&live)));
+    }
+    out
+}
+
+/// A root filesystem image of about `len` bytes shaped like Fedora
+/// CoreOS's `rootfs.img`: an uncompressed cpio of `root` (with the magic of
+/// an EROFS image for `root.erofs`, of a squashfs for any other name),
+/// `etc`, etc/coreos-live-rootfs (when `stamp` is given) and an osmet file.
+pub fn fake_rootfs(root: &str, len: usize, seed: u8, stamp: Option<&str>) -> Vec<u8> {
+    let mut image = if root == "root.erofs" {
+        let mut b = vec![0u8; 1024];
+        b.extend([0xe2, 0xe1, 0xf5, 0xe0]);
+        b
+    } else {
+        b"hsqs".to_vec()
+    };
+    image.extend(filler(len.saturating_sub(image.len() + 600), seed));
+    let mut members: Vec<(&str, u32, &[u8])> = vec![(root, FILE, &image), ("etc", DIR, b"")];
+    if let Some(stamp) = stamp {
+        members.push(("etc/coreos-live-rootfs", FILE, stamp.as_bytes()));
+    }
+    members.push(("fedora-coreos-metal.x86_64.raw.osmet", FILE, b"osmet"));
+    mkstick::image::initrd::newc_members(&members)
+}
+
+/// Replace an OS file of a [`Scratch`] (`os/NAME`) and its sha256 in os.json.
+pub fn replace_os_file(s: &Scratch, name: &str, bytes: &[u8]) {
+    let path = s.path(&format!("os/{name}"));
+    let old = file_sha256(&path);
+    std::fs::write(&path, bytes).unwrap();
+    let json = std::fs::read_to_string(s.path("os/os.json")).unwrap();
+    assert!(json.contains(&old), "os.json names {name}");
+    std::fs::write(s.path("os/os.json"), json.replace(&old, &sha256_hex(bytes))).unwrap();
 }
 
 /// A small FAT image holding `files`, made with the fatfs crate.

@@ -450,23 +450,9 @@ fn a_killed_flash_leaves_no_bootable_gpt_and_a_rerun_succeeds() {
     };
     // A rootfs big enough that writing takes a while.
     let s = Scratch::new(&minimal_config());
-    let rootfs = s.path("os/rootfs.img");
-    let mut f = std::fs::File::create(&rootfs).unwrap();
-    for i in 0..300u32 {
-        std::io::Write::write_all(&mut f, &filler(MIB as usize, (i % 250) as u8 + 1)).unwrap();
-    }
-    drop(f);
-    let json = std::fs::read_to_string(s.path("os/os.json")).unwrap();
-    let old = json
-        .split("\"rootfs\": {\"path\": \"rootfs.img\", \"sha256\": \"")
-        .nth(1)
-        .unwrap()[..64]
-        .to_string();
-    std::fs::write(
-        s.path("os/os.json"),
-        json.replace(&old, &file_sha256(&rootfs)),
-    )
-    .unwrap();
+    let rootfs = fake_rootfs("root.squashfs", 300 * MIB as usize, 1, Some(FAKE_OS_STAMP));
+    replace_os_file(&s, "rootfs.img", &rootfs);
+    drop(rootfs);
     ok(s.run(&["build", "-q"]));
     ok(run_flash(&s, &lp.dev, &["--no-verify"]));
     assert!(mkstick::image::gpt::read_esp(&std::fs::File::open(&lp.dev).unwrap()).is_ok());

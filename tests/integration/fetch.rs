@@ -151,17 +151,20 @@ pub struct Fcos {
 }
 
 fn publish_fcos(server: &Server, version: &str, signer: &Signer) -> Fcos {
-    // Each release's files differ, as real ones do (the cache is by content).
-    let unique = |len: usize, seed: u8| -> Vec<u8> {
-        let mut b = format!("{version}/{seed}").into_bytes();
-        b.extend(filler(len, seed));
-        b
-    };
+    // Each release's files differ, as real ones do (the cache is by
+    // content): the initramfs and rootfs by their stamps.
+    let mut kernel = format!("{version}/1").into_bytes();
+    kernel.extend(filler(300_000, 1));
+    let stamp = format!("{version}\n");
     publish_fcos_files(
         server,
         version,
         signer,
-        [unique(300_000, 1), unique(200_000, 2), unique(900_000, 3)],
+        [
+            kernel,
+            fake_initramfs(200_000, 2, Some(&stamp)),
+            fake_rootfs("root.erofs", 900_000, 3, Some(&stamp)),
+        ],
         &efiboot(),
     )
 }

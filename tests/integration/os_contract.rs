@@ -153,3 +153,126 @@ fn files_under_a_read_only_tree_are_refused_naming_the_file_and_the_os() {
         .iter()
         .any(|f| f.path == "/opt/bin/mkstick-banner"));
 }
+
+/// The fake OS directory's build leaves neither an image nor a temp file.
+fn nothing_left(s: &Scratch) {
+    assert!(!s.path("mkstick.img").exists(), "no image");
+    let left: Vec<_> = std::fs::read_dir(s.dir.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n.starts_with(".mkstick-"))
+        .collect();
+    assert!(left.is_empty(), "temp files left: {left:?}");
+}
+
+/// coreos-livepxe-rootfs.sh (fedora-coreos-config 35coreos-live) stops the
+/// boot on these; the build stops instead, while it copies the files.
+#[test]
+fn the_live_stamps_of_initramfs_and_rootfs_must_match_at_build() {
+    // Matching stamps, in both root image formats, build.
+    for root in ["root.squashfs", "root.erofs"] {
+        let s = Scratch::new(&minimal_config());
+        replace_os_file(
+            &s,
+            "initramfs.img",
+            &fake_initramfs(300_000, 7, Some("42.20250901.3.0\n")),
+        );
+        replace_os_file(
+            &s,
+            "rootfs.img",
+            &fake_rootfs(root, 600_000, 8, Some("42.20250901.3.0\n")),
+        );
+        ok(s.run(&["build", "-q"]));
+    }
+
+    // An OS directory that mixes two releases.
+    let s = Scratch::new(&minimal_config());
+    replace_os_file(
+        &s,
+        "rootfs.img",
+        &fake_rootfs("root.squashfs", 600_000, 8, Some("41.20250801.3.0\n")),
+    );
+    for cmd in ["check", "build"] {
+        let e = fails(s.run(&[cmd]));
+        assert!(
+            e.contains("error: ./os/rootfs.img is Fake OS 41.20250801.3.0 but ./os/initramfs.img is Fake OS 1.0: ./os mixes two releases, and the initramfs would stop the boot (\"Found initramfs version 1.0 but rootfs version 41.20250801.3.0\"); fetch the OS again with `mkstick fetch`, or rebuild the OS directory"),
+            "{cmd}: {e}"
+        );
+    }
+    nothing_left(&s);
+}
+
+#[test]
+fn a_rootfs_that_does_not_start_with_the_root_image_is_refused() {
+    let s = Scratch::new(&minimal_config());
+    replace_os_file(
+        &s,
+        "rootfs.img",
+        &fake_rootfs("usr.squashfs", 600_000, 8, Some(FAKE_OS_STAMP)),
+    );
+    for cmd in ["check", "build"] {
+        let e = fails(s.run(&[cmd]));
+        assert!(
+            e.contains("rootfs.img starts with `usr.squashfs`, but the live initramfs mounts the root filesystem from root.squashfs or root.erofs, the archive's first member"),
+            "{cmd}: {e}"
+        );
+    }
+    nothing_left(&s);
+    // Not a cpio archive at all (a rootfs.img of old, a bare squashfs).
+    let s = Scratch::new(&minimal_config());
+    replace_os_file(&s, "rootfs.img", &filler(600_000, 8));
+    for cmd in ["check", "build"] {
+        let e = fails(s.run(&[cmd]));
+        assert!(
+            e.contains("rootfs.img, the OS's root filesystem image: it is not an uncompressed newc cpio archive"),
+            "{cmd}: {e}"
+        );
+    }
+    nothing_left(&s);
+}
+
+#[test]
+fn missing_live_stamps_are_refused() {
+    let s = Scratch::new(&minimal_config());
+    replace_os_file(
+        &s,
+        "rootfs.img",
+        &fake_rootfs("root.squashfs", 600_000, 8, None),
+    );
+    for cmd in ["check", "build"] {
+        let e = fails(s.run(&[cmd]));
+        assert!(
+            e.contains("rootfs.img has no etc/coreos-live-rootfs, so the initramfs would stop the boot with \"No rootfs image found\""),
+            "{cmd}: {e}"
+        );
+    }
+    nothing_left(&s);
+
+    let s = Scratch::new(&minimal_config());
+    replace_os_file(&s, "initramfs.img", &fake_initramfs(300_000, 7, None));
+    for cmd in ["check", "build"] {
+        let e = fails(s.run(&[cmd]));
+        assert!(
+            e.contains(
+                "initramfs.img has no etc/coreos-live-initramfs, so it is no live initramfs"
+            ),
+            "{cmd}: {e}"
+        );
+    }
+    nothing_left(&s);
+}
+
+/// Flatcar boots from its initramfs alone: no rootfs, no stamps to check.
+#[test]
+fn an_os_without_a_rootfs_has_no_stamps_to_check() {
+    let s = Scratch::new(&minimal_config());
+    replace_os_file(&s, "initramfs.img", &filler(300_000, 7));
+    let json = std::fs::read_to_string(s.path("os/os.json")).unwrap();
+    let json: String = json
+        .lines()
+        .filter(|l| !l.contains("\"rootfs\""))
+        .map(|l| format!("{l}\n"))
+        .collect();
+    std::fs::write(s.path("os/os.json"), json).unwrap();
+    ok(s.run(&["build", "-q"]));
+}

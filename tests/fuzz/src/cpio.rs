@@ -1,13 +1,17 @@
 //! `cpio`: the newc cpio reader (plain or gzip-compressed) that `inspect`
 //! uses on `mkstick/ignition.img`, then the Ignition config it finds, as
-//! `inspect` parses it.
+//! `inspect` parses it; and the streaming readers `build` runs over an OS's
+//! initramfs and rootfs.img for their live stamps (`mkstick::os::live`).
 
 use crate::Seed;
 use anyhow::Result;
 use mkstick::image::initrd;
+use mkstick::os::live;
 use std::path::Path;
 
 pub fn run(data: &[u8]) {
+    let _ = live::scan_initramfs(&mut std::io::Cursor::new(data));
+    let _ = live::scan_rootfs(&mut std::io::Cursor::new(data));
     let Ok(members) = initrd::read(data) else {
         return;
     };
@@ -34,5 +38,22 @@ pub fn seeds(repo: &Path) -> Result<Vec<Seed>> {
         ),
     ));
     out.push(("empty-file.cpio".into(), initrd::newc("a", 0o644, b"")));
+    // Shaped like Fedora CoreOS's live initramfs (an early cpio, then the
+    // stamp's gzip cpio) and rootfs.img.
+    let mut initramfs = initrd::newc("early_cpio", 0o644, b"1\n");
+    initramfs.extend(initrd::gzip(&initrd::newc(
+        live::INITRAMFS_STAMP,
+        0o644,
+        b"42.20250901.3.0\n",
+    )));
+    out.push(("live-initramfs.img".into(), initramfs));
+    out.push((
+        "live-rootfs.img".into(),
+        initrd::newc_members(&[
+            ("root.squashfs", 0o100644, b"hsqs and the rest"),
+            ("etc", 0o040755, b""),
+            (live::ROOTFS_STAMP, 0o100644, b"42.20250901.3.0\n"),
+        ]),
+    ));
     Ok(out)
 }
