@@ -23,9 +23,13 @@
 //!   member overwrites an earlier one of the same name. coreos-installer
 //!   `src/io/initrd.rs` reads `etc/coreos-live-initramfs` the same way.
 //!
-//! Compressions read: gzip (the stamp's own segment on Fedora CoreOS) and
-//! zstd (dracut's `--zstd`, the Debian test OS's single segment). Any other
-//! compression before the stamp is an error that names it.
+//! Compressions read: zstd and gzip. Fedora CoreOS compresses its dracut
+//! initramfs with `zstd -19` (coreos/fedora-coreos-config#1844, "compress
+//! initrd with `zstd -19` on FCOS and RHCOS/SCOS 9"; rpm-ostree then appends
+//! its `dracut-random.cpio.gz`, coreos/rpm-ostree#4683), and the stamp comes
+//! in its own gzip segment after them; the Debian test OS has one zstd
+//! segment (dracut `--zstd`). Any other compression before the stamp is an
+//! error that names it.
 
 use crate::image::initrd::{self, Header};
 use anyhow::{bail, Context, Result};
