@@ -188,7 +188,9 @@ pub fn replace_os_file(s: &Scratch, name: &str, bytes: &[u8]) {
 
 /// A small FAT image holding `files`, made with the fatfs crate.
 pub fn fat_image(files: &[(&str, &[u8])]) -> Vec<u8> {
-    let mut disk = std::io::Cursor::new(vec![0u8; 4 << 20]);
+    // 4 MiB, or room for the files (the test OS's signed chain is ~4 MiB).
+    let content: usize = files.iter().map(|(_, b)| b.len()).sum();
+    let mut disk = std::io::Cursor::new(vec![0u8; (4 << 20).max(content * 5 / 4 + (1 << 20))]);
     fatfs::format_volume(&mut disk, fatfs::FormatVolumeOptions::new()).unwrap();
     {
         let fs = fatfs::FileSystem::new(&mut disk, fatfs::FsOptions::new()).unwrap();
