@@ -216,9 +216,12 @@ fn first_mib_is_zero(f: &std::fs::File) -> bool {
 fn options(stop: &AtomicBool) -> WriteOptions<'_> {
     WriteOptions {
         verify: true,
+        full: false,
         interrupted: stop,
+        on_compared: &|_| {},
         on_written: &|_| {},
         on_verified: &|_| {},
+        before_partition_table: &|| {},
     }
 }
 
