@@ -248,10 +248,7 @@ fn a_diff_flash_killed_before_its_partition_table_leaves_no_gpt_and_a_rerun_succ
         std::thread::sleep(std::time::Duration::from_millis(20));
     }
     let data_written = (sectors_written(&lp) - before) * 512;
-    assert!(
-        data_written > GPT_AREAS_BYTES,
-        "the flash wrote data before the hook ({data_written} bytes)"
-    );
+    assert!(data_written > 0, "the flash wrote nothing before the hook");
     nix::sys::signal::kill(
         nix::unistd::Pid::from_raw(child.id() as i32),
         nix::sys::signal::Signal::SIGKILL,
@@ -261,7 +258,11 @@ fn a_diff_flash_killed_before_its_partition_table_leaves_no_gpt_and_a_rerun_succ
     assert_eq!(status.code(), None, "killed by SIGKILL");
 
     // Both headers are zero, so nothing boots from (or trusts) the stick.
-    assert_eq!(gpt_signatures(&lp), ([0; 8], [0; 8]));
+    assert_eq!(
+        gpt_signatures(&lp),
+        ([0; 8], [0; 8]),
+        "a killed diff flash left GPT headers (primary, backup)"
+    );
     let f = std::fs::File::open(&lp.dev).unwrap();
     assert!(mkstick::image::gpt::read_esp(&f).is_err(), "no valid GPT");
     if let Some((found, _, text)) = sgdisk_verify(&lp) {
