@@ -516,9 +516,17 @@ fn with_cleared_areas(differing: Vec<Range>, plan: &[Range], target_bytes: u64) 
 /// is rendered into a sparse scratch file of the target's size.
 fn partition_table_matches(target: &mut dyn Target, table: &ImageGpt) -> Result<bool> {
     let size = target.size_bytes();
-    let scratch = tempfile::tempfile().context("creating a scratch file")?;
-    scratch.set_len(size).context("sizing the scratch file")?;
-    let areas = render_gpt(&scratch, size, table)?.1;
+    // Without a scratch file (a full or small temporary directory), the
+    // table is taken to differ: it is then written again, as after a change.
+    let Ok(scratch) = tempfile::tempfile() else {
+        return Ok(false);
+    };
+    if scratch.set_len(size).is_err() {
+        return Ok(false);
+    }
+    let Ok((_, areas)) = render_gpt(&scratch, size, table) else {
+        return Ok(false);
+    };
     for a in areas {
         let n = usize::try_from(a.len).context("the GPT's size is out of range")?;
         let (mut want, mut got) = (vec![0u8; n], vec![0u8; n]);
