@@ -415,7 +415,7 @@ pub fn flash(a: &FlashArgs, progress: &Progress, out: &mut impl Write) -> Result
     if report.unchanged {
         writeln!(
             out,
-            "{} already holds {}: nothing written; compared {} and the partition table, read from the device through O_DIRECT, {:.1} s",
+            "{} already holds {}: nothing written; its {} of data and its partition table were read from the device through O_DIRECT and match the image (verified), {:.1} s",
             checked.path.display(),
             a.image.display(),
             crate::io::human_bytes(report.bytes_compared),
