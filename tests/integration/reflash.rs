@@ -222,7 +222,7 @@ fn a_diff_flash_killed_before_its_partition_table_leaves_no_gpt_and_a_rerun_succ
     // verified, just before the partition table: kill it there.
     let marker = b.path("hanging");
     let before = sectors_written(&lp);
-    let mut child = Command::new(env!("CARGO_BIN_EXE_mkstick"))
+    let child = Command::new(env!("CARGO_BIN_EXE_mkstick"))
         .current_dir(b.dir.path())
         .args(["flash", "-q", "mkstick.img"])
         .arg(&lp.dev)
@@ -232,14 +232,23 @@ fn a_diff_flash_killed_before_its_partition_table_leaves_no_gpt_and_a_rerun_succ
         .stderr(std::process::Stdio::piped())
         .spawn()
         .unwrap();
+    // A failed assertion must not leave the flash waiting at the hook.
+    struct KillOnDrop(std::process::Child);
+    impl Drop for KillOnDrop {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+    let mut child = KillOnDrop(child);
     let started = std::time::Instant::now();
     while !marker.exists() {
-        if let Some(status) = child.try_wait().unwrap() {
-            let out = child.wait_with_output().unwrap();
-            panic!(
-                "the flash ended ({status}) before the hook: {}",
-                String::from_utf8_lossy(&out.stderr)
-            );
+        if let Some(status) = child.0.try_wait().unwrap() {
+            let mut err = String::new();
+            if let Some(mut e) = child.0.stderr.take() {
+                let _ = std::io::Read::read_to_string(&mut e, &mut err);
+            }
+            panic!("the flash ended ({status}) before the hook: {err}");
         }
         assert!(
             started.elapsed().as_secs() < 120,
@@ -250,11 +259,11 @@ fn a_diff_flash_killed_before_its_partition_table_leaves_no_gpt_and_a_rerun_succ
     let data_written = (sectors_written(&lp) - before) * 512;
     assert!(data_written > 0, "the flash wrote nothing before the hook");
     nix::sys::signal::kill(
-        nix::unistd::Pid::from_raw(child.id() as i32),
+        nix::unistd::Pid::from_raw(child.0.id() as i32),
         nix::sys::signal::Signal::SIGKILL,
     )
     .unwrap();
-    let status = child.wait().unwrap();
+    let status = child.0.wait().unwrap();
     assert_eq!(status.code(), None, "killed by SIGKILL");
 
     // Both headers are zero, so nothing boots from (or trusts) the stick.
