@@ -82,6 +82,9 @@ pub struct FlashSafety {
     /// Skip reading the stick back (not recommended)
     #[arg(long)]
     pub no_verify: bool,
+    /// Write every byte the image holds, even where the stick already has it
+    #[arg(long)]
+    pub full: bool,
 }
 
 #[derive(Debug, Args)]

@@ -380,7 +380,10 @@ pub fn flash(a: &FlashArgs, progress: &Progress, out: &mut impl Write) -> Result
     // table is cleared so the stick cannot boot half-written.
     let interrupted = crate::io::cleanup::interrupt_flag();
     let mut target = write::DeviceTarget::new(file, &checked.path, size_bytes, checked.is_block);
-    let wbar = progress.bar("writing", image_bytes);
+    // A file just created holds nothing to compare with.
+    let full = a.safety.full || checked.create;
+    let cbar = progress.bar("comparing", if full { 0 } else { image_bytes });
+    let wbar = progress.bar(if full { "writing" } else { "rewriting" }, image_bytes);
     let vbar = progress.bar(
         "verifying",
         if a.safety.no_verify { 0 } else { image_bytes },
@@ -391,9 +394,12 @@ pub fn flash(a: &FlashArgs, progress: &Progress, out: &mut impl Write) -> Result
         &mut target,
         &write::WriteOptions {
             verify: !a.safety.no_verify,
+            full,
             interrupted: &interrupted,
+            on_compared: &|n| cbar.inc(n),
             on_written: &|n| wbar.inc(n),
             on_verified: &|n| vbar.inc(n),
+            before_partition_table: &|| test_hang_before_partition_table(&interrupted),
         },
     )
     .with_context(|| {
@@ -403,15 +409,37 @@ pub fn flash(a: &FlashArgs, progress: &Progress, out: &mut impl Write) -> Result
             checked.path.display()
         )
     })?;
+    cbar.finish();
     wbar.finish();
     vbar.finish();
+    if report.unchanged {
+        writeln!(
+            out,
+            "{} already holds {}: nothing written; its {} of data and its partition table were read from the device through O_DIRECT and match the image (verified), {:.1} s",
+            checked.path.display(),
+            a.image.display(),
+            crate::io::human_bytes(report.bytes_compared),
+            report.verify_seconds.unwrap_or(0.0),
+        )?;
+        writeln!(out, "the stick holds the server's keys: keep it safe")?;
+        return Ok(ExitCode::SUCCESS);
+    }
     if checked.is_block {
         // Best effort: tell the kernel about the new partition table.
         let _ = ioctl::reread_partitions(write::Target::file(&target));
     }
+    let compared = if full {
+        String::new()
+    } else {
+        format!(
+            " ({} compared, {} of it rewritten)",
+            crate::io::human_bytes(report.bytes_compared),
+            crate::io::human_bytes(report.bytes_rewritten)
+        )
+    };
     writeln!(
         out,
-        "wrote {} to {}: {} written, {} skipped (empty in the image), {:.1} s{}",
+        "wrote {} to {}: {} written{compared}, {} skipped (empty in the image), {:.1} s{}",
         a.image.display(),
         checked.path.display(),
         crate::io::human_bytes(report.bytes_written),
@@ -430,4 +458,20 @@ pub fn flash(a: &FlashArgs, progress: &Progress, out: &mut impl Write) -> Result
     }
     writeln!(out, "the stick holds the server's keys: keep it safe")?;
     Ok(ExitCode::SUCCESS)
+}
+
+/// Test-only: with `MKSTICK_TEST_HANG_BEFORE_PARTITION_TABLE=<file>` set,
+/// a flash creates `<file>` once its data is written and verified and then
+/// waits, before the partition table is written, until it is interrupted or
+/// killed, so the tests can kill it at exactly that point. Not for users.
+fn test_hang_before_partition_table(interrupted: &std::sync::atomic::AtomicBool) {
+    let Some(marker) = std::env::var_os("MKSTICK_TEST_HANG_BEFORE_PARTITION_TABLE") else {
+        return;
+    };
+    if std::fs::write(&marker, b"").is_err() {
+        return;
+    }
+    while !interrupted.load(std::sync::atomic::Ordering::Relaxed) {
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
 }

@@ -1,16 +1,22 @@
 //! Stage 4 (write): an image -> a stick, then [`WriteReport`].
 //!
-//! The image was checked beforehand ([`super::validate::image`]). Order, so
+//! The image was checked beforehand ([`super::validate::image`]). Unless
+//! `full` is set, the ranges the image has data in are first read from the
+//! stick through O_DIRECT and compared with the image in 64 KiB chunks, as is
+//! the partition table the stick would get; if all are equal, nothing is
+//! written (the compare was the verification). Otherwise, in this order, so
 //! that a stick never boots half-written:
 //! 1. zero the target's first and last MiB (both GPT copies), fsync;
-//! 2. write the body: only the ranges the image has data in (holes are free
-//!    FAT clusters and padding, which need not be zero on the stick), with an
-//!    fsync every 256 MiB;
-//! 3. write the image's last MiB, then its first MiB (the primary GPT), fsync;
-//! 4. verify: drop the device's caches, read every written range back through
-//!    a fresh O_DIRECT descriptor and compare sha256 with what was written;
-//! 5. move the backup GPT to the target's last LBA (and resize the
-//!    protective MBR), fsync, and check both headers read back.
+//! 2. write the body: the chunks that differ (with `full`: every range the
+//!    image has data in; holes are free FAT clusters and padding, which need
+//!    not be zero on the stick), and every data range inside the MiBs zeroed
+//!    in step 1, with an fsync every 256 MiB;
+//! 3. verify: drop the device's caches, read every written range back through
+//!    a fresh O_DIRECT descriptor and compare sha256 with what was written
+//!    (a chunk found equal in the compare was read from the medium already);
+//! 4. write the partition table for the target's size: the protective MBR,
+//!    the primary GPT and the backup GPT at the target's last LBA, fsync, and
+//!    check both headers read back.
 //!
 //! On any failure or interruption the first and last MiB are zeroed again.
 
@@ -28,6 +34,10 @@ use std::time::Instant;
 pub const MIB: u64 = 1 << 20;
 /// Read-back chunk: large O_DIRECT reads, as `dd bs=4M iflag=direct` does.
 const READ_BACK_BYTES: usize = 4 * MIB as usize;
+
+/// The unit of a diff write: a chunk that differs from the image anywhere is
+/// rewritten whole (a FAT sector or an initrd change touches one or two).
+const COMPARE_BYTES: usize = 64 * 1024;
 
 /// fsync this often while writing, so progress and Ctrl-C stay honest.
 const SYNC_EVERY_BYTES: u64 = 256 * MIB;
@@ -150,6 +160,14 @@ pub struct WriteReport {
     pub bytes_skipped: u64,
     pub write_seconds: f64,
     pub verify_seconds: Option<f64>,
+    /// Bytes read from the stick and compared with the image (0 with `full`).
+    pub bytes_compared: u64,
+    /// Of the image's data, the bytes written (chunks that differed, or all
+    /// with `full`); `bytes_written` adds the zeroed MiBs and the GPT.
+    pub bytes_rewritten: u64,
+    /// The stick already held the image and its partition table: nothing
+    /// was written.
+    pub unchanged: bool,
     /// sha256 over the per-range digests, in write order.
     pub digest: Sha256Digest,
     pub gpt_moved: bool,
@@ -157,9 +175,15 @@ pub struct WriteReport {
 
 pub struct WriteOptions<'a> {
     pub verify: bool,
+    /// Write every data range, without comparing with the stick first.
+    pub full: bool,
     pub interrupted: &'a AtomicBool,
+    pub on_compared: &'a dyn Fn(u64),
     pub on_written: &'a dyn Fn(u64),
     pub on_verified: &'a dyn Fn(u64),
+    /// Called after the data is written and verified, just before the
+    /// partition table is written (tests stop the process here).
+    pub before_partition_table: &'a dyn Fn(),
 }
 
 fn check_interrupt(flag: &AtomicBool) -> Result<()> {
@@ -304,7 +328,35 @@ fn write_inner(
 ) -> Result<WriteReport> {
     let image_len = table.size_bytes;
     let mapped = mapped_ranges(image, image_len);
-    let plan = skip_zero_head_sectors(image, write_plan(&mapped, image_len, &table.areas))?;
+    let mut plan = skip_zero_head_sectors(image, write_plan(&mapped, image_len, &table.areas))?;
+    let started = Instant::now();
+    let gpt_bytes: u64 = table.areas.iter().map(|a| a.len).sum();
+    let in_ranges = |plan: &[Range]| plan.iter().fold(0u64, |n, r| n.saturating_add(r.len));
+    let bytes_skipped = image_len.saturating_sub(in_ranges(&plan).saturating_add(gpt_bytes));
+
+    let mut bytes_compared = 0;
+    if !opts.full {
+        check_interrupt(opts.interrupted)?;
+        let differing = compare(image, target, &plan, opts)?;
+        bytes_compared = in_ranges(&plan);
+        let table_same = partition_table_matches(target, table)
+            .context("comparing the stick's partition table with the image's")?;
+        if differing.is_empty() && table_same {
+            return Ok(WriteReport {
+                image_bytes: image_len,
+                bytes_written: 0,
+                bytes_skipped,
+                write_seconds: 0.0,
+                verify_seconds: Some(started.elapsed().as_secs_f64()),
+                bytes_compared,
+                bytes_rewritten: 0,
+                unchanged: true,
+                digest: Sha256Digest(Sha256::new().finalize().into()),
+                gpt_moved: target.size_bytes() > image_len,
+            });
+        }
+        plan = with_cleared_areas(differing, &plan, target.size_bytes());
+    }
     let started = Instant::now();
 
     check_interrupt(opts.interrupted)?;
@@ -349,6 +401,8 @@ fn write_inner(
 
     // Last, the partition table: only now can the stick boot.
     check_interrupt(opts.interrupted)?;
+    (opts.before_partition_table)();
+    check_interrupt(opts.interrupted)?;
     written =
         written.saturating_add(write_gpt(target, table).context("writing the partition table")?);
     let write_seconds = started.elapsed().as_secs_f64() - verify_seconds.unwrap_or(0.0);
@@ -357,17 +411,136 @@ fn write_inner(
     for d in &digests {
         all.update(d);
     }
-    let written_in_ranges: u64 = plan.iter().map(|r| r.len).sum();
-    let gpt_bytes: u64 = table.areas.iter().map(|a| a.len).sum();
     Ok(WriteReport {
         image_bytes: image_len,
         bytes_written: written,
-        bytes_skipped: image_len.saturating_sub(written_in_ranges.saturating_add(gpt_bytes)),
+        bytes_skipped,
         write_seconds,
         verify_seconds,
+        bytes_compared,
+        bytes_rewritten: in_ranges(&plan),
+        unchanged: false,
         digest: Sha256Digest(all.finalize().into()),
         gpt_moved: target.size_bytes() > image_len,
     })
+}
+
+/// Read each range of `plan` from the stick (O_DIRECT, 4 MiB at a time) and
+/// from the image, and return the [`COMPARE_BYTES`] chunks that differ,
+/// adjacent ones merged, in plan order.
+fn compare(
+    image: &File,
+    target: &mut dyn Target,
+    plan: &[Range],
+    opts: &WriteOptions,
+) -> Result<Vec<Range>> {
+    let mut want = vec![0u8; READ_BACK_BYTES];
+    let mut got = vec![0u8; READ_BACK_BYTES];
+    let mut differing: Vec<Range> = Vec::new();
+    for r in plan {
+        let mut at = r.start;
+        while at < r.end() {
+            check_interrupt(opts.interrupted)?;
+            let n = (r.end() - at).min(READ_BACK_BYTES as u64) as usize;
+            let end = at.saturating_add(n as u64);
+            image
+                .read_exact_at(&mut want[..n], at)
+                .with_context(|| format!("reading the image's bytes {at}..{end}"))?;
+            target
+                .read_back(&mut got[..n], at)
+                .with_context(|| format!("reading the stick's bytes {at}..{end}"))?;
+            let mut chunk_at = at;
+            for (w, g) in want[..n]
+                .chunks(COMPARE_BYTES)
+                .zip(got[..n].chunks(COMPARE_BYTES))
+            {
+                if w != g {
+                    add_range(
+                        &mut differing,
+                        Range {
+                            start: chunk_at,
+                            len: w.len() as u64,
+                        },
+                    );
+                }
+                chunk_at = chunk_at.saturating_add(w.len() as u64);
+            }
+            (opts.on_compared)(n as u64);
+            at = end;
+        }
+    }
+    Ok(differing)
+}
+
+/// Append `r` to `ranges`, merged with the last one if they touch.
+fn add_range(ranges: &mut Vec<Range>, r: Range) {
+    match ranges.last_mut() {
+        Some(last) if last.end() == r.start => last.len = last.len.saturating_add(r.len),
+        _ => ranges.push(r),
+    }
+}
+
+/// The ranges a diff write writes: the chunks that differ, plus every part
+/// of the plan inside the target's first and last MiB, which are zeroed
+/// before anything is written. Sorted by offset, overlaps merged.
+fn with_cleared_areas(differing: Vec<Range>, plan: &[Range], target_bytes: u64) -> Vec<Range> {
+    let edge = MIB.min(target_bytes);
+    let cleared = [(0, edge), (target_bytes - edge, target_bytes)];
+    let mut all = differing;
+    for r in plan {
+        for (lo, hi) in cleared {
+            let (start, end) = (r.start.max(lo), r.end().min(hi));
+            if end > start {
+                all.push(Range {
+                    start,
+                    len: end - start,
+                });
+            }
+        }
+    }
+    all.sort_by_key(|r| r.start);
+    let mut out: Vec<Range> = Vec::with_capacity(all.len());
+    for r in all {
+        match out.last_mut() {
+            Some(last) if last.end() >= r.start => {
+                last.len = last.end().max(r.end()) - last.start;
+            }
+            _ => out.push(r),
+        }
+    }
+    out
+}
+
+/// Whether the stick already holds, byte for byte, the partition table that
+/// [`write_gpt`] would write for its size (read through O_DIRECT). The table
+/// is rendered into a sparse scratch file of the target's size.
+fn partition_table_matches(target: &mut dyn Target, table: &ImageGpt) -> Result<bool> {
+    let size = target.size_bytes();
+    // Without a scratch file (a full or small temporary directory), the
+    // table is taken to differ: it is then written again, as after a change.
+    let Ok(scratch) = tempfile::tempfile() else {
+        return Ok(false);
+    };
+    if scratch.set_len(size).is_err() {
+        return Ok(false);
+    }
+    let Ok((_, areas)) = render_gpt(&scratch, size, table) else {
+        return Ok(false);
+    };
+    for a in areas {
+        let n = usize::try_from(a.len).context("the GPT's size is out of range")?;
+        let (mut want, mut got) = (vec![0u8; n], vec![0u8; n]);
+        scratch
+            .read_exact_at(&mut want, a.start)
+            .context("reading the scratch file")?;
+        target
+            .read_back(&mut got, a.start)
+            .with_context(|| format!("reading the stick's bytes {}..{}", a.start, a.end()))?;
+        if want != got {
+            return Ok(false);
+        }
+    }
+    Ok(true)
 }
 
 /// Read every range back and compare its sha256 with what was written.
@@ -429,25 +602,8 @@ fn verify(
 /// Returns the bytes written.
 fn write_gpt(target: &mut dyn Target, table: &ImageGpt) -> Result<u64> {
     let size = target.size_bytes();
-    let lbas = size / SECTOR_BYTES;
-    let last_lba = lbas
-        .checked_sub(1)
-        .with_context(|| format!("the target is only {size} bytes"))?;
     let file = target.file().try_clone().context("reopening the target")?;
-    let mut dev = crate::io::Slice::new(&file, 0, size);
-    gpt::mbr::ProtectiveMBR::with_lb_size(u32::try_from(last_lba).unwrap_or(u32::MAX))
-        .overwrite_lba0(&mut dev)
-        .context("writing the protective MBR")?;
-    let mut disk = gpt::GptConfig::new()
-        .writable(true)
-        .logical_block_size(gpt::disk::LogicalBlockSize::Lb512)
-        .create_from_device(&mut dev, Some(table.disk_guid))
-        .context("laying out the GPT")?;
-    disk.update_partitions(table.partitions.clone())
-        .context("adding the partitions")?;
-    let h = disk.primary_header().context("the new GPT header")?.clone();
-    disk.write().context("writing the GPT")?;
-    dev.finish().context("writing the GPT")?;
+    let (last_lba, areas) = render_gpt(&file, size, table)?;
     target.sync().context("syncing the partition table")?;
     target
         .drop_caches()
@@ -466,13 +622,60 @@ fn write_gpt(target: &mut dyn Target, table: &ImageGpt) -> Result<u64> {
     {
         bail!("the partition table read back from the stick differs from the image's");
     }
-    // MBR, both headers, both entry arrays (the gpt crate's own header:
-    // 128 entries of 128 bytes).
-    let entries = u64::from(h.num_parts) * u64::from(h.part_size);
-    entries
-        .checked_mul(2)
-        .and_then(|n| n.checked_add(3 * SECTOR_BYTES))
-        .context("the new GPT's size is out of range")
+    Ok(areas.iter().fold(0u64, |n, a| n.saturating_add(a.len)))
+}
+
+/// Lay out the image's partition table for a disk of `size` bytes in `file`:
+/// the protective MBR covering the whole disk, the primary GPT, and the
+/// backup GPT at its last LBA. Returns the last LBA and the two areas
+/// written: MBR, primary header and entries; backup entries and header.
+fn render_gpt(file: &File, size: u64, table: &ImageGpt) -> Result<(u64, [Range; 2])> {
+    let lbas = size / SECTOR_BYTES;
+    let last_lba = lbas
+        .checked_sub(1)
+        .with_context(|| format!("the target is only {size} bytes"))?;
+    let mut dev = crate::io::Slice::new(file, 0, size);
+    gpt::mbr::ProtectiveMBR::with_lb_size(u32::try_from(last_lba).unwrap_or(u32::MAX))
+        .overwrite_lba0(&mut dev)
+        .context("writing the protective MBR")?;
+    let mut disk = gpt::GptConfig::new()
+        .writable(true)
+        .logical_block_size(gpt::disk::LogicalBlockSize::Lb512)
+        .create_from_device(&mut dev, Some(table.disk_guid))
+        .context("laying out the GPT")?;
+    disk.update_partitions(table.partitions.clone())
+        .context("adding the partitions")?;
+    let h = disk.primary_header().context("the new GPT header")?.clone();
+    disk.write().context("writing the GPT")?;
+    dev.finish().context("writing the GPT")?;
+    // The entry arrays follow the primary header and precede the backup one
+    // (the gpt crate's own header: 128 entries of 128 bytes).
+    let entries = u64::from(h.num_parts)
+        .checked_mul(u64::from(h.part_size))
+        .context("the new GPT's size is out of range")?;
+    let primary_len = entries
+        .checked_add(2 * SECTOR_BYTES)
+        .context("the new GPT's size is out of range")?;
+    let backup_len = entries
+        .checked_add(SECTOR_BYTES)
+        .context("the new GPT's size is out of range")?;
+    let backup_at = lbas
+        .saturating_mul(SECTOR_BYTES)
+        .checked_sub(backup_len)
+        .context("the target is too small for a GPT")?;
+    Ok((
+        last_lba,
+        [
+            Range {
+                start: 0,
+                len: primary_len,
+            },
+            Range {
+                start: backup_at,
+                len: backup_len,
+            },
+        ],
+    ))
 }
 
 /// A block device (or, for tests and `--to-file`, a regular file) opened for
@@ -607,6 +810,54 @@ mod tests {
         );
     }
 
+    #[test]
+    fn a_diff_write_adds_the_data_inside_the_zeroed_mibs_and_merges() {
+        let r = |start, len| Range { start, len };
+        let plan = [r(2 * MIB, 4 * MIB), r(9 * MIB, MIB), r(40960, 4096)];
+        let differing = vec![r(3 * MIB, 65536), r(3 * MIB + 65536, 65536)];
+        assert_eq!(
+            with_cleared_areas(differing, &plan, 10 * MIB),
+            [r(40960, 4096), r(3 * MIB, 2 * 65536), r(9 * MIB, MIB)]
+        );
+        // Nothing differs and nothing lies in the zeroed MiBs: nothing.
+        assert_eq!(with_cleared_areas(Vec::new(), &plan[..1], 64 * MIB), []);
+    }
+
+    #[test]
+    fn a_second_write_of_the_same_image_writes_nothing() {
+        let img = test_image::with_guids(uuid::Uuid::from_u128(3), uuid::Uuid::from_u128(4));
+        let table = super::super::validate::image(&img).unwrap();
+        let mut target = FileTarget(tempfile::tempfile().unwrap());
+        target.0.set_len(table.size_bytes() + 4 * MIB).unwrap();
+        let never = AtomicBool::new(false);
+        let opts = WriteOptions {
+            verify: true,
+            full: false,
+            interrupted: &never,
+            on_compared: &|_| {},
+            on_written: &|_| {},
+            on_verified: &|_| {},
+            before_partition_table: &|| {},
+        };
+        let first = write_image(&img, &table, &mut target, &opts).unwrap();
+        assert!(!first.unchanged && first.bytes_rewritten > 0);
+        let second = write_image(&img, &table, &mut target, &opts).unwrap();
+        assert!(second.unchanged, "{second:?}");
+        assert_eq!(second.bytes_written, 0);
+        assert_eq!(second.bytes_compared, first.bytes_compared);
+        // One byte of the FAT boot sector changed on the target: that chunk
+        // (and the table) again.
+        let mut b = [0u8];
+        target.0.read_exact_at(&mut b, MIB + 3).unwrap();
+        target.0.write_all_at(&[!b[0]], MIB + 3).unwrap();
+        let third = write_image(&img, &table, &mut target, &opts).unwrap();
+        assert!(!third.unchanged);
+        assert!(
+            third.bytes_rewritten <= COMPARE_BYTES as u64 * 2,
+            "{third:?}"
+        );
+    }
+
     /// A plain file as a target (no O_DIRECT): enough for the GPT logic.
     struct FileTarget(File);
     impl Target for FileTarget {
@@ -641,9 +892,12 @@ mod tests {
             &mut target,
             &WriteOptions {
                 verify: true,
+                full: false,
                 interrupted: &never,
+                on_compared: &|_| {},
                 on_written: &|_| {},
                 on_verified: &|_| {},
+                before_partition_table: &|| {},
             },
         )
         .unwrap();
@@ -676,9 +930,12 @@ mod tests {
             &mut target,
             &WriteOptions {
                 verify: true,
+                full: false,
                 interrupted: &stop,
+                on_compared: &|_| {},
                 on_written: &|_| {},
                 on_verified: &|_| {},
+                before_partition_table: &|| {},
             },
         )
         .unwrap_err();

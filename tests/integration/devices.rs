@@ -216,9 +216,12 @@ fn first_mib_is_zero(f: &std::fs::File) -> bool {
 fn options(stop: &AtomicBool) -> WriteOptions<'_> {
     WriteOptions {
         verify: true,
+        full: false,
         interrupted: stop,
+        on_compared: &|_| {},
         on_written: &|_| {},
         on_verified: &|_| {},
+        before_partition_table: &|| {},
     }
 }
 
@@ -480,8 +483,9 @@ fn a_killed_flash_leaves_no_bootable_gpt_and_a_rerun_succeeds() {
     assert!(out.contains("verified by reading back"), "{out}");
 }
 
-/// Start a flash, send `signal` once the old partition table is gone, and
-/// return the exit code and stderr.
+/// Start a full flash (`--full`: the stick already holds the image, which a
+/// diff flash would leave as it is), send `signal` once the old partition
+/// table is gone, and return the exit code and stderr.
 fn interrupt_flash(
     s: &Scratch,
     dev: &Path,
@@ -496,6 +500,7 @@ fn interrupt_flash(
             dev.to_str().unwrap(),
             "--yes",
             "--allow-fixed",
+            "--full",
         ])
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::piped())

@@ -11,6 +11,7 @@ mod http;
 mod image;
 mod kubernetes;
 mod os_contract;
+mod reflash;
 mod refuse;
 
 #[cfg(feature = "boot-tests")]
