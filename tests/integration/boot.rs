@@ -4,6 +4,10 @@
 //! inside the booted system by a unit that an [extra] ignition fragment
 //! delivers, so a pass also proves the merge. The test passes only on the
 //! positive marker; a failure marker, a timeout or a silent poweroff fails it.
+//!
+//! Each boot test also runs on the flatcar-like flavour of the test OS
+//! (`scripts/build-test-os OUTDIR flatcar`: Flatcar's PXE contract, a tmpfs
+//! root, /usr with /usr/local read-only, node scripts in /opt/bin).
 
 use crate::common::*;
 use std::path::{Path, PathBuf};
@@ -16,44 +20,127 @@ pub static VM: Mutex<()> = Mutex::new(());
 /// The test OS, built (or taken from its cache) once per test run.
 pub fn test_os() -> PathBuf {
     static OS: OnceLock<PathBuf> = OnceLock::new();
-    OS.get_or_init(|| {
-        let root = Path::new(env!("CARGO_MANIFEST_DIR"));
-        let out = Path::new(env!("CARGO_TARGET_TMPDIR")).join("test-os");
-        let status = Command::new(root.join("scripts/build-test-os"))
-            .arg(&out)
-            .status()
-            .expect("running scripts/build-test-os");
-        assert!(status.success(), "scripts/build-test-os failed");
-        out
-    })
-    .clone()
+    OS.get_or_init(|| build_test_os("test-os", &[])).clone()
+}
+
+/// The flatcar-like test OS, built (or taken from its cache) once per run.
+pub fn test_os_flatcar() -> PathBuf {
+    static OS: OnceLock<PathBuf> = OnceLock::new();
+    OS.get_or_init(|| build_test_os("test-os-flatcar", &["flatcar"]))
+        .clone()
+}
+
+/// One build at a time: the flavours share the cached debootstrap tree.
+fn build_test_os(dir: &str, flavour: &[&str]) -> PathBuf {
+    static BUILD: Mutex<()> = Mutex::new(());
+    let _build = BUILD.lock().unwrap_or_else(|e| e.into_inner());
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let out = Path::new(env!("CARGO_TARGET_TMPDIR")).join(dir);
+    let status = Command::new(root.join("scripts/build-test-os"))
+        .arg(&out)
+        .args(flavour)
+        .status()
+        .expect("running scripts/build-test-os");
+    assert!(status.success(), "scripts/build-test-os failed");
+    out
+}
+
+/// Which flavour of the test OS a boot test runs on.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Flavour {
+    /// Fedora CoreOS's live contract: rootfs.img, /usr/local -> ../var/usrlocal.
+    Coreos,
+    /// Flatcar's PXE contract: /usr.squashfs in the initramfs, /usr/local
+    /// read-only, local binaries in /opt/bin.
+    Flatcar,
+}
+
+impl Flavour {
+    pub fn os(self) -> PathBuf {
+        match self {
+            Flavour::Coreos => test_os(),
+            Flavour::Flatcar => test_os_flatcar(),
+        }
+    }
+
+    /// The OS's os.json, as mkstick reads it.
+    pub fn manifest(self) -> mkstick::os::OsManifest {
+        mkstick::os::OsDir::load(&self.os())
+            .expect("loading the test OS's os.json")
+            .manifest
+    }
+
+    /// Where node scripts go (os.json bin-dir): the check scripts go there too.
+    pub fn bin_dir(self) -> String {
+        self.manifest().bin_dir
+    }
+
+    /// The name of a console log: the flatcar boots' start with `flatcar-`.
+    pub fn log(self, name: &str) -> String {
+        match self {
+            Flavour::Coreos => name.to_string(),
+            Flavour::Flatcar => format!("flatcar-{name}"),
+        }
+    }
 }
 
 const EXTRA_TEXT: &str = "merged fragment says hello";
 
+/// The checks of what only one flavour's layout gives.
+fn flavour_checks(flavour: Flavour, bin_dir: &str) -> String {
+    match flavour {
+        Flavour::Coreos => format!(
+            r#"check usr-local-is-var test "$(readlink /usr/local)" = ../var/usrlocal
+check usr-local-writable test -x /usr/local/bin/mkstick-boot-check
+check check-in-bin-dir test -x {bin_dir}/mkstick-boot-check
+"#
+        ),
+        // Flatcar: /usr/local is part of the read-only /usr; local binaries
+        // go to /opt/bin (flatcar/baselayout tmpfiles.d/baselayout.conf);
+        // Ignition ran because of flatcar.first_boot=1, on a tmpfs root.
+        Flavour::Flatcar => format!(
+            r#"check bin-dir-is-opt-bin test {bin_dir} = /opt/bin
+check usr-local-not-a-link test ! -L /usr/local
+check usr-local-read-only sh -c '! touch /usr/local/bin/mkstick-probe && ! test -e /usr/local/bin/mkstick-probe'
+check no-script-in-usr-local test ! -e /usr/local/bin/mkstick-boot-check -a ! -e /usr/local/bin/mkstick-banner
+check check-in-opt-bin test -x /opt/bin/mkstick-boot-check
+check banner-in-opt-bin test -x /opt/bin/mkstick-banner
+check root-is-tmpfs test "$(findmnt -n -o FSTYPE /)" = tmpfs
+check usr-is-squashfs test "$(findmnt -n -o FSTYPE /usr)" = squashfs
+check etc-is-overlay test "$(findmnt -n -o FSTYPE /etc)" = overlay
+check flatcar-first-boot grep -qw flatcar.first_boot=1 /proc/cmdline
+check no-ignition-kargs not grep -q 'ignition[.]' /proc/cmdline
+check oem-config-in-oem test -s /oem/config.ign
+"#
+        ),
+    }
+}
+
 /// The check the booted system runs. Every failed check is named.
-fn check_script(issue_sha256: &str) -> String {
+fn check_script(flavour: Flavour, issue_sha256: &str) -> String {
     let key_blob = KEY.split_whitespace().nth(1).unwrap();
+    let m = flavour.manifest();
+    let os_id = m.id;
+    let flavour_checks = flavour_checks(flavour, &m.bin_dir);
     format!(
         r#"#!/bin/sh
 # Runs inside the booted test OS; reports on the serial console.
 fail=""
 check() {{ desc="$1"; shift; if ! "$@" >/dev/null 2>&1; then fail="$fail [$desc]"; fi; }}
+not() {{ ! "$@"; }}
 check hostname test "$(hostname)" = mkstick-boot
 check etc-hostname test "$(cat /etc/hostname)" = mkstick-boot
 check ssh-key grep -rqF "{key_blob}" /home/core/.ssh
 check password-hash test "$(getent shadow core | cut -d: -f2)" = '{HASH}'
 check timezone test "$(readlink /etc/localtime)" = ../usr/share/zoneinfo/Europe/Berlin
 check overlay-file sh -c 'echo "{issue_sha256}  /etc/issue.d/40-mkstick.issue" | sha256sum -c'
-check release-file grep -q "^OS_ID='debian-test-os'$" /etc/mkstick/release
+check release-file grep -q "^OS_ID='{os_id}'$" /etc/mkstick/release
 check merged-fragment test "$(cat /etc/mkstick-extra.txt)" = "{EXTRA_TEXT}"
 check banner-ran test "$(systemctl show -P ExecMainStatus mkstick-banner.service)" = 0
 check banner-finished test "$(systemctl show -P ExecMainExitTimestampMonotonic mkstick-banner.service)" != 0
 check data-disk-by-id test -b /dev/disk/by-id/virtio-data0
 check usr-read-only sh -c '! touch /usr/lib/mkstick-probe && grep -q " /usr [^ ]* ro[, ]" /proc/mounts'
-check usr-local-is-var test "$(readlink /usr/local)" = ../var/usrlocal
-check usr-local-writable test -x /usr/local/bin/mkstick-boot-check
-check no-failed-units test -z "$(systemctl list-units --failed --plain --no-legend)"
+{flavour_checks}check no-failed-units test -z "$(systemctl list-units --failed --plain --no-legend)"
 if [ -z "$fail" ]; then
     echo "MKSTICK-BOOT-OK" > /dev/ttyS0
 else
@@ -65,18 +152,21 @@ systemctl poweroff --force
     )
 }
 
-fn fragment(issue_sha256: &str) -> String {
+fn fragment(flavour: Flavour, issue_sha256: &str) -> String {
     let data = |s: &str| mkstick::ignition::data_url(s.as_bytes());
-    let unit = "[Unit]\nDescription=mkstick boot test: check what Ignition applied\n\
+    let bin_dir = flavour.bin_dir();
+    let unit = format!(
+        "[Unit]\nDescription=mkstick boot test: check what Ignition applied\n\
 After=mkstick-banner.service multi-user.target\n\n[Service]\nType=oneshot\n\
-ExecStart=/usr/local/bin/mkstick-boot-check\n\n[Install]\nWantedBy=multi-user.target\n";
+ExecStart={bin_dir}/mkstick-boot-check\n\n[Install]\nWantedBy=multi-user.target\n"
+    );
     serde_json::json!({
         "ignition": {"version": "3.3.0"},
         "storage": {"files": [
             {"path": "/etc/mkstick-extra.txt", "mode": 0o644, "overwrite": true,
              "contents": {"source": data(&format!("{EXTRA_TEXT}\n"))}},
-            {"path": "/usr/local/bin/mkstick-boot-check", "mode": 0o755, "overwrite": true,
-             "contents": {"source": data(&check_script(issue_sha256))}}
+            {"path": format!("{bin_dir}/mkstick-boot-check"), "mode": 0o755, "overwrite": true,
+             "contents": {"source": data(&check_script(flavour, issue_sha256))}}
         ]},
         "systemd": {"units": [
             {"name": "mkstick-boot-check.service", "enabled": true, "contents": unit}
@@ -101,17 +191,19 @@ not() { ! "$@"; }
 
 /// An Ignition fragment that installs `script`, after [`CHECK_HELPERS`], as
 /// a oneshot check that runs after `after` (unit names) and multi-user.target.
-pub fn check_fragment(description: &str, after: &str, script: &str) -> String {
+/// The script goes to the OS's `bin_dir` (os.json), as mkstick's own do: on
+/// Flatcar, /usr/local/bin is read-only.
+pub fn check_fragment(bin_dir: &str, description: &str, after: &str, script: &str) -> String {
     let script = format!("{CHECK_HELPERS}{script}");
     let unit = format!(
         "[Unit]\nDescription={description}\nAfter=multi-user.target {after}\n\n\
-[Service]\nType=oneshot\nExecStart=/usr/local/bin/mkstick-boot-check\n\n\
+[Service]\nType=oneshot\nExecStart={bin_dir}/mkstick-boot-check\n\n\
 [Install]\nWantedBy=multi-user.target\n"
     );
     serde_json::json!({
         "ignition": {"version": "3.3.0"},
         "storage": {"files": [
-            {"path": "/usr/local/bin/mkstick-boot-check", "mode": 0o755, "overwrite": true,
+            {"path": format!("{bin_dir}/mkstick-boot-check"), "mode": 0o755, "overwrite": true,
              "contents": {"source": mkstick::ignition::data_url(script.as_bytes())}}
         ]},
         "systemd": {"units": [
@@ -164,7 +256,16 @@ pub fn boot_vm(s: &Scratch, image: &str, disks: &[&str], log: &str) -> String {
 
 #[test]
 fn image_boots_and_real_ignition_applies_our_config() {
-    let os = test_os();
+    boots_and_applies_our_config(Flavour::Coreos);
+}
+
+#[test]
+fn image_boots_and_real_ignition_applies_our_config_on_flatcar() {
+    boots_and_applies_our_config(Flavour::Flatcar);
+}
+
+fn boots_and_applies_our_config(flavour: Flavour) {
+    let os = flavour.os();
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
     let issue = std::fs::read(root.join("overlays/base/etc/issue.d/40-mkstick.issue")).unwrap();
     let s = Scratch::new(&format!(
@@ -173,14 +274,14 @@ password-hash = \"{HASH}\"\ntimezone = \"Europe/Berlin\"\n\n[os]\npath = \"{}\"\
 [extra]\nignition = [\"check.ign\"]\n",
         os.display()
     ));
-    s.write("check.ign", &fragment(&sha256_hex(&issue)));
+    s.write("check.ign", &fragment(flavour, &sha256_hex(&issue)));
     ok(s.run(&["check", "-q"]));
     ok(s.run(&["build", "-q"]));
     let img = s.path("mkstick.img");
     ignition_validate(&embedded_ignition(&img));
     let before = file_sha256(&img);
 
-    let console = boot_vm(&s, "mkstick.img", &["64M"], "boot-test");
+    let console = boot_vm(&s, "mkstick.img", &["64M"], &flavour.log("boot-test"));
     assert!(
         console.contains("mkstick: booting Debian test OS"),
         "our grub.cfg ran"

@@ -331,12 +331,13 @@ pub fn esp_file(image: &Path, path: &str) -> Vec<u8> {
         .1
 }
 
-/// The Ignition config inside an image's config initrd.
+/// The Ignition config inside an image's config initrd: `config.ign`
+/// (Fedora CoreOS) or `usr/share/oem/config.ign` (Flatcar).
 pub fn embedded_ignition(image: &Path) -> Vec<u8> {
     let members = mkstick::image::initrd::read(&esp_file(image, "mkstick/ignition.img")).unwrap();
     members
         .into_iter()
-        .find(|m| m.name == "config.ign")
+        .find(|m| m.name == "config.ign" || m.name == "usr/share/oem/config.ign")
         .expect("config.ign in the config initrd")
         .data
 }

@@ -26,10 +26,14 @@
 //!   4. a stick that skips a minor (1.39.0): nothing runs, the refusal is on
 //!      the console and at the login prompt, the cluster files are untouched.
 //!
+//! On the flatcar-like test OS (binaries in /opt/bin, /usr/local read-only)
+//! only the main boot runs, init and the manifests on a blank drive
+//! (step 1 without step 0), to keep the boot time modest.
+//!
 //! Not proven here (real hardware only): that the real kubeadm, kubelet and
 //! images bring up a Ready node, that Traefik answers, that a PVC binds.
 
-use crate::boot::{boot_vm, test_os};
+use crate::boot::{boot_vm, Flavour};
 use crate::common::*;
 use crate::http::Server;
 use crate::kubernetes::{doubles, publish, APP};
@@ -45,8 +49,9 @@ finish() {
 }
 "#;
 
-fn fragment(script: &str) -> String {
+fn fragment(bin_dir: &str, script: &str) -> String {
     crate::boot::check_fragment(
+        bin_dir,
         "mkstick Kubernetes boot test: check",
         "mkstick-kubeadm.service mkstick-addons.service",
         script,
@@ -56,7 +61,15 @@ fn fragment(script: &str) -> String {
 /// Build a stick carrying Kubernetes `version` (doubles), with `checks`.
 /// `nfs` goes into the config; `fail_init` makes the kubeadm double's init
 /// fail (as when images cannot be pulled).
-fn build(s: &Scratch, server: &Server, version: &str, nfs: &str, fail_init: bool, checks: &str) {
+fn build(
+    s: &Scratch,
+    flavour: Flavour,
+    server: &Server,
+    version: &str,
+    nfs: &str,
+    fail_init: bool,
+    checks: &str,
+) {
     s.write(
         &format!("k8s-{version}.toml"),
         &publish(server, version, &doubles(version)),
@@ -71,12 +84,15 @@ fn build(s: &Scratch, server: &Server, version: &str, nfs: &str, fail_init: bool
 [os]\npath = \"{}\"\n\n[boot]\nconsole = \"serial\"\n\n[storage]\ndrives = [\"/dev/disk/by-id/virtio-d0\"]\n\
 device-timeout-secs = 3\n\n[kubernetes]\nbinaries = \"k8s-{version}.toml\"\n\n\
 [nfs]\n{nfs}\n\n[extra]\nignition = [\"check.ign\"]\nmanifests = [\"hello.yaml\"]\n",
-            test_os().display()
+            flavour.os().display()
         ),
     );
     s.write("hello.yaml", APP);
-    let mut fragment: serde_json::Value =
-        serde_json::from_str(&fragment(&format!("{PRELUDE}{checks}finish\n"))).unwrap();
+    let mut fragment: serde_json::Value = serde_json::from_str(&fragment(
+        &flavour.bin_dir(),
+        &format!("{PRELUDE}{checks}finish\n"),
+    ))
+    .unwrap();
     if fail_init {
         fragment["storage"]["files"].as_array_mut().unwrap().push(serde_json::json!(
             {"path": "/etc/mkstick-test/fail-init", "mode": 0o644, "contents": {"source": "data:,"}}
@@ -101,6 +117,25 @@ fn calls(console: &str) -> Vec<String> {
         })
         .collect()
 }
+
+/// Boot 1's checks: init succeeded, then the manifests.
+const INIT_CHECKS: &str = r#"
+check binaries-installed test "$(/opt/bin/kubeadm version)" = v1.36.4
+check crictl-installed test -x /opt/bin/crictl
+check cni-installed test -x /opt/cni/bin/bridge -a -x /opt/cni/bin/portmap
+check install-checked-hashes journalctl -b -o cat -u mkstick-kubernetes-install.service --grep "checked against mkstick/manifest.json"
+check stick-unmounted not findmnt /run/mkstick/stick
+check stage-emptied test -z "$(ls -A /run/mkstick/k8s)"
+check containerd-cri-ok test "$(ctr plugins ls | awk '$1 == "io.containerd.grpc.v1" && $2 == "cri" { print $NF }')" = ok
+check containerd-systemd-cgroup sh -c 'containerd config dump | grep -q "SystemdCgroup = true"'
+check cni-config test -s /etc/cni/net.d/10-mkstick.conflist
+check apiserver-1.36.4 apiserver_at 1.36.4
+check kubelet-kept test "$(cat /var/lib/kubelet/mkstick/version)" = 1.36.4
+check kubelet-active systemctl is-active --quiet kubelet
+check addons-done journalctl -b -o cat -u mkstick-addons.service --grep "all manifests are applied"
+check whoami-example grep -q ReadWriteMany /etc/mkstick/examples/whoami.yaml
+check no-failed-units test -z "$(failed_units)"
+"#;
 
 const KUBECTL: &str = "kubectl --kubeconfig /etc/kubernetes/admin.conf";
 const APPLY: &str =
@@ -147,6 +182,7 @@ fn kubeadm_inits_once_keeps_upgrades_one_minor_and_refuses_a_skip() {
     //    the pool, init once, then kubeadm reset; nothing is applied.
     build(
         &s,
+        Flavour::Coreos,
         &server,
         "1.36.4",
         "",
@@ -173,27 +209,12 @@ check only-kubeadm-failed test "$(failed_units)" = mkstick-kubeadm.service
     // 1. Init succeeds, then the manifests.
     build(
         &s,
+        Flavour::Coreos,
         &server,
         "1.36.4",
         "",
         false,
-        r#"
-check binaries-installed test "$(/opt/bin/kubeadm version)" = v1.36.4
-check crictl-installed test -x /opt/bin/crictl
-check cni-installed test -x /opt/cni/bin/bridge -a -x /opt/cni/bin/portmap
-check install-checked-hashes journalctl -b -o cat -u mkstick-kubernetes-install.service --grep "checked against mkstick/manifest.json"
-check stick-unmounted not findmnt /run/mkstick/stick
-check stage-emptied test -z "$(ls -A /run/mkstick/k8s)"
-check containerd-cri-ok test "$(ctr plugins ls | awk '$1 == "io.containerd.grpc.v1" && $2 == "cri" { print $NF }')" = ok
-check containerd-systemd-cgroup sh -c 'containerd config dump | grep -q "SystemdCgroup = true"'
-check cni-config test -s /etc/cni/net.d/10-mkstick.conflist
-check apiserver-1.36.4 apiserver_at 1.36.4
-check kubelet-kept test "$(cat /var/lib/kubelet/mkstick/version)" = 1.36.4
-check kubelet-active systemctl is-active --quiet kubelet
-check addons-done journalctl -b -o cat -u mkstick-addons.service --grep "all manifests are applied"
-check whoami-example grep -q ReadWriteMany /etc/mkstick/examples/whoami.yaml
-check no-failed-units test -z "$(failed_units)"
-"#,
+        INIT_CHECKS,
     );
     let c1 = boot_vm(&s, "mkstick.img", &[&d0], "k8s-1-init");
     let kubelet = |v: &str| format!("kubelet version={v} config=yes");
@@ -222,6 +243,7 @@ check no-failed-units test -z "$(failed_units)"
     //    StorageClass is made again.
     build(
         &s,
+        Flavour::Coreos,
         &server,
         "1.37.0",
         "reclaim-policy = \"retain\"",
@@ -251,6 +273,7 @@ check no-failed-units test -z "$(failed_units)"
     // 4. Skipping a minor: refused, nothing touched.
     build(
         &s,
+        Flavour::Coreos,
         &server,
         "1.39.0",
         "reclaim-policy = \"retain\"",
@@ -268,5 +291,46 @@ check only-kubeadm-failed test "$(failed_units)" = mkstick-kubeadm.service
         c4.contains("mkstick: KUBERNETES NOT STARTED: this stick carries Kubernetes 1.39.0, but the cluster on the data drives runs 1.37.0")
             && c4.contains("Boot a stick built with Kubernetes 1.38.x (or 1.37.0) to go on"),
         "boot 4: the refusal is on the console"
+    );
+}
+
+/// The main boot on the flatcar-like test OS: a first boot on a blank drive
+/// inits the cluster and applies the manifests, with mkstick's scripts and
+/// the Kubernetes binaries in /opt/bin and nothing under the read-only
+/// /usr/local.
+#[test]
+fn kubeadm_inits_and_applies_the_manifests_on_flatcar() {
+    let flavour = Flavour::Flatcar;
+    let server = Server::start();
+    let s = Scratch::new("");
+    std::fs::File::create(s.path("d0.img"))
+        .unwrap()
+        .set_len(512 << 20)
+        .unwrap();
+    let d0 = format!("{},serial=d0", s.path("d0.img").display());
+    let bin_dir = flavour.bin_dir();
+    assert_eq!(bin_dir, "/opt/bin");
+    build(
+        &s,
+        flavour,
+        &server,
+        "1.36.4",
+        "",
+        false,
+        &format!(
+            "{INIT_CHECKS}check scripts-in-opt-bin test -x {bin_dir}/mkstick-kubernetes -a -x {bin_dir}/mkstick-storage\n\
+check no-script-in-usr-local test -z \"$(ls -A /usr/local/bin)\"\n\
+check usr-local-read-only sh -c '! touch /usr/local/bin/mkstick-probe'\n"
+        ),
+    );
+    let c1 = boot_vm(&s, "mkstick.img", &[&d0], &flavour.log("k8s-1-init"));
+    let init = format!("kubeadm init --config /etc/mkstick/kubeadm.yaml |{KEPT}");
+    assert_eq!(
+        calls(&c1),
+        with(
+            &[init, "kubelet version=1.36.4 config=yes".to_string()],
+            applies(false)
+        ),
+        "init once, then every manifest in order"
     );
 }

@@ -17,9 +17,11 @@
 //!      line names the missing drive, and nothing is mounted degraded.
 //!
 //! Each boot checks inside the guest and ends in MKSTICK-BOOT-OK or
-//! MKSTICK-BOOT-FAIL with the names of the failed checks.
+//! MKSTICK-BOOT-FAIL with the names of the failed checks. The whole walk runs
+//! on both flavours of the test OS; on the flatcar-like one the scripts live
+//! in /opt/bin, and each boot also checks that.
 
-use crate::boot::{boot_vm, test_os};
+use crate::boot::{boot_vm, Flavour};
 use crate::common::*;
 use std::path::Path;
 use std::process::Command;
@@ -64,8 +66,9 @@ persist = [\"{KEPT}\"]\ndevice-timeout-secs = 20\n\n\
 }
 
 /// The check runs after the storage units have finished.
-fn fragment(script: &str) -> String {
+fn fragment(bin_dir: &str, script: &str) -> String {
     crate::boot::check_fragment(
+        bin_dir,
         "mkstick storage boot test: check the pool",
         "mkstick-storage.service mkstick-storage-grow.service mkstick-storage-status.service \
 mkstick-state.service nfs-server.service var-mnt-data.mount",
@@ -73,11 +76,26 @@ mkstick-state.service nfs-server.service var-mnt-data.mount",
     )
 }
 
-fn build(s: &Scratch, drives: &[&str], checks: &str) {
-    s.write("mkstick.toml", &config(&test_os(), drives));
+/// What every boot checks of the OS's layout: mkstick's storage script is
+/// in the OS's bin dir (on the flatcar-like OS, never under /usr/local).
+fn layout_checks(flavour: Flavour, bin_dir: &str) -> String {
+    let mut c = format!("check storage-script-in-bin-dir test -x {bin_dir}/mkstick-storage\n");
+    if flavour == Flavour::Flatcar {
+        c.push_str(
+            "check no-script-in-usr-local test ! -e /usr/local/bin/mkstick-storage -a ! -e /usr/local/bin/mkstick-boot-check\n\
+check usr-local-read-only sh -c '! touch /usr/local/bin/mkstick-probe'\n",
+        );
+    }
+    c
+}
+
+fn build(s: &Scratch, flavour: Flavour, drives: &[&str], checks: &str) {
+    let bin_dir = flavour.bin_dir();
+    s.write("mkstick.toml", &config(&flavour.os(), drives));
+    let layout = layout_checks(flavour, &bin_dir);
     s.write(
         "check.ign",
-        &fragment(&format!("{PRELUDE}{checks}finish\n")),
+        &fragment(&bin_dir, &format!("{PRELUDE}{layout}{checks}finish\n")),
     );
     ok(s.run(&["build", "-q", "--force"]));
     ignition_validate(&embedded_ignition(&s.path("mkstick.img")));
@@ -115,6 +133,15 @@ fn pool_uuid(console: &str) -> String {
 
 #[test]
 fn data_pool_is_created_kept_grown_and_never_touches_foreign_drives() {
+    data_pool_walk(Flavour::Coreos);
+}
+
+#[test]
+fn data_pool_is_created_kept_grown_and_never_touches_foreign_drives_on_flatcar() {
+    data_pool_walk(Flavour::Flatcar);
+}
+
+fn data_pool_walk(flavour: Flavour) {
     let (Some(mkfs_ext4), Some(sgdisk)) = (tool("mkfs.ext4"), tool("sgdisk")) else {
         return;
     };
@@ -152,6 +179,7 @@ fn data_pool_is_created_kept_grown_and_never_touches_foreign_drives() {
     // Boot 1: two blank drives become a raid1 pool.
     build(
         &s,
+        flavour,
         &["d0", "d1"],
         &format!(
             r#"
@@ -187,7 +215,7 @@ check no-failed-units no_failed_units
         &s,
         "mkstick.img",
         &[&disk(&s, "d0"), &disk(&s, "d1")],
-        "storage-1-create",
+        &flavour.log("storage-1-create"),
     );
     let uuid = pool_uuid(&c1);
     assert!(uuid.len() == 36, "boot 1 printed the pool's UUID: {uuid:?}");
@@ -200,6 +228,7 @@ check no-failed-units no_failed_units
     // with boot 2's checks, as an upgrade by reflashing would do).
     build(
         &s,
+        flavour,
         &["d0", "d1"],
         &format!(
             r#"
@@ -219,7 +248,7 @@ check no-failed-units no_failed_units
         &s,
         "mkstick.img",
         &[&disk(&s, "d0"), &disk(&s, "d1")],
-        "storage-2-reboot",
+        &flavour.log("storage-2-reboot"),
     );
     assert_eq!(pool_uuid(&c2), uuid, "the same pool after a reboot");
     assert!(!c2.contains("creating it"), "no mkfs on a reboot");
@@ -227,6 +256,7 @@ check no-failed-units no_failed_units
     // Boot 3: a third blank drive and a drive holding ext4 are listed.
     build(
         &s,
+        flavour,
         &["d0", "d1", "d2", "d3", "d4"],
         &format!(
             r#"
@@ -256,7 +286,7 @@ check only-prepare-failed only_failed mkstick-storage.service
             &disk(&s, "d3"),
             &disk(&s, "d4"),
         ],
-        "storage-3-grow",
+        &flavour.log("storage-3-grow"),
     );
     assert_eq!(pool_uuid(&c3), uuid, "the pool grew; it was not recreated");
     assert!(
@@ -282,6 +312,7 @@ check only-prepare-failed only_failed mkstick-storage.service
     // Boot 4: d2 is detached from the raid1 pool.
     build(
         &s,
+        flavour,
         &["d0", "d1", "d2", "d3", "d4"],
         r#"
 check not-mounted not mounted
@@ -300,7 +331,7 @@ check kept-paths-not-faked not findmnt --mountpoint /etc/kubernetes
             &disk(&s, "d3"),
             &disk(&s, "d4"),
         ],
-        "storage-4-missing",
+        &flavour.log("storage-4-missing"),
     );
     assert!(
         c4.contains("ERROR: /dev/disk/by-id/virtio-d2 is missing"),
