@@ -72,6 +72,7 @@ systemctl poweroff --force
     s.write(
         "check.ign",
         &check_fragment(
+            "/usr/local/bin",
             "mkstick Secure Boot test: check from inside",
             "mkstick-banner.service",
             script,
@@ -139,7 +140,7 @@ fn a_kernel_the_shim_does_not_trust_stops_in_grub_with_the_secure_boot_message()
     s.write("mkstick.toml", &config(&copy, "untrusted"));
     s.write(
         "check.ign",
-        &check_fragment("never runs", "", "say MKSTICK-BOOT-OK\n"),
+        &check_fragment("/usr/local/bin", "never runs", "", "say MKSTICK-BOOT-OK\n"),
     );
     ok(s.run(&["build", "-q"]));
     // No marker to wait for: GRUB must print the message and power off, and
