@@ -11,7 +11,7 @@
 
 use crate::common::*;
 use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::process::{Command, Output};
 use std::sync::{Mutex, OnceLock};
 
 /// One VM at a time: TCG is CPU-bound and the machine has 2 cores.
@@ -213,7 +213,11 @@ pub fn check_fragment(bin_dir: &str, description: &str, after: &str, script: &st
     .to_string()
 }
 
-pub fn boot_vm(s: &Scratch, image: &str, disks: &[&str], log: &str) -> String {
+/// Run `mkstick boot IMAGE` under TCG with 1024 MiB and 2 CPUs, one VM at a
+/// time, failing on the test OS's failure marker, with `extra` arguments.
+/// The serial console is returned and kept as
+/// `<CARGO_TARGET_TMPDIR>/<log>-console.log`.
+pub fn run_vm(s: &Scratch, image: &str, extra: &[&str], log: &str) -> (Output, String) {
     let _vm = VM.lock().unwrap_or_else(|e| e.into_inner());
     let mut args = vec![
         "boot",
@@ -224,18 +228,10 @@ pub fn boot_vm(s: &Scratch, image: &str, disks: &[&str], log: &str) -> String {
         "1024",
         "--cpus",
         "2",
-        "--expect",
-        "MKSTICK-BOOT-OK",
-        "--fail-on",
-        "MKSTICK-BOOT-FAIL",
         "--fail-on",
         "MKSTICK-TEST-OS-FAILURE",
-        "--timeout",
-        "420",
     ];
-    for d in disks {
-        args.extend(["--data-disk", d]);
-    }
+    args.extend(extra);
     let o = s.run(&args);
     let console = stdout(&o);
     std::fs::write(
@@ -243,13 +239,33 @@ pub fn boot_vm(s: &Scratch, image: &str, disks: &[&str], log: &str) -> String {
         &console,
     )
     .unwrap();
-    let tail: Vec<&str> = console.lines().rev().take(80).collect();
-    let tail: Vec<&str> = tail.into_iter().rev().collect();
+    (o, console)
+}
+
+/// The last `n` lines of a console, for a failure message.
+pub fn last_lines(console: &str, n: usize) -> String {
+    let lines: Vec<&str> = console.lines().collect();
+    lines[lines.len().saturating_sub(n)..].join("\n")
+}
+
+pub fn boot_vm(s: &Scratch, image: &str, disks: &[&str], log: &str) -> String {
+    let mut args = vec![
+        "--expect",
+        "MKSTICK-BOOT-OK",
+        "--fail-on",
+        "MKSTICK-BOOT-FAIL",
+        "--timeout",
+        "420",
+    ];
+    for d in disks {
+        args.extend(["--data-disk", d]);
+    }
+    let (o, console) = run_vm(s, image, &args, log);
     assert!(
         o.status.success(),
         "{log}: the boot failed: {}\nlast console lines:\n{}",
         stderr(&o),
-        tail.join("\n")
+        last_lines(&console, 80)
     );
     console
 }

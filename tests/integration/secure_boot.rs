@@ -9,41 +9,17 @@
 //!   with mkstick's Secure Boot message and powers off; the kernel never
 //!   starts.
 
-use crate::boot::{check_fragment, test_os, VM};
+use crate::boot::{check_fragment, last_lines, run_vm, test_os};
 use crate::common::*;
 use std::path::Path;
 
-/// `mkstick boot IMAGE --secure-boot` with `extra` arguments; returns the
-/// exit status's success and the console, kept as `<log>-console.log`.
+/// `mkstick boot mkstick.img --secure-boot` with `extra` arguments: its
+/// success, the console and stderr.
 fn boot_secure(s: &Scratch, extra: &[&str], log: &str) -> (bool, String, String) {
-    let _vm = VM.lock().unwrap_or_else(|e| e.into_inner());
-    let mut args = vec![
-        "boot",
-        "mkstick.img",
-        "--secure-boot",
-        "--accel",
-        "tcg",
-        "--memory-mib",
-        "1024",
-        "--cpus",
-        "2",
-        "--fail-on",
-        "MKSTICK-TEST-OS-FAILURE",
-    ];
+    let mut args = vec!["--secure-boot"];
     args.extend(extra);
-    let o = s.run(&args);
-    let console = stdout(&o);
-    std::fs::write(
-        Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("{log}-console.log")),
-        &console,
-    )
-    .unwrap();
+    let (o, console) = run_vm(s, "mkstick.img", &args, log);
     (o.status.success(), console, stderr(&o))
-}
-
-fn last_lines(console: &str) -> String {
-    let lines: Vec<&str> = console.lines().collect();
-    lines[lines.len().saturating_sub(60)..].join("\n")
 }
 
 fn config(os: &Path, hostname: &str) -> String {
@@ -91,7 +67,7 @@ systemctl poweroff --force
         ],
         "secure-boot",
     );
-    assert!(success, "{err}\n{}", last_lines(&console));
+    assert!(success, "{err}\n{}", last_lines(&console, 60));
     assert!(console.contains("EFI stub: UEFI Secure Boot is enabled."));
 }
 
@@ -162,14 +138,14 @@ fn a_kernel_the_shim_does_not_trust_stops_in_grub_with_the_secure_boot_message()
     assert!(
         success,
         "GRUB halts (QEMU exits cleanly): {err}\n{}",
-        last_lines(&console)
+        last_lines(&console, 60)
     );
     assert!(
         console.contains(
             "mkstick: Secure Boot is on, and the shim does not trust the kernel /os/vmlinuz"
         ) && console.contains("mkstick: turn Secure Boot off for this server"),
         "mkstick's Secure Boot message:\n{}",
-        last_lines(&console)
+        last_lines(&console, 60)
     );
     assert!(
         !console.contains("rebuild the stick"),
