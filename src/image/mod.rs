@@ -13,7 +13,7 @@ pub mod gpt;
 pub mod grub;
 pub mod initrd;
 
-use crate::io::{copy_hashed, ProgressReader, Slice, TeeReader};
+use crate::io::{copy_hashed, ProgressReader, Slice};
 use crate::os::{check_digest, live};
 use crate::payload::{Payload, Source};
 use crate::plan::Plan;
@@ -148,7 +148,6 @@ fn write_files<T: fatfs::ReadWriteSeek>(
     payload: &Payload,
     bar: &crate::progress::Bar,
 ) -> Result<()> {
-    type Scanner = fn(&mut dyn std::io::BufRead) -> Result<live::Scan>;
     let live_boot = plan.rootfs.is_some();
     let mut initramfs_scan = None;
     let mut rootfs_scan = None;
@@ -170,28 +169,21 @@ fn write_files<T: fatfs::ReadWriteSeek>(
             Source::Os(path) => {
                 let src = std::fs::File::open(path)
                     .with_context(|| format!("opening {}", path.display()))?;
-                let scanner: Option<Scanner> = match f.path.as_str() {
-                    grub::INITRAMFS if live_boot => Some(live::scan_initramfs),
-                    grub::ROOTFS if live_boot => Some(live::scan_rootfs),
-                    _ => None,
+                let (scanner, slot): (Option<live::Scanner>, _) = match f.path.as_str() {
+                    grub::INITRAMFS if live_boot => {
+                        (Some(live::scan_initramfs), Some(&mut initramfs_scan))
+                    }
+                    grub::ROOTFS if live_boot => (Some(live::scan_rootfs), Some(&mut rootfs_scan)),
+                    _ => (None, None),
                 };
                 let reader = ProgressReader::new(src, |n| bar.inc(n));
-                let copying = || format!("copying {} to {}", path.display(), f.path);
-                let (digest, len) = match scanner {
-                    Some(scan) => {
-                        let mut tee = TeeReader::new(reader, move |r| scan(r));
-                        let copied = copy_hashed(&mut tee, &mut w).with_context(copying)?;
-                        let scanned = tee.finish().map_err(anyhow::Error::from).and_then(|s| s);
-                        let slot = if f.path == grub::INITRAMFS {
-                            &mut initramfs_scan
-                        } else {
-                            &mut rootfs_scan
-                        };
-                        *slot = Some((path.as_path(), scanned));
-                        copied
-                    }
-                    None => copy_hashed(reader, &mut w).with_context(copying)?,
-                };
+                let ((digest, len), scanned) = live::read_beside(reader, scanner, |r| {
+                    copy_hashed(r, &mut w)
+                        .with_context(|| format!("copying {} to {}", path.display(), f.path))
+                })?;
+                if let (Some(slot), Some(scanned)) = (slot, scanned) {
+                    *slot = Some((path.as_path(), scanned));
+                }
                 check_digest(path, f.sha256, digest)?;
                 if len != f.size_bytes {
                     bail!(

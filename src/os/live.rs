@@ -127,6 +127,28 @@ pub fn check(os: &str, dir: &Path, initramfs: Scanned, rootfs: Scanned) -> Resul
     Ok(())
 }
 
+/// How one file of the contract is scanned: [`scan_initramfs`] or
+/// [`scan_rootfs`].
+pub type Scanner = fn(&mut dyn BufRead) -> Result<Scan>;
+
+/// Read a file with `read` (a copy or a hash), and with a `scan`ner, scan
+/// the same bytes on a thread beside it ([`crate::io::TeeReader`]): one
+/// pass over the file. Returns what `read` made, and the scan if there was
+/// one; an error of `read` comes first.
+pub fn read_beside<R: Read, T>(
+    mut reader: R,
+    scan: Option<Scanner>,
+    read: impl FnOnce(&mut dyn Read) -> Result<T>,
+) -> Result<(T, Option<Result<Scan>>)> {
+    let Some(scan) = scan else {
+        return Ok((read(&mut reader)?, None));
+    };
+    let mut tee = crate::io::TeeReader::new(reader, move |r| scan(r));
+    let made = read(&mut tee)?;
+    let scanned = tee.finish().map_err(anyhow::Error::from).and_then(|s| s);
+    Ok((made, Some(scanned)))
+}
+
 /// Scan an initramfs for [`INITRAMFS_STAMP`].
 pub fn scan_initramfs(r: &mut dyn BufRead) -> Result<Scan> {
     let mut scan = Scan::default();

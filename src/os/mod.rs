@@ -374,7 +374,6 @@ impl OsDir {
     /// Read every big file once and compare its sha256 with os.json; with
     /// a rootfs, check the [`live`] contract in the same pass.
     pub fn verify(&self, mut on_read: impl FnMut(u64)) -> Result<()> {
-        type Scanner = fn(&mut dyn std::io::BufRead) -> Result<live::Scan>;
         let live_boot = self.manifest.rootfs.is_some();
         let mut scans = Vec::new();
         for (what, f) in self.main_refs() {
@@ -382,22 +381,17 @@ impl OsDir {
             let reader = std::fs::File::open(&file.path)
                 .with_context(|| format!("opening {}", file.path.display()))?;
             let reader = io::ProgressReader::new(reader, &mut on_read);
-            let reading = || format!("reading {}", file.path.display());
-            let scanner: Option<Scanner> = match what {
+            let scanner: Option<live::Scanner> = match what {
                 "initramfs" if live_boot => Some(live::scan_initramfs),
                 "rootfs" => Some(live::scan_rootfs),
                 _ => None,
             };
-            let (got, _) = match scanner {
-                Some(scan) => {
-                    let mut tee = io::TeeReader::new(reader, move |r| scan(r));
-                    let read = io::sha256_reader(&mut tee).with_context(reading)?;
-                    let scanned = tee.finish().map_err(anyhow::Error::from).and_then(|s| s);
-                    scans.push((file.path.clone(), scanned));
-                    read
-                }
-                None => io::sha256_reader(reader).with_context(reading)?,
-            };
+            let ((got, _), scanned) = live::read_beside(reader, scanner, |r| {
+                io::sha256_reader(r).with_context(|| format!("reading {}", file.path.display()))
+            })?;
+            if let Some(scanned) = scanned {
+                scans.push((file.path.clone(), scanned));
+            }
             check_digest(&file.path, f.sha256, got)?;
         }
         // main_refs: the initramfs, then the rootfs.
