@@ -100,15 +100,13 @@ pub fn mapped_ranges(file: &File, len: u64) -> Vec<Range> {
         }
         let start = data_at / 4096 * 4096;
         let stop = hole_at.div_ceil(4096).saturating_mul(4096).min(len);
-        match out.last_mut() {
-            Some(last) if last.end() >= start => {
-                last.len = stop.max(last.end()).saturating_sub(last.start)
-            }
-            _ => out.push(Range {
+        add_range(
+            &mut out,
+            Range {
                 start,
                 len: stop.saturating_sub(start),
-            }),
-        }
+            },
+        );
         pos = hole;
     }
     out
@@ -472,10 +470,13 @@ fn compare(
     Ok(differing)
 }
 
-/// Append `r` to `ranges`, merged with the last one if they touch.
+/// Append `r` to `ranges` (sorted by start, as `r` is after them), merged
+/// with the last one if they touch or overlap.
 fn add_range(ranges: &mut Vec<Range>, r: Range) {
     match ranges.last_mut() {
-        Some(last) if last.end() == r.start => last.len = last.len.saturating_add(r.len),
+        Some(last) if last.end() >= r.start => {
+            last.len = r.end().max(last.end()).saturating_sub(last.start)
+        }
         _ => ranges.push(r),
     }
 }
@@ -501,12 +502,7 @@ fn with_cleared_areas(differing: Vec<Range>, plan: &[Range], target_bytes: u64) 
     all.sort_by_key(|r| r.start);
     let mut out: Vec<Range> = Vec::with_capacity(all.len());
     for r in all {
-        match out.last_mut() {
-            Some(last) if last.end() >= r.start => {
-                last.len = last.end().max(r.end()) - last.start;
-            }
-            _ => out.push(r),
-        }
+        add_range(&mut out, r);
     }
     out
 }
@@ -830,15 +826,7 @@ mod tests {
         let mut target = FileTarget(tempfile::tempfile().unwrap());
         target.0.set_len(table.size_bytes() + 4 * MIB).unwrap();
         let never = AtomicBool::new(false);
-        let opts = WriteOptions {
-            verify: true,
-            full: false,
-            interrupted: &never,
-            on_compared: &|_| {},
-            on_written: &|_| {},
-            on_verified: &|_| {},
-            before_partition_table: &|| {},
-        };
+        let opts = quiet(&never);
         let first = write_image(&img, &table, &mut target, &opts).unwrap();
         assert!(!first.unchanged && first.bytes_rewritten > 0);
         let second = write_image(&img, &table, &mut target, &opts).unwrap();
@@ -856,6 +844,19 @@ mod tests {
             third.bytes_rewritten <= COMPARE_BYTES as u64 * 2,
             "{third:?}"
         );
+    }
+
+    /// A verified diff write with no progress, stopped when `interrupted`.
+    fn quiet(interrupted: &AtomicBool) -> WriteOptions<'_> {
+        WriteOptions {
+            verify: true,
+            full: false,
+            interrupted,
+            on_compared: &|_| {},
+            on_written: &|_| {},
+            on_verified: &|_| {},
+            before_partition_table: &|| {},
+        }
     }
 
     /// A plain file as a target (no O_DIRECT): enough for the GPT logic.
@@ -886,21 +887,7 @@ mod tests {
         let mut target = FileTarget(tempfile::tempfile().unwrap());
         target.0.set_len(test_image::ESP_BYTES + 16 * MIB).unwrap();
         let never = AtomicBool::new(false);
-        let report = write_image(
-            &img,
-            &table,
-            &mut target,
-            &WriteOptions {
-                verify: true,
-                full: false,
-                interrupted: &never,
-                on_compared: &|_| {},
-                on_written: &|_| {},
-                on_verified: &|_| {},
-                before_partition_table: &|| {},
-            },
-        )
-        .unwrap();
+        let report = write_image(&img, &table, &mut target, &quiet(&never)).unwrap();
         assert!(report.gpt_moved);
         let esp = crate::image::gpt::read_esp(&target.0).unwrap();
         assert_eq!(
@@ -924,21 +911,7 @@ mod tests {
         }
         assert!(crate::image::gpt::read_esp(&target.0).is_ok());
         let stop = AtomicBool::new(true);
-        let e = write_image(
-            &img,
-            &table,
-            &mut target,
-            &WriteOptions {
-                verify: true,
-                full: false,
-                interrupted: &stop,
-                on_compared: &|_| {},
-                on_written: &|_| {},
-                on_verified: &|_| {},
-                before_partition_table: &|| {},
-            },
-        )
-        .unwrap_err();
+        let e = write_image(&img, &table, &mut target, &quiet(&stop)).unwrap_err();
         assert!(format!("{e:#}").contains("interrupted"), "{e:#}");
         assert!(
             crate::image::gpt::read_esp(&target.0).is_err(),
