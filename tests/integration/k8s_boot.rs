@@ -163,6 +163,16 @@ fn applies(class_changed: bool) -> Vec<String> {
     v
 }
 
+/// A blank 512 MiB data drive in the scratch dir, as `--data-disk` names it.
+fn blank_drive(s: &Scratch, serial: &str) -> String {
+    let path = s.path(&format!("{serial}.img"));
+    std::fs::File::create(&path)
+        .unwrap()
+        .set_len(512 << 20)
+        .unwrap();
+    format!("{},serial={serial}", path.display())
+}
+
 fn with(first: &[String], rest: Vec<String>) -> Vec<String> {
     first.iter().cloned().chain(rest).collect()
 }
@@ -171,11 +181,7 @@ fn with(first: &[String], rest: Vec<String>) -> Vec<String> {
 fn kubeadm_inits_once_keeps_upgrades_one_minor_and_refuses_a_skip() {
     let server = Server::start();
     let s = Scratch::new("");
-    std::fs::File::create(s.path("d0.img"))
-        .unwrap()
-        .set_len(512 << 20)
-        .unwrap();
-    let d0 = format!("{},serial=d0", s.path("d0.img").display());
+    let d0 = blank_drive(&s, "d0");
     let init = format!("kubeadm init --config /etc/mkstick/kubeadm.yaml |{KEPT}");
 
     // 0. First boot, the pool made late and init failing: re-queued after
@@ -303,11 +309,7 @@ fn kubeadm_inits_and_applies_the_manifests_on_flatcar() {
     let flavour = Flavour::Flatcar;
     let server = Server::start();
     let s = Scratch::new("");
-    std::fs::File::create(s.path("d0.img"))
-        .unwrap()
-        .set_len(512 << 20)
-        .unwrap();
-    let d0 = format!("{},serial=d0", s.path("d0.img").display());
+    let d0 = blank_drive(&s, "d0");
     let bin_dir = flavour.bin_dir();
     assert_eq!(bin_dir, "/opt/bin");
     build(
