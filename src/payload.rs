@@ -32,6 +32,16 @@ pub struct EspFile {
     pub size_bytes: u64,
     pub sha256: Sha256Digest,
     pub source: Source,
+    pub region: Region,
+}
+
+/// Which part of the FAT a file goes to ([`crate::image`] places them): the
+/// files that come with the OS, large and changed only by a new OS or
+/// Kubernetes release, or the small files a config change rewrites.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Region {
+    Os,
+    Config,
 }
 
 #[derive(Debug, Clone)]
@@ -66,12 +76,13 @@ pub struct ManifestFile {
     pub sha256: Sha256Digest,
 }
 
-fn bytes_file(path: &str, bytes: Vec<u8>) -> EspFile {
+fn bytes_file(path: &str, bytes: Vec<u8>, region: Region) -> EspFile {
     EspFile {
         path: path.to_string(),
         size_bytes: bytes.len() as u64,
         sha256: Sha256Digest::of(&bytes),
         source: Source::Bytes(bytes),
+        region,
     }
 }
 
@@ -126,7 +137,7 @@ pub fn render(plan: &Plan) -> Result<Payload> {
     for f in &plan.efi_files {
         files.insert(
             f.esp_path.clone(),
-            bytes_file(&f.esp_path, f.contents.clone()),
+            bytes_file(&f.esp_path, f.contents.clone(), Region::Os),
         );
     }
     // Our grub.cfg replaces any the OS ships (FCOS's efiboot.img has one for its ISO).
@@ -140,15 +151,23 @@ pub fn render(plan: &Plan) -> Result<Payload> {
         secure_boot_unsupported: m.secure_boot_unsupported.as_deref(),
     });
     for p in &m.grub_cfg {
-        files.insert(p.clone(), bytes_file(p, grub_cfg.clone().into_bytes()));
+        files.insert(
+            p.clone(),
+            bytes_file(p, grub_cfg.clone().into_bytes(), Region::Config),
+        );
     }
     let mut own = vec![
         bytes_file(
             grub::CONFIG_INITRD,
             initrd::wrap(&m.ignition_config_path, &ignition_json),
+            Region::Config,
         ),
-        bytes_file(CONFIG_COPY_PATH, plan.redacted_config.clone().into_bytes()),
-        bytes_file(README_PATH, readme(plan).into_bytes()),
+        bytes_file(
+            CONFIG_COPY_PATH,
+            plan.redacted_config.clone().into_bytes(),
+            Region::Config,
+        ),
+        bytes_file(README_PATH, readme(plan).into_bytes(), Region::Config),
     ];
     let os_files = [
         (grub::KERNEL, Some(&plan.kernel)),
@@ -162,6 +181,7 @@ pub fn render(plan: &Plan) -> Result<Payload> {
             size_bytes: b.size_bytes,
             sha256: b.sha256,
             source: Source::Os(b.path.clone()),
+            region: Region::Os,
         });
     }
     for (path, f) in os_files
@@ -173,6 +193,7 @@ pub fn render(plan: &Plan) -> Result<Payload> {
             size_bytes: f.size_bytes,
             sha256: f.sha256,
             source: Source::Os(f.path.clone()),
+            region: Region::Os,
         });
     }
     for f in own {
@@ -210,7 +231,7 @@ pub fn render(plan: &Plan) -> Result<Payload> {
     manifest_json.push(b'\n');
     files.insert(
         MANIFEST_PATH.to_string(),
-        bytes_file(MANIFEST_PATH, manifest_json),
+        bytes_file(MANIFEST_PATH, manifest_json, Region::Config),
     );
 
     Ok(Payload {

@@ -33,22 +33,44 @@ fn data_clusters(size: u64, cluster: u64) -> u64 {
     size.saturating_sub(RESERVED_SECTORS * SECTOR + 2 * fat_bytes) / cluster
 }
 
-/// Choose the smallest whole-MiB FAT32 partition that holds files of these
-/// sizes in `dirs` directories, with a little slack, and the largest cluster
-/// size (fewer, larger writes) that still keeps it FAT32.
-pub fn layout(file_sizes: &[u64], dirs: usize) -> FatLayout {
+/// The least room kept for the config region (see [`layout`]).
+const CONFIG_ROOM_MIN: u64 = 4 * MIB;
+/// The cluster size the config region is measured in, whatever the
+/// volume's: the largest one [`layout`] chooses, so the room does not
+/// depend on the choice.
+const CONFIG_CLUSTER: u64 = 32768;
+
+/// The room kept for the config region's files of these sizes: twice what
+/// they take, rounded up to a power of two, and at least 4 MiB. A config
+/// that grows or shrinks within the same room leaves the volume's size, and
+/// with it every cluster of the OS region, where it was.
+pub fn config_room(config_sizes: &[u64]) -> u64 {
+    let taken: u64 = config_sizes
+        .iter()
+        .map(|s| s.div_ceil(CONFIG_CLUSTER).max(1) * CONFIG_CLUSTER)
+        .sum();
+    (2 * taken).next_power_of_two().max(CONFIG_ROOM_MIN)
+}
+
+/// Choose the smallest whole-MiB FAT32 partition that holds the OS region's
+/// files, the config region's room ([`config_room`]) and `dirs`
+/// directories, with 2 % of slack, and the largest cluster size (fewer,
+/// larger writes) that still keeps it FAT32. The result depends on the
+/// config's files only through their room: that is what keeps a reflash
+/// after a config change small.
+pub fn layout(os_sizes: &[u64], config_sizes: &[u64], dirs: usize) -> FatLayout {
+    let room = config_room(config_sizes);
     let mut best: Option<FatLayout> = None;
-    for cluster in [32768u64, 16384, 8192, 4096, 2048, 1024, 512] {
-        let data: u64 = file_sizes
+    for cluster in [CONFIG_CLUSTER, 16384, 8192, 4096, 2048, 1024, 512] {
+        let os: u64 = os_sizes
             .iter()
             .map(|s| s.div_ceil(cluster).max(1) * cluster)
             .sum::<u64>()
             + (dirs as u64 + 1) * cluster;
-        // 2 % and 4 MiB of slack: room for directory growth and a later
-        // `mkstick` copying a slightly larger config onto the same stick.
-        let want = data + data / 50 + 4 * MIB;
-        let mut size = want.div_ceil(MIB) * MIB;
-        while data_clusters(size, cluster) * cluster < want - 4 * MIB + cluster
+        let need = os + room;
+        // The slack: room for directory growth.
+        let mut size = (need + os / 50).div_ceil(MIB) * MIB;
+        while data_clusters(size, cluster) * cluster < need
             || data_clusters(size, cluster) < FAT32_MIN_CLUSTERS + 64
         {
             size += MIB;
@@ -492,13 +514,15 @@ mod tests {
             vec![900 << 20, 100 << 20, 12 << 20],
             vec![3 << 30],
         ] {
-            let l = layout(&sizes, 4);
+            let config = [2000u64, 90_000];
+            let l = layout(&sizes, &config, 4);
             let c = l.cluster_bytes as u64;
             assert!(
                 data_clusters(l.size_bytes, c) >= FAT32_MIN_CLUSTERS,
                 "{l:?}"
             );
-            let need: u64 = sizes.iter().map(|s| s.div_ceil(c) * c).sum();
+            let need: u64 =
+                sizes.iter().map(|s| s.div_ceil(c) * c).sum::<u64>() + config_room(&config);
             assert!(data_clusters(l.size_bytes, c) * c >= need, "{l:?}");
             assert_eq!(l.size_bytes % MIB, 0);
             let total: u64 = sizes.iter().sum();
@@ -528,7 +552,7 @@ mod tests {
     #[test]
     fn formats_writes_and_reads_back() {
         let f = tempfile::tempfile().unwrap();
-        let l = layout(&[5000, 70_000], 2);
+        let l = layout(&[5000], &[70_000], 2);
         f.set_len(l.size_bytes).unwrap();
         format(&f, 0, l, 0xdead_beef).unwrap();
         let head = metadata_bytes(&f, 0).unwrap();

@@ -15,7 +15,7 @@ pub mod initrd;
 
 use crate::io::{copy_hashed, ProgressReader, Slice};
 use crate::os::{check_digest, live};
-use crate::payload::{Payload, Source};
+use crate::payload::{EspFile, Payload, Region, Source};
 use crate::plan::Plan;
 use crate::progress::Progress;
 use anyhow::{bail, Context, Result};
@@ -39,6 +39,24 @@ pub struct Image {
 /// the GPT, 1 MiB behind for the backup GPT.
 pub fn image_size_bytes(esp: FatLayout) -> u64 {
     MIB + esp.size_bytes + MIB
+}
+
+/// The EFI partition for this payload: sized for the OS region's files and
+/// the config region's room ([`fat::layout`]).
+pub fn esp_layout(payload: &Payload) -> FatLayout {
+    let sizes = |region| -> Vec<u64> {
+        payload
+            .files
+            .iter()
+            .filter(|f| f.region == region)
+            .map(|f| f.size_bytes)
+            .collect()
+    };
+    fat::layout(
+        &sizes(Region::Os),
+        &sizes(Region::Config),
+        payload.dirs().len(),
+    )
 }
 
 /// Refuse an output path that is not a regular file (or a new one), and an
@@ -89,9 +107,8 @@ pub fn assemble(
     progress: &Progress,
 ) -> Result<Image> {
     check_output(out, force)?;
-    let sizes: Vec<u64> = payload.files.iter().map(|f| f.size_bytes).collect();
     let dirs = payload.dirs();
-    let esp = fat::layout(&sizes, dirs.len());
+    let esp = esp_layout(payload);
     let size_bytes = image_size_bytes(esp);
 
     let parent = match out.parent() {
@@ -138,9 +155,48 @@ pub fn assemble(
     })
 }
 
-/// Create the directories, then stream every file in path order. With a
-/// rootfs, the initramfs and the rootfs are scanned on the way for the live
-/// contract, which is checked once both are written.
+/// Lay the files out on the FAT so that a config change leaves the OS's
+/// clusters where they were, and a reflash rewrites only a few MiB:
+/// 1. the directories, then every file's directory entry, empty, in path
+///    order, so that no directory grows later between two files' data;
+/// 2. the OS region's files, in path order: their clusters follow each
+///    other from the start of the data area;
+/// 3. the config region's files, in path order, after them, in the room
+///    [`fat::layout`] kept for them.
+///
+/// FAT32 allocates each new cluster from the FSInfo hint, the one after the
+/// last allocated, so the write order is the cluster order. `write` fills
+/// one file.
+pub fn place<'a, T: fatfs::ReadWriteSeek>(
+    fs: &fatfs::FileSystem<T>,
+    dirs: &[String],
+    files: &'a [EspFile],
+    mut write: impl FnMut(&'a EspFile, &mut fatfs::File<T>) -> Result<()>,
+) -> Result<()> {
+    let root = fs.root_dir();
+    for d in dirs {
+        root.create_dir(d)
+            .with_context(|| format!("creating {d}/ on the stick"))?;
+    }
+    for f in files {
+        root.create_file(&f.path)
+            .with_context(|| format!("creating {} on the stick", f.path))?;
+    }
+    for region in [Region::Os, Region::Config] {
+        for f in files.iter().filter(|f| f.region == region) {
+            let mut w = root
+                .open_file(&f.path)
+                .with_context(|| format!("opening {} on the stick", f.path))?;
+            write(f, &mut w)?;
+            w.flush().with_context(|| format!("writing {}", f.path))?;
+        }
+    }
+    Ok(())
+}
+
+/// Write every file ([`place`]). With a rootfs, the initramfs and the
+/// rootfs are scanned on the way for the live contract, which is checked
+/// once both are written.
 fn write_files<T: fatfs::ReadWriteSeek>(
     fs: &fatfs::FileSystem<T>,
     dirs: &[String],
@@ -151,15 +207,7 @@ fn write_files<T: fatfs::ReadWriteSeek>(
     let live_boot = plan.rootfs.is_some();
     let mut initramfs_scan = None;
     let mut rootfs_scan = None;
-    let root = fs.root_dir();
-    for d in dirs {
-        root.create_dir(d)
-            .with_context(|| format!("creating {d}/ on the stick"))?;
-    }
-    for f in &payload.files {
-        let mut w = root
-            .create_file(&f.path)
-            .with_context(|| format!("creating {} on the stick", f.path))?;
+    place(fs, dirs, &payload.files, |f, w| {
         match &f.source {
             Source::Bytes(b) => {
                 w.write_all(b)
@@ -178,7 +226,7 @@ fn write_files<T: fatfs::ReadWriteSeek>(
                 };
                 let reader = ProgressReader::new(src, |n| bar.inc(n));
                 let ((digest, len), scanned) = live::read_beside(reader, scanner, |r| {
-                    copy_hashed(r, &mut w)
+                    copy_hashed(r, w)
                         .with_context(|| format!("copying {} to {}", path.display(), f.path))
                 })?;
                 if let (Some(slot), Some(scanned)) = (slot, scanned) {
@@ -193,10 +241,160 @@ fn write_files<T: fatfs::ReadWriteSeek>(
                 }
             }
         }
-        w.flush().with_context(|| format!("writing {}", f.path))?;
-    }
+        Ok(())
+    })?;
     if let (Some(initramfs), Some(rootfs)) = (initramfs_scan, rootfs_scan) {
         live::check(&plan.os.manifest.name, &plan.os.dir, initramfs, rootfs)?;
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::io::Sha256Digest;
+    use std::os::unix::fs::FileExt;
+
+    /// Bytes no other file holds: a file's data can then be found by
+    /// content in the volume.
+    fn noise(seed: u64, len: usize) -> Vec<u8> {
+        let mut x = seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1;
+        (0..len)
+            .map(|_| {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                x as u8
+            })
+            .collect()
+    }
+
+    fn file(path: &str, bytes: Vec<u8>, region: Region) -> EspFile {
+        EspFile {
+            path: path.to_string(),
+            size_bytes: bytes.len() as u64,
+            sha256: Sha256Digest::of(&bytes),
+            source: Source::Bytes(bytes),
+            region,
+        }
+    }
+
+    /// The files of a stick, as `payload::render` names and sorts them:
+    /// the config initrd sorts before the OS's files.
+    fn files(config_initrd_bytes: usize) -> Vec<EspFile> {
+        let mut files = vec![
+            file("EFI/BOOT/BOOTX64.EFI", noise(1, 900_000), Region::Os),
+            file("EFI/BOOT/grub.cfg", noise(2, 3_000), Region::Config),
+            file("README.txt", noise(3, 2_000), Region::Config),
+            file(
+                "mkstick/ignition.img",
+                noise(4, config_initrd_bytes),
+                Region::Config,
+            ),
+            file("mkstick/manifest.json", noise(5, 1_500), Region::Config),
+            file("os/initramfs.img", noise(6, 3_000_000), Region::Os),
+            file("os/rootfs.img", noise(7, 9_000_000), Region::Os),
+            file("os/vmlinuz", noise(8, 1_500_000), Region::Os),
+        ];
+        files.sort_by(|a, b| a.path.cmp(&b.path));
+        files
+    }
+
+    /// Format and fill an EFI partition as `assemble` does, through
+    /// [`place`]; its bytes and layout.
+    fn volume(files: &[EspFile]) -> (Vec<u8>, FatLayout) {
+        let payload = Payload {
+            ignition: Default::default(),
+            ignition_json: Vec::new(),
+            files: files.to_vec(),
+        };
+        let dirs = payload.dirs();
+        let esp = esp_layout(&payload);
+        let f = tempfile::tempfile().unwrap();
+        f.set_len(esp.size_bytes).unwrap();
+        fat::format(&f, 0, esp, 0x1234_5678).unwrap();
+        let mut disk = Slice::new(&f, 0, esp.size_bytes);
+        let time: &'static fat::FixedTime = Box::leak(Box::new(fat::FixedTime::new(None).unwrap()));
+        {
+            let fs = fatfs::FileSystem::new(&mut disk, fat::fs_options(time)).unwrap();
+            place(&fs, &dirs, files, |f, w| match &f.source {
+                Source::Bytes(b) => Ok(w.write_all(b)?),
+                Source::Os(_) => unreachable!("these tests hold bytes only"),
+            })
+            .unwrap();
+            fs.unmount().unwrap();
+        }
+        disk.finish().unwrap();
+        let mut bytes = vec![0u8; esp.size_bytes as usize];
+        f.read_exact_at(&mut bytes, 0).unwrap();
+        (bytes, esp)
+    }
+
+    /// Where `file`'s data starts in `volume` (files start on a sector).
+    fn offset_of(volume: &[u8], file: &EspFile) -> usize {
+        let Source::Bytes(b) = &file.source else {
+            unreachable!()
+        };
+        let head = &b[..b.len().min(4096)];
+        (0..volume.len() - b.len())
+            .step_by(512)
+            .find(|&at| volume[at..at + head.len()] == *head && volume[at..at + b.len()] == b[..])
+            .unwrap_or_else(|| panic!("{} is not in the volume", file.path))
+    }
+
+    #[test]
+    fn a_config_that_grows_within_its_room_leaves_the_os_files_where_they_were() {
+        let (small, small_esp) = volume(&files(20_000));
+        // 40 times larger, and still within the 4 MiB room.
+        let (large, large_esp) = volume(&files(800_000));
+        assert_eq!(small_esp, large_esp, "the volume kept its size");
+        for f in files(0).iter().filter(|f| f.region == Region::Os) {
+            assert_eq!(
+                offset_of(&small, f),
+                offset_of(&large, f),
+                "{} moved",
+                f.path
+            );
+        }
+        // What changed is the tables and the config region, a few MiB at
+        // most; the OS region's 14 MB are untouched.
+        let changed = small.iter().zip(&large).filter(|(a, b)| a != b).count();
+        assert!(changed < 1_000_000, "{changed} bytes changed");
+        // Both volumes read back whole.
+        let tree = fat::read_tree(&large).unwrap();
+        assert_eq!(tree.len(), files(0).len());
+    }
+
+    #[test]
+    fn the_os_region_comes_first_and_the_config_room_is_kept_after_it() {
+        let files = files(20_000);
+        let (vol, esp) = volume(&files);
+        let end_of_os = files
+            .iter()
+            .filter(|f| f.region == Region::Os)
+            .map(|f| offset_of(&vol, f) + f.size_bytes as usize)
+            .max()
+            .unwrap();
+        for f in files.iter().filter(|f| f.region == Region::Config) {
+            assert!(
+                offset_of(&vol, f) >= end_of_os,
+                "{} is before the OS",
+                f.path
+            );
+        }
+        let config: Vec<u64> = files
+            .iter()
+            .filter(|f| f.region == Region::Config)
+            .map(|f| f.size_bytes)
+            .collect();
+        let room = fat::config_room(&config);
+        assert_eq!(room, 4 << 20);
+        assert!(
+            esp.size_bytes as usize - end_of_os >= room as usize,
+            "{} bytes after the OS region, {room} kept",
+            esp.size_bytes as usize - end_of_os
+        );
+        // A config region past its room gets a larger one.
+        assert_eq!(fat::config_room(&[3 << 20]), 8 << 20);
+    }
 }

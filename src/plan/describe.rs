@@ -385,8 +385,7 @@ pub fn describe(plan: &Plan, payload: &Payload) -> String {
         }
     );
     let _ = writeln!(s);
-    let sizes: Vec<u64> = payload.files.iter().map(|f| f.size_bytes).collect();
-    let layout = image::fat::layout(&sizes, payload.dirs().len());
+    let layout = image::esp_layout(payload);
     let _ = writeln!(s, "Image");
     let _ = writeln!(
         s,

@@ -134,6 +134,50 @@ fn a_hostname_change_writes_a_few_mib_and_the_stick_matches() {
     assert_holds(&lp, &b);
 }
 
+/// A config that grows by far more than a FAT cluster, within its room: an
+/// `[extra] ignition` fragment carrying 600 KB of incompressible data, so
+/// the config initrd grows by about as much. The OS's files keep their
+/// clusters (the layout in `image::place`), so the reflash writes the
+/// config region and the tables, not the 48 MiB rootfs behind them.
+#[test]
+fn a_config_that_grows_writes_a_few_mib_not_the_os() {
+    let Some(lp) = loop_device(STICK_BYTES, |_| {}) else {
+        return;
+    };
+    let a = built("kube1");
+    let b = built("kube1");
+    let noise = filler(600_000, 9);
+    let fragment = serde_json::json!({
+        "ignition": {"version": "3.3.0"},
+        "storage": {"files": [{
+            "path": "/etc/mkstick-large.bin", "mode": 0o644, "overwrite": true,
+            "contents": {"source": mkstick::ignition::data_url(&noise)}
+        }]}
+    });
+    std::fs::write(b.path("large.ign"), fragment.to_string()).unwrap();
+    let config = std::fs::read_to_string(b.path("mkstick.toml")).unwrap();
+    std::fs::write(
+        b.path("mkstick.toml"),
+        format!("{config}\n[extra]\nignition = [\"large.ign\"]\n"),
+    )
+    .unwrap();
+    ok(b.run(&["build", "-q", "--force"]));
+    let initrd_bytes = |s: &Scratch| esp_file(&s.path("mkstick.img"), "mkstick/ignition.img").len();
+    let grown = initrd_bytes(&b) - initrd_bytes(&a);
+    assert!(
+        grown > 400_000,
+        "the config initrd grew by {grown} bytes only"
+    );
+    ok(run_flash(&a, &lp.dev, &[]));
+    let (out, written) = flash_counted(&b, &lp, &[]);
+    eprintln!("reflash with a config {grown} bytes larger: {written} bytes written; {out}");
+    assert!(
+        written <= GPT_AREAS_BYTES + 4 * MIB,
+        "a config {grown} bytes larger wrote {written} bytes: {out}"
+    );
+    assert_holds(&lp, &b);
+}
+
 #[test]
 fn flashing_the_same_image_twice_writes_nothing_the_second_time() {
     let Some(lp) = loop_device(STICK_BYTES, |_| {}) else {
