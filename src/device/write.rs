@@ -18,7 +18,9 @@
 //!    the primary GPT and the backup GPT at the target's last LBA, fsync, and
 //!    check both headers read back.
 //!
-//! On any failure or interruption the first and last MiB are zeroed again.
+//! On any failure or interruption from step 1 on, the first and last MiB
+//! are zeroed again. One during the compare leaves the stick as it was: its
+//! older image still boots.
 
 use super::validate::ImageGpt;
 use crate::image::gpt::SECTOR_BYTES;
@@ -204,10 +206,12 @@ pub fn clear_partition_table(target: &mut dyn Target) -> io::Result<()> {
 }
 
 /// Write `image`, checked beforehand by [`super::validate::image`] into
-/// `table`, to `target`. On failure the target's partition table is cleared
-/// before the error is returned; a refusal before the first write (the image
-/// changed since it was checked, or is larger than the target) leaves the
-/// target untouched.
+/// `table`, to `target`. On a failure once writing has begun, the target's
+/// partition table is cleared before the error is returned. A failure
+/// before the first write (the image changed since it was checked, is
+/// larger than the target, or the compare was interrupted or could not
+/// read) leaves the target untouched, and the error says so: an older
+/// image the stick held still boots.
 pub fn write_image(
     image: &File,
     table: &ImageGpt,
@@ -227,8 +231,12 @@ pub fn write_image(
             target.size_bytes()
         );
     }
-    let result = write_inner(image, table, target, opts);
+    let mut touched = false;
+    let result = write_inner(image, table, target, opts, &mut touched);
     if let Err(e) = result {
+        if !touched {
+            return Err(e.context("nothing was written; the stick is as it was"));
+        }
         return match clear_partition_table(target) {
             Ok(()) => Err(e.context(
                 "the stick's partition table was cleared, so it cannot boot half-written",
@@ -318,11 +326,13 @@ impl io::Write for TargetWriter<'_, '_> {
     }
 }
 
+/// Sets `touched` before its first write to the target.
 fn write_inner(
     image: &File,
     table: &ImageGpt,
     target: &mut dyn Target,
     opts: &WriteOptions,
+    touched: &mut bool,
 ) -> Result<WriteReport> {
     let image_len = table.size_bytes;
     let mapped = mapped_ranges(image, image_len);
@@ -358,6 +368,7 @@ fn write_inner(
     let started = Instant::now();
 
     check_interrupt(opts.interrupted)?;
+    *touched = true;
     clear_partition_table(target).context("clearing the old partition table")?;
     let mut written = 2 * MIB.min(target.size_bytes());
     let mut since_sync = 0u64;
@@ -896,27 +907,63 @@ mod tests {
         );
     }
 
-    #[test]
-    fn an_interrupted_write_leaves_no_partition_table() {
-        let img = test_image::with_guids(uuid::Uuid::from_u128(1), uuid::Uuid::from_u128(2));
-        let table = super::super::validate::image(&img).unwrap();
-        let size = table.size_bytes();
-        let mut target = FileTarget(tempfile::tempfile().unwrap());
+    /// A target of the image's size holding an old, valid GPT: the image's
+    /// first and last MiB, and nothing between.
+    fn target_with_old_gpt(img: &File, size: u64) -> FileTarget {
+        let target = FileTarget(tempfile::tempfile().unwrap());
         target.0.set_len(size).unwrap();
-        // An old, valid GPT on the target first: the image's first and last MiB.
         for at in [0, size - MIB] {
             let mut old = vec![0u8; MIB as usize];
             img.read_exact_at(&mut old, at).unwrap();
             target.0.write_all_at(&old, at).unwrap();
         }
         assert!(crate::image::gpt::read_esp(&target.0).is_ok());
-        let stop = AtomicBool::new(true);
-        let e = write_image(&img, &table, &mut target, &quiet(&stop)).unwrap_err();
-        assert!(format!("{e:#}").contains("interrupted"), "{e:#}");
+        target
+    }
+
+    #[test]
+    fn an_interrupted_write_leaves_no_partition_table() {
+        let img = test_image::with_guids(uuid::Uuid::from_u128(1), uuid::Uuid::from_u128(2));
+        let table = super::super::validate::image(&img).unwrap();
+        let mut target = target_with_old_gpt(&img, table.size_bytes());
+        // Interrupted once the first bytes are written.
+        let stop = AtomicBool::new(false);
+        let opts = WriteOptions {
+            on_written: &|_| stop.store(true, Ordering::Relaxed),
+            ..quiet(&stop)
+        };
+        let e = write_image(&img, &table, &mut target, &opts).unwrap_err();
+        let e = format!("{e:#}");
+        assert!(e.contains("interrupted") && e.contains("cleared"), "{e}");
         assert!(
             crate::image::gpt::read_esp(&target.0).is_err(),
             "no GPT survives"
         );
+    }
+
+    #[test]
+    fn an_interrupted_compare_leaves_the_stick_as_it_was() {
+        let img = test_image::with_guids(uuid::Uuid::from_u128(1), uuid::Uuid::from_u128(2));
+        let table = super::super::validate::image(&img).unwrap();
+        let size = table.size_bytes();
+        let mut target = target_with_old_gpt(&img, size);
+        let mut before = vec![0u8; size as usize];
+        target.0.read_exact_at(&mut before, 0).unwrap();
+        // Interrupted while the first chunks are compared, before any write.
+        let stop = AtomicBool::new(false);
+        let opts = WriteOptions {
+            on_compared: &|_| stop.store(true, Ordering::Relaxed),
+            ..quiet(&stop)
+        };
+        let e = write_image(&img, &table, &mut target, &opts).unwrap_err();
+        let e = format!("{e:#}");
+        assert!(
+            e.contains("interrupted") && e.contains("nothing was written"),
+            "{e}"
+        );
+        let mut after = vec![0u8; size as usize];
+        target.0.read_exact_at(&mut after, 0).unwrap();
+        assert!(before == after, "the stick changed");
     }
 
     #[test]
