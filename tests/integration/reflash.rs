@@ -194,6 +194,46 @@ fn flashing_the_same_image_twice_writes_nothing_the_second_time() {
     assert_holds(&lp, &a);
 }
 
+/// `build --flash` flashes through the same code: a rebuild of an unchanged
+/// config onto the stick that holds it writes nothing, and one with a new
+/// hostname writes a few MiB.
+#[test]
+fn build_flash_writes_only_what_changed_too() {
+    let Some(lp) = loop_device(STICK_BYTES, |_| {}) else {
+        return;
+    };
+    let s = built("kube1");
+    ok(run_flash(&s, &lp.dev, &[]));
+    let dev = lp.dev.to_str().unwrap();
+    let build_flash = |s: &Scratch| {
+        let before = sectors_written(&lp);
+        let out = ok(s.run(&[
+            "build",
+            "-q",
+            "--force",
+            "--flash",
+            dev,
+            "--yes",
+            "--allow-fixed",
+        ]));
+        (out, (sectors_written(&lp) - before) * 512)
+    };
+    let (out, written) = build_flash(&s);
+    assert_eq!(
+        written, 0,
+        "an unchanged rebuild wrote {written} bytes: {out}"
+    );
+    assert!(out.contains("nothing written"), "{out}");
+    let config = std::fs::read_to_string(s.path("mkstick.toml")).unwrap();
+    s.write("mkstick.toml", &config.replace("\"kube1\"", "\"kube2\""));
+    let (out, written) = build_flash(&s);
+    assert!(
+        written > 0 && written <= GPT_AREAS_BYTES + 4 * MIB,
+        "a new hostname wrote {written} bytes: {out}"
+    );
+    assert_holds(&lp, &s);
+}
+
 #[test]
 fn full_writes_every_mapped_byte_again() {
     let Some(lp) = loop_device(STICK_BYTES, |_| {}) else {
