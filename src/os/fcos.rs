@@ -226,14 +226,14 @@ pub fn fetch(r: &Release, dl: &Downloader, keys: &Keyring) -> Result<PathBuf> {
         if !super::source::is_release_version(v) {
             bail!("`{v}` is not a release version");
         }
-        if let Some(dir) = super::fetch::cached_os(dl, &[keys], DISTRO, v) {
+        if let Some(dir) = super::release::cached_os(dl, &[keys], DISTRO, v) {
             dl.note(&format!("Fedora CoreOS {v}: in the cache"));
             return Ok(dir);
         }
     }
     let bytes = dl
         .get_small("stream metadata", &r.url)
-        .with_context(|| super::fetch::offline_hint(dl.cache, DISTRO))?;
+        .with_context(|| super::release::offline_hint(dl.cache, DISTRO))?;
     let mut live = parse_stream(&bytes, &r.url)?;
     if let Some(v) = &r.version {
         if *v != live.version {
@@ -245,7 +245,7 @@ pub fn fetch(r: &Release, dl: &Downloader, keys: &Keyring) -> Result<PathBuf> {
             }
         }
     }
-    if let Some(dir) = super::fetch::cached_os(dl, &[keys], DISTRO, &live.version) {
+    if let Some(dir) = super::release::cached_os(dl, &[keys], DISTRO, &live.version) {
         dl.note(&format!(
             "Fedora CoreOS {} ({} stream): in the cache",
             live.version, r.stream
@@ -296,7 +296,7 @@ pub fn fetch(r: &Release, dl: &Downloader, keys: &Keyring) -> Result<PathBuf> {
         // /usr/local -> ../var/usrlocal (fedora-coreos-config tmpfiles).
         writable_links: vec!["/usr/local".into()],
     };
-    super::fetch::write_os_dir(dl.cache, &manifest)
+    super::release::write_os_dir(dl.cache, &manifest)
 }
 
 /// What a stick takes from a release's verified live ISO.

@@ -34,7 +34,7 @@
 //! x86-64.raw`, checked by SHA256SUMS only) or from mkstick's pinned table.
 
 use super::download::{Artifact, Downloader};
-use super::fetch::Keys;
+use super::release::Keys;
 use super::source::Release;
 use super::verify::Digest;
 use super::{FileRef, NfsServer, OsManifest};
@@ -94,7 +94,8 @@ pub fn fetch(r: &Release, dl: &Downloader, keys: &Keys) -> Result<PathBuf> {
         if !super::source::is_release_version(v) {
             bail!("`{v}` is not a release version");
         }
-        if let Some(dir) = super::fetch::cached_os(dl, &[&keys.flatcar, &keys.fedora], DISTRO, v) {
+        if let Some(dir) = super::release::cached_os(dl, &[&keys.flatcar, &keys.fedora], DISTRO, v)
+        {
             dl.note(&format!("Flatcar {v}: in the cache"));
             return Ok(dir);
         }
@@ -105,7 +106,7 @@ pub fn fetch(r: &Release, dl: &Downloader, keys: &Keys) -> Result<PathBuf> {
             let url = format!("{}/current/version.txt", r.url);
             let bytes = dl
                 .get_small("version.txt", &url)
-                .with_context(|| super::fetch::offline_hint(dl.cache, DISTRO))?;
+                .with_context(|| super::release::offline_hint(dl.cache, DISTRO))?;
             parse_version_txt(&String::from_utf8_lossy(&bytes))
                 .with_context(|| format!("reading {url}"))?
         }
@@ -113,7 +114,8 @@ pub fn fetch(r: &Release, dl: &Downloader, keys: &Keys) -> Result<PathBuf> {
     if let Some(why) = unusable_release(&version) {
         bail!("{why}; pin one in [os] version");
     }
-    if let Some(dir) = super::fetch::cached_os(dl, &[&keys.flatcar, &keys.fedora], DISTRO, &version)
+    if let Some(dir) =
+        super::release::cached_os(dl, &[&keys.flatcar, &keys.fedora], DISTRO, &version)
     {
         dl.note(&format!(
             "Flatcar {version} ({} channel): in the cache",
@@ -166,7 +168,7 @@ pub fn fetch(r: &Release, dl: &Downloader, keys: &Keys) -> Result<PathBuf> {
         read_only: vec!["/usr".into()],
         writable_links: Vec::new(),
     };
-    super::fetch::write_os_dir(dl.cache, &manifest)
+    super::release::write_os_dir(dl.cache, &manifest)
 }
 
 /// Read `file.DIGESTS`, check it against `file.DIGESTS.sig`, and describe

@@ -11,6 +11,7 @@ pub mod fetch;
 pub mod flatcar;
 pub mod iso9660;
 pub mod live;
+pub mod release;
 pub mod source;
 pub mod verify;
 
