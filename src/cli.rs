@@ -45,6 +45,25 @@ pub enum Command {
     Devices(DevicesArgs),
     /// Write an image to a USB stick, safely, and verify it
     Flash(FlashArgs),
+    /// Print a shell completion script (bash, zsh, fish, elvish, powershell)
+    Completions(CompletionsArgs),
+    /// Print the manual page (roff), or write one page per command
+    Man(ManArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct ManArgs {
+    /// Write mkstick.1 and one mkstick-COMMAND.1 per command into this
+    /// directory instead of printing mkstick.1
+    #[arg(long, value_name = "DIR")]
+    pub dir: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub struct CompletionsArgs {
+    /// The shell to complete for
+    #[arg(value_enum)]
+    pub shell: clap_complete::Shell,
 }
 
 #[derive(Debug, Args)]

@@ -50,7 +50,30 @@ pub fn run(cli: Cli, progress: &Progress) -> Result<ExitCode> {
         Command::Boot(a) => boot::run(&a, progress),
         Command::Devices(a) => device::devices(&a, &mut out()),
         Command::Flash(a) => device::flash(&a, progress, &mut out()),
+        Command::Completions(a) => completions(a.shell, &mut out()),
+        Command::Man(a) => man(&a, &mut out()),
     }
+}
+
+/// A completion script for `shell`, generated from the clap definitions.
+fn completions(shell: clap_complete::Shell, out: &mut impl Write) -> Result<ExitCode> {
+    let mut cmd = <Cli as clap::CommandFactory>::command();
+    clap_complete::generate(shell, &mut cmd, "mkstick", out);
+    Ok(ExitCode::SUCCESS)
+}
+
+/// The manual page, roff, generated from the clap definitions: mkstick(1)
+/// on stdout, or with `--dir` that page and one per command, as files.
+fn man(a: &cli::ManArgs, out: &mut impl Write) -> Result<ExitCode> {
+    let cmd = <Cli as clap::CommandFactory>::command();
+    match &a.dir {
+        None => clap_mangen::Man::new(cmd)
+            .render(out)
+            .context("writing the manual page")?,
+        Some(dir) => clap_mangen::generate_to(cmd, dir)
+            .with_context(|| format!("writing manual pages into {}", dir.display()))?,
+    }
+    Ok(ExitCode::SUCCESS)
 }
 
 /// `SOURCE_DATE_EPOCH`, the reproducible-builds convention for "now".

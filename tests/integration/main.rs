@@ -13,6 +13,7 @@ mod kubernetes;
 mod os_contract;
 mod reflash;
 mod refuse;
+mod shell;
 
 #[cfg(feature = "boot-tests")]
 mod boot;
