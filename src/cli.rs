@@ -29,7 +29,7 @@ pub enum Command {
     /// Check the config and the OS files, build nothing
     Check(ConfigArgs),
     /// Say in plain words what the stick will do
-    Plan(ConfigArgs),
+    Plan(PlanArgs),
     /// Build the stick image
     Build(BuildArgs),
     /// Download and verify the OS the config names, into the cache
@@ -126,6 +126,15 @@ pub struct ConfigArgs {
     pub os_dir: Option<PathBuf>,
     #[command(flatten)]
     pub fetch: FetchArgs,
+}
+
+#[derive(Debug, Args, Clone)]
+pub struct PlanArgs {
+    #[command(flatten)]
+    pub config: ConfigArgs,
+    /// Print one JSON document with the same facts
+    #[arg(long)]
+    pub json: bool,
 }
 
 /// Where downloads go and how they are checked.

@@ -37,8 +37,14 @@ pub fn run(cli: Cli, progress: &Progress) -> Result<ExitCode> {
         Command::Init(a) => init(&a, &mut out()),
         Command::Check(a) => check(&a, progress, &mut out()),
         Command::Plan(a) => {
-            let (plan, payload, _lock) = plan_and_render(&a, SeedChoice::Derived, progress)?;
-            write!(out(), "{}", plan::describe(&plan, &payload))?;
+            let (plan, payload, _lock) = plan_and_render(&a.config, SeedChoice::Derived, progress)?;
+            if a.json {
+                let mut out = out();
+                serde_json::to_writer_pretty(&mut out, &plan::describe_json(&plan, &payload))?;
+                writeln!(out)?;
+            } else {
+                write!(out(), "{}", plan::describe(&plan, &payload))?;
+            }
             Ok(ExitCode::SUCCESS)
         }
         Command::Build(a) => build(&a, progress, &mut out()),

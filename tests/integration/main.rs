@@ -11,6 +11,7 @@ mod http;
 mod image;
 mod kubernetes;
 mod os_contract;
+mod plan;
 mod reflash;
 mod refuse;
 mod shell;
