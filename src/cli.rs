@@ -6,7 +6,9 @@ use std::path::PathBuf;
 #[derive(Debug, Parser)]
 #[command(
     name = "mkstick",
-    version,
+    // The package version, and the commit when built from a checkout
+    // (build.rs).
+    version = env!("MKSTICK_LONG_VERSION"),
     about = "Turn one mkstick.toml into a USB stick that boots a home server",
     long_about = "Turn one mkstick.toml into a USB stick that boots a home server live \
 into a CoreOS, configured by Ignition at every boot.\n\n\

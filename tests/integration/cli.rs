@@ -272,3 +272,30 @@ fn the_main_console_is_the_screen_unless_serial_is_asked_for() {
         "{e}"
     );
 }
+
+#[test]
+fn version_names_the_commit_it_was_built_from() {
+    let repo = env!("CARGO_MANIFEST_DIR");
+    let git = |args: &[&str]| {
+        std::process::Command::new("git")
+            .arg("-C")
+            .arg(repo)
+            .args(args)
+            .output()
+            .ok()
+            .filter(|o| o.status.success())
+            .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let version = ok(mkstick(dir.path(), &["--version"], &[]));
+    let pkg = env!("CARGO_PKG_VERSION");
+    let (Some(commit), Some(date)) = (
+        git(&["rev-parse", "--short=12", "HEAD"]),
+        git(&["log", "-1", "--format=%cs", "HEAD"]),
+    ) else {
+        eprintln!("SKIPPED check: not built from a git checkout");
+        assert_eq!(version.trim(), format!("mkstick {pkg}"));
+        return;
+    };
+    assert_eq!(version.trim(), format!("mkstick {pkg} ({commit} {date})"));
+}
