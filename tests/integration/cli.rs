@@ -299,3 +299,15 @@ fn version_names_the_commit_it_was_built_from() {
     };
     assert_eq!(version.trim(), format!("mkstick {pkg} ({commit} {date})"));
 }
+
+#[test]
+fn a_quoted_number_is_asked_for_without_quotes() {
+    let s = Scratch::new(&format!(
+        "[node]\nhostname = \"kube1\"\nssh-authorized-keys = [\"{KEY}\"]\n[os]\npath = \"os\"\n[ingress]\nhttp-port = \"80\"\n"
+    ));
+    let err = fails(s.run(&["check"]));
+    assert!(
+        err.contains("error: mkstick.toml:7:13: expected a number, like 80 (without quotes), not the string \"80\""),
+        "{err}"
+    );
+}
