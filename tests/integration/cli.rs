@@ -311,3 +311,19 @@ fn a_quoted_number_is_asked_for_without_quotes() {
         "{err}"
     );
 }
+
+#[test]
+fn a_pasted_private_key_is_named_and_not_echoed() {
+    let body = "b3BlbnNzaC1rZXktdjEAAAAABG5vbmUAAAAEbm9uZQAAAAAAAAABAAAAMwAAAAtzc2gtZW\nQyNTUxOQAAACCIiNdgDpiYXhOJ24Cbw4XuO6AFfMalr9Xevjb5Ze7HNAAAAJhAdvM0QHbz";
+    let s = Scratch::new(&format!(
+        "[node]\nhostname = \"kube1\"\nssh-authorized-keys = [\"\"\"\n-----BEGIN OPENSSH PRIVATE KEY-----\n{body}\n-----END OPENSSH PRIVATE KEY-----\n\"\"\"]\n[os]\npath = \"os\"\n"
+    ));
+    let err = fails(s.run(&["check"]));
+    assert!(
+        err.contains("mkstick.toml:3:24: this is a PRIVATE key; use the .pub file"),
+        "{err}"
+    );
+    for line in body.lines() {
+        assert!(!err.contains(&line[..16]), "the key leaked: {err}");
+    }
+}
