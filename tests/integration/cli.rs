@@ -169,11 +169,25 @@ fn init_writes_a_config_with_the_users_key() {
     assert!(out.contains("with your key"), "{out}");
     let text = std::fs::read_to_string(s.path("mkstick.toml")).unwrap();
     assert!(text.contains(KEY), "{text}");
-    // The starter downloads Fedora CoreOS stable; with a local OS directory
-    // instead, it checks out.
-    assert!(text.contains("\ndistro = \"fedora-coreos\"\n"), "{text}");
-    assert!(text.contains("\nstream = \"stable\"\n"), "{text}");
+    // The starter downloads Fedora CoreOS stable, by default; with a local
+    // OS directory instead, it checks out.
+    assert!(
+        text.contains("\n# distro = \"fedora-coreos\"   # the default\n"),
+        "{text}"
+    );
+    assert!(
+        text.contains("\n# stream = \"stable\"          # the default\n"),
+        "{text}"
+    );
     ok(s.run(&["check", "--os-dir", "os"]));
+    // Its own hint: uncommenting `path` makes a config that checks out.
+    assert!(text.contains("\n# path = \"os\"\n"), "{text}");
+    s.write(
+        "mkstick.toml",
+        &text.replace("\n# path = \"os\"\n", "\npath = \"os\"\n"),
+    );
+    let out = ok(s.run(&["check"]));
+    assert!(out.contains("mkstick.toml is valid"), "{out}");
     let err = fails(s.run_env(&["init"], &[("HOME", home_s)]));
     assert!(err.contains("refusing to overwrite mkstick.toml"), "{err}");
 }
