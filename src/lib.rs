@@ -350,15 +350,19 @@ fn build(a: &BuildArgs, progress: &Progress, out: &mut impl Write) -> Result<Exi
         };
         return device::flash(&flash, progress, out);
     }
-    writeln!(out, "try it:   mkstick boot {}", img.path.display())?;
+    let img_path = img.path.display();
+    writeln!(out, "try it:   mkstick boot {img_path}")?;
     writeln!(
         out,
-        "write it: sudo dd if={} of=/dev/sdX bs=4M conv=fsync status=progress",
-        img.path.display()
+        "write it: mkstick devices   (which sticks are plugged in)"
     )?;
     writeln!(
         out,
-        "          (the whole stick is overwritten; check /dev/sdX with lsblk first)"
+        "          sudo mkstick flash {img_path} /dev/sdX   (checks, asks, writes, verifies)"
+    )?;
+    writeln!(
+        out,
+        "          without mkstick's checks, as a last resort: sudo dd if={img_path} of=/dev/sdX bs=4M conv=fsync"
     )?;
     Ok(ExitCode::SUCCESS)
 }

@@ -341,3 +341,20 @@ fn a_pasted_private_key_is_named_and_not_echoed() {
         assert!(!err.contains(&line[..16]), "the key leaked: {err}");
     }
 }
+
+#[test]
+fn build_recommends_devices_and_flash_before_dd() {
+    let s = Scratch::new(&minimal_config());
+    let out = ok(s.run(&["build"]));
+    let pos = |what: &str| {
+        out.find(what)
+            .unwrap_or_else(|| panic!("{what:?} missing in:\n{out}"))
+    };
+    let devices = pos("mkstick devices");
+    let flash = pos("sudo mkstick flash mkstick.img /dev/sdX");
+    let dd = pos("sudo dd if=mkstick.img of=/dev/sdX");
+    assert!(devices < flash && flash < dd, "{out}");
+    // dd comes only as the fallback, on the last line.
+    assert!(out.lines().last().unwrap().contains("last resort"), "{out}");
+    assert_eq!(out.matches("dd if=").count(), 1, "{out}");
+}
