@@ -208,7 +208,8 @@ pub struct InspectArgs {
     /// Print the whole embedded Ignition config, secrets included
     #[arg(long)]
     pub show_config: bool,
-    /// Check every file against mkstick/manifest.json
+    /// Also fail when the image has no mkstick/manifest.json (every file
+    /// is always checked against it)
     #[arg(long)]
     pub verify: bool,
 }
