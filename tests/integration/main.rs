@@ -13,6 +13,7 @@ mod inspect;
 mod kubernetes;
 mod os_contract;
 mod plan;
+mod progress;
 mod reflash;
 mod refuse;
 mod shell;
