@@ -107,10 +107,94 @@ fn describe_storage(s: &mut String, plan: &Plan) {
         clients.join(", "),
         st.nfs.share()
     );
+    let wide: Vec<&String> = clients.iter().filter(|c| is_network(c)).collect();
+    if !wide.is_empty() {
+        let list: Vec<&str> = wide.iter().map(|c| c.as_str()).collect();
+        let _ = writeln!(
+            s,
+            "  WARNING: the export is rw,no_root_squash, so every machine in {} may",
+            list.join(", ")
+        );
+        let _ = writeln!(
+            s,
+            "    mount it and read or change every file there as root; list single hosts in"
+        );
+        let _ = writeln!(s, "    [storage] nfs-clients where you can.");
+    }
     let _ = writeln!(
         s,
         "  The pool's state shows on the console and at the login prompt."
     );
+}
+
+/// Whether an `nfs-clients` entry names more than one host: a CIDR
+/// network broader than /32 (IPv4) or /128 (IPv6), or a wildcard name.
+fn is_network(client: &str) -> bool {
+    if client.contains(['*', '?']) {
+        return true;
+    }
+    match client.split_once('/') {
+        Some((addr, prefix)) => {
+            let full = if addr.contains(':') { 128 } else { 32 };
+            // A netmask ("255.255.255.0") counts as a network unless it is
+            // all ones.
+            match prefix.parse::<u32>() {
+                Ok(p) => p < full,
+                Err(_) => prefix != "255.255.255.255",
+            }
+        }
+        None => false,
+    }
+}
+
+/// The host names your own manifests route: `spec.rules[].host` of each
+/// Ingress, and the `Host(`…`)` rules of Traefik's IngressRoutes. Sorted,
+/// without repeats.
+fn ingress_hosts(manifests: &[super::kubernetes::UserManifest]) -> Vec<String> {
+    use serde::Deserialize as _;
+    let mut hosts = std::collections::BTreeSet::new();
+    for m in manifests {
+        for doc in serde_yaml_ng::Deserializer::from_str(&m.contents) {
+            // After a syntax error the stream yields the same error again
+            // and again: stop at the first one (plan checked the manifests).
+            let Ok(v) = serde_yaml_ng::Value::deserialize(doc) else {
+                break;
+            };
+            match v.get("kind").and_then(|k| k.as_str()) {
+                Some("Ingress") => {
+                    let rules = v
+                        .get("spec")
+                        .and_then(|s| s.get("rules"))
+                        .and_then(|r| r.as_sequence());
+                    for r in rules.into_iter().flatten() {
+                        if let Some(h) = r.get("host").and_then(|h| h.as_str()) {
+                            hosts.insert(h.to_string());
+                        }
+                    }
+                }
+                Some("IngressRoute") => {
+                    let routes = v
+                        .get("spec")
+                        .and_then(|s| s.get("routes"))
+                        .and_then(|r| r.as_sequence());
+                    for r in routes.into_iter().flatten() {
+                        let rule = r.get("match").and_then(|m| m.as_str()).unwrap_or("");
+                        for part in rule.split("Host(").skip(1) {
+                            let part = part.trim_start();
+                            let quote = part.chars().next().unwrap_or('`');
+                            if let Some(h) = part[quote.len_utf8()..].split(quote).next() {
+                                if !h.is_empty() {
+                                    hosts.insert(h.to_string());
+                                }
+                            }
+                        }
+                    }
+                }
+                _ => {}
+            }
+        }
+    }
+    hosts.into_iter().collect()
 }
 
 fn describe_kubernetes(s: &mut String, plan: &Plan) {
@@ -234,6 +318,32 @@ fn describe_kubernetes(s: &mut String, plan: &Plan) {
             port_suffix(i.https_port, 443)
         );
     }
+    let hosts = ingress_hosts(&k.extra_manifests);
+    if !hosts.is_empty() {
+        match &k.ingress {
+            Some(i) => {
+                let _ = writeln!(
+                    s,
+                    "    Your Ingress hosts (point their names at the server, in DNS or /etc/hosts):"
+                );
+                for h in &hosts {
+                    let _ = writeln!(
+                        s,
+                        "      http://{h}{}/  https://{h}{}/",
+                        port_suffix(i.http_port, 80),
+                        port_suffix(i.https_port, 443)
+                    );
+                }
+            }
+            None => {
+                let _ = writeln!(
+                    s,
+                    "    Your manifests route {}, but no ingress controller serves them (controller = \"none\")",
+                    hosts.join(", ")
+                );
+            }
+        }
+    }
     let _ = writeln!(
         s,
         "    kubeconfig: ssh core@{host} sudo cat /etc/kubernetes/admin.conf > kubeconfig"
@@ -241,6 +351,10 @@ fn describe_kubernetes(s: &mut String, plan: &Plan) {
     let _ = writeln!(
         s,
         "    try it:     ssh core@{host} sudo /opt/bin/kubectl --kubeconfig /etc/kubernetes/admin.conf apply -f /etc/mkstick/examples/whoami.yaml"
+    );
+    let _ = writeln!(
+        s,
+        "    if it fails: ssh core@{host} sudo journalctl -u mkstick-kubeadm -u mkstick-addons"
     );
     if k.advertise_address.is_none() {
         let _ = writeln!(
@@ -733,5 +847,51 @@ pub fn describe_json(plan: &Plan, payload: &Payload) -> PlanJson {
             esp_guid: plan.ids.esp_guid.to_string(),
             volume_id: image::grub::fat_uuid(plan.ids.volume_id),
         },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn networks_are_told_from_hosts() {
+        for net in [
+            "192.168.1.0/24",
+            "10.0.0.0/8",
+            "10.0.0.4/31",
+            "fd00::/64",
+            "*.lan",
+            "host?.lan",
+            "192.168.1.0/255.255.255.0",
+        ] {
+            assert!(is_network(net), "{net}");
+        }
+        for host in [
+            "127.0.0.1",
+            "192.168.1.7/32",
+            "fd00::1/128",
+            "fd00::1",
+            "laptop.lan",
+        ] {
+            assert!(!is_network(host), "{host}");
+        }
+    }
+
+    #[test]
+    fn ingress_hosts_come_from_ingresses_and_ingress_routes() {
+        let m = |contents: &str| super::super::kubernetes::UserManifest {
+            name: "apps/x.yaml".into(),
+            node_path: "/etc/mkstick/manifests/50-extra-00-x.yaml".into(),
+            contents: contents.into(),
+            documents: 1,
+        };
+        let ingress = "apiVersion: networking.k8s.io/v1\nkind: Ingress\nmetadata:\n  name: a\nspec:\n  rules:\n    - host: b.lan\n      http: {}\n    - host: a.lan\n    - http: {}\n---\napiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: c\ndata:\n  host: not-a-route.lan\n";
+        let route = "apiVersion: traefik.io/v1alpha1\nkind: IngressRoute\nmetadata:\n  name: r\nspec:\n  routes:\n    - match: Host(`c.lan`) || Host(`a.lan`)\n      kind: Rule\n";
+        assert_eq!(
+            ingress_hosts(&[m(ingress), m(route)]),
+            ["a.lan", "b.lan", "c.lan"]
+        );
+        assert!(ingress_hosts(&[m("not: [yaml")]).is_empty());
     }
 }

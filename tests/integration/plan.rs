@@ -78,3 +78,40 @@ fn plan_json_without_storage_or_kubernetes() {
     assert_eq!(j["kubernetes"], serde_json::Value::Null);
     assert!(j["image"]["files"].as_array().unwrap().len() > 2, "{j}");
 }
+
+const INGRESS: &str = "apiVersion: networking.k8s.io/v1\nkind: Ingress\nmetadata:\n  name: whoami\n  namespace: default\nspec:\n  rules:\n    - host: whoami.lan\n      http:\n        paths:\n          - path: /\n            pathType: Prefix\n            backend:\n              service:\n                name: whoami\n                port:\n                  number: 80\n";
+
+#[test]
+fn plan_lists_ingress_hosts_the_journal_and_wide_nfs_exports() {
+    let server = Server::start();
+    let s = k8s_scratch(&server);
+    s.write("apps/ingress.yaml", INGRESS);
+    let config = k8s_config("os", "k8s.toml").replace(
+        "drives = [\"/dev/disk/by-id/virtio-d0\"]\n",
+        "drives = [\"/dev/disk/by-id/virtio-d0\"]\nnfs-clients = [\"192.168.1.0/24\", \"10.0.0.5\"]\n",
+    );
+    s.write("mkstick.toml", &config);
+    let cache = s.path("cache");
+    let env = [("XDG_CACHE_HOME", cache.to_str().unwrap())];
+    let plan = ok(s.run_env(&["plan"], &env));
+    for want in [
+        "    if it fails: ssh core@192.168.1.10 sudo journalctl -u mkstick-kubeadm -u mkstick-addons\n",
+        "    Your Ingress hosts (point their names at the server, in DNS or /etc/hosts):\n      http://whoami.lan:8080/  https://whoami.lan:8443/\n",
+        "  WARNING: the export is rw,no_root_squash, so every machine in 192.168.1.0/24 may\n",
+    ] {
+        assert!(plan.contains(want), "{want:?} in:\n{plan}");
+    }
+    // The single host is no network.
+    assert!(
+        !plan.contains("machine in 192.168.1.0/24, 10.0.0.5"),
+        "{plan}"
+    );
+
+    // Without an Ingress of your own and with single hosts: neither.
+    std::fs::remove_file(s.path("apps/ingress.yaml")).unwrap();
+    s.write("mkstick.toml", &k8s_config("os", "k8s.toml"));
+    let plan = ok(s.run_env(&["plan"], &env));
+    assert!(!plan.contains("Your Ingress hosts"), "{plan}");
+    assert!(!plan.contains("WARNING"), "{plan}");
+    assert!(plan.contains("journalctl -u mkstick-kubeadm"), "{plan}");
+}
