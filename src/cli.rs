@@ -6,7 +6,9 @@ use std::path::PathBuf;
 #[derive(Debug, Parser)]
 #[command(
     name = "mkstick",
-    version,
+    // The package version, and the commit when built from a checkout
+    // (build.rs).
+    version = env!("MKSTICK_LONG_VERSION"),
     about = "Turn one mkstick.toml into a USB stick that boots a home server",
     long_about = "Turn one mkstick.toml into a USB stick that boots a home server live \
 into a CoreOS, configured by Ignition at every boot.\n\n\
@@ -29,7 +31,7 @@ pub enum Command {
     /// Check the config and the OS files, build nothing
     Check(ConfigArgs),
     /// Say in plain words what the stick will do
-    Plan(ConfigArgs),
+    Plan(PlanArgs),
     /// Build the stick image
     Build(BuildArgs),
     /// Download and verify the OS the config names, into the cache
@@ -45,6 +47,25 @@ pub enum Command {
     Devices(DevicesArgs),
     /// Write an image to a USB stick, safely, and verify it
     Flash(FlashArgs),
+    /// Print a shell completion script (bash, zsh, fish, elvish, powershell)
+    Completions(CompletionsArgs),
+    /// Print the manual page (roff), or write one page per command
+    Man(ManArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct ManArgs {
+    /// Write mkstick.1 and one mkstick-COMMAND.1 per command into this
+    /// directory instead of printing mkstick.1
+    #[arg(long, value_name = "DIR")]
+    pub dir: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub struct CompletionsArgs {
+    /// The shell to complete for
+    #[arg(value_enum)]
+    pub shell: clap_complete::Shell,
 }
 
 #[derive(Debug, Args)]
@@ -107,6 +128,15 @@ pub struct ConfigArgs {
     pub os_dir: Option<PathBuf>,
     #[command(flatten)]
     pub fetch: FetchArgs,
+}
+
+#[derive(Debug, Args, Clone)]
+pub struct PlanArgs {
+    #[command(flatten)]
+    pub config: ConfigArgs,
+    /// Print one JSON document with the same facts
+    #[arg(long)]
+    pub json: bool,
 }
 
 /// Where downloads go and how they are checked.
@@ -178,7 +208,8 @@ pub struct InspectArgs {
     /// Print the whole embedded Ignition config, secrets included
     #[arg(long)]
     pub show_config: bool,
-    /// Check every file against mkstick/manifest.json
+    /// Also fail when the image has no mkstick/manifest.json (every file
+    /// is always checked against it)
     #[arg(long)]
     pub verify: bool,
 }

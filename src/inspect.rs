@@ -25,6 +25,10 @@ pub struct Report {
     pub kernel_args: Vec<String>,
     pub files: Vec<FileReport>,
     pub config: Option<ConfigSummary>,
+    /// The server the stick makes, from its Ignition config; no secrets.
+    pub server: Option<ServerSummary>,
+    /// Every file compared with `mkstick/manifest.json`; `None` when the
+    /// image has no manifest.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub verify: Option<VerifyReport>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -76,6 +80,80 @@ pub struct VerifyReport {
     pub ok: bool,
     pub checked: usize,
     pub problems: Vec<String>,
+    /// The files whose bytes differ from the manifest, or are missing.
+    pub bad_files: Vec<String>,
+}
+
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub struct ServerSummary {
+    pub hostname: Option<String>,
+    /// The data drives' `/dev/disk/by-id/` names; empty without `[storage]`.
+    pub drives: Vec<String>,
+    pub profile: Option<String>,
+    pub kubernetes_version: Option<String>,
+}
+
+/// The contents of the file at `path` in an Ignition config, if it is there.
+fn ignition_file(c: &ignition::Config, path: &str) -> Option<String> {
+    let f = c.storage.files.iter().find(|f| f.path == path)?;
+    let bytes = ignition::decode_data_url(&f.contents.as_ref()?.source)?;
+    String::from_utf8(bytes).ok()
+}
+
+/// `KEY`'s value in a shell env file mkstick wrote (`KEY=value` or
+/// `KEY='value'`).
+fn env_value(text: &str, key: &str) -> Option<String> {
+    text.lines().find_map(|l| {
+        let v = l.strip_prefix(key)?.strip_prefix('=')?;
+        Some(v.trim().trim_matches(|c| c == '\'' || c == '"').to_string())
+    })
+}
+
+/// The server's name, drives and Kubernetes version, read from the files
+/// the Ignition config writes (`/etc/hostname`, and the env files of
+/// `overlays/storage` and `overlays/kubernetes`).
+fn server_summary(c: &ignition::Config) -> ServerSummary {
+    let storage = ignition_file(c, "/etc/mkstick/storage.env");
+    let k8s = ignition_file(c, "/etc/mkstick/kubernetes.env");
+    ServerSummary {
+        hostname: ignition_file(c, "/etc/hostname").map(|h| h.trim().to_string()),
+        drives: storage
+            .as_deref()
+            .and_then(|t| env_value(t, "MKSTICK_DRIVES"))
+            .map(|d| d.split_whitespace().map(String::from).collect())
+            .unwrap_or_default(),
+        profile: storage
+            .as_deref()
+            .and_then(|t| env_value(t, "MKSTICK_PROFILE")),
+        kubernetes_version: k8s
+            .as_deref()
+            .and_then(|t| env_value(t, "KUBERNETES_VERSION")),
+    }
+}
+
+impl std::fmt::Display for ServerSummary {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "server {}",
+            self.hostname.as_deref().unwrap_or("(no hostname)")
+        )?;
+        match self.drives.len() {
+            0 => write!(f, ", no data drives")?,
+            n => write!(
+                f,
+                ", {n} data drive{} ({}): {}",
+                if n == 1 { "" } else { "s" },
+                self.profile.as_deref().unwrap_or("?"),
+                self.drives.join(", ")
+            )?,
+        }
+        match &self.kubernetes_version {
+            Some(v) => write!(f, ", Kubernetes {v}"),
+            None => write!(f, ", no Kubernetes"),
+        }
+    }
 }
 
 /// Read everything `inspect` reports from the image at `path`.
@@ -158,6 +236,7 @@ pub fn read(path: &std::path::Path, with_config: bool, progress: &Progress) -> R
         .map(|b| read_config(b))
         .transpose()?;
     let summary = config.as_ref().map(|(json, c)| summarize(json, c));
+    let server = config.as_ref().map(|(_, c)| server_summary(c));
     let verify = manifest.as_ref().map(|m| verify(&files, m));
     Ok(Report {
         image: path.display().to_string(),
@@ -175,6 +254,7 @@ pub fn read(path: &std::path::Path, with_config: bool, progress: &Progress) -> R
             None
         },
         config: summary,
+        server,
         files,
     })
 }
@@ -252,15 +332,21 @@ fn summarize(json: &[u8], c: &ignition::Config) -> ConfigSummary {
 /// Compare the files found with `mkstick/manifest.json`.
 fn verify(files: &[FileReport], m: &StickManifest) -> VerifyReport {
     let mut problems = Vec::new();
+    let mut bad_files = Vec::new();
     let mut checked = 0;
     for f in files.iter().filter(|f| f.path != MANIFEST_PATH) {
         match m.files.get(&f.path) {
-            None => problems.push(format!("{}: on the stick but not in the manifest", f.path)),
-            Some(want) if want.sha256 != f.sha256 || want.size_bytes != f.size_bytes => problems
-                .push(format!(
+            None => {
+                problems.push(format!("{}: on the stick but not in the manifest", f.path));
+                bad_files.push(f.path.clone());
+            }
+            Some(want) if want.sha256 != f.sha256 || want.size_bytes != f.size_bytes => {
+                problems.push(format!(
                     "{}: sha256 {} ({} bytes), the manifest says {} ({} bytes)",
                     f.path, f.sha256, f.size_bytes, want.sha256, want.size_bytes
-                )),
+                ));
+                bad_files.push(f.path.clone());
+            }
             Some(_) => checked += 1,
         }
     }
@@ -269,12 +355,14 @@ fn verify(files: &[FileReport], m: &StickManifest) -> VerifyReport {
             problems.push(format!(
                 "{path}: in the manifest but missing from the stick"
             ));
+            bad_files.push(path.clone());
         }
     }
     VerifyReport {
         ok: problems.is_empty(),
         checked,
         problems,
+        bad_files,
     }
 }
 
@@ -291,25 +379,33 @@ pub fn run(a: &InspectArgs, progress: &Progress, out: &mut impl Write) -> Result
             out.write_all(&ignition::to_json(c))?;
         }
     }
-    if a.verify {
-        match &report.verify {
-            None => bail!(
-                "{} has no mkstick/manifest.json to verify against",
-                a.image.display()
-            ),
-            Some(v) if !v.ok => bail!(
-                "{} failed verification: {}; rebuild the stick",
-                a.image.display(),
-                v.problems.join("; ")
-            ),
-            Some(v) => {
-                if !a.json {
-                    writeln!(
-                        out,
-                        "verified: all {} files match mkstick/manifest.json",
-                        v.checked
-                    )?;
-                }
+    // Every file is hashed on the way anyway: always compare. `--verify`
+    // adds only that an image without a manifest is an error.
+    match &report.verify {
+        None if a.verify => bail!(
+            "{} has no mkstick/manifest.json to verify against",
+            a.image.display()
+        ),
+        None => {
+            if !a.json {
+                writeln!(
+                    out,
+                    "not verified: the image has no mkstick/manifest.json to compare with"
+                )?;
+            }
+        }
+        Some(v) if !v.ok => bail!(
+            "{} failed verification: {}; rebuild the stick",
+            a.image.display(),
+            v.problems.join("; ")
+        ),
+        Some(v) => {
+            if !a.json {
+                writeln!(
+                    out,
+                    "verified: all {} files match mkstick/manifest.json",
+                    v.checked
+                )?;
             }
         }
     }
@@ -346,14 +442,27 @@ fn print_text(r: &Report, out: &mut impl Write) -> Result<()> {
     if !r.kernel_args.is_empty() {
         writeln!(out, "kernel command line: {}", r.kernel_args.join(" "))?;
     }
+    if let Some(server) = &r.server {
+        writeln!(out, "{server}")?;
+    }
+    let bad = |p: &str| {
+        r.verify
+            .as_ref()
+            .is_some_and(|v| v.bad_files.iter().any(|b| b == p))
+    };
     writeln!(out, "files:")?;
     for f in &r.files {
         writeln!(
             out,
-            "  {:<28} {:>10}  {}",
+            "  {:<28} {:>10}  {}{}",
             f.path,
             size(f.size_bytes),
-            f.sha256
+            f.sha256,
+            if bad(&f.path) {
+                "  DOES NOT MATCH the manifest"
+            } else {
+                ""
+            }
         )?;
     }
     if let Some(c) = &r.config {

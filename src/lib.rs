@@ -37,8 +37,14 @@ pub fn run(cli: Cli, progress: &Progress) -> Result<ExitCode> {
         Command::Init(a) => init(&a, &mut out()),
         Command::Check(a) => check(&a, progress, &mut out()),
         Command::Plan(a) => {
-            let (plan, payload, _lock) = plan_and_render(&a, SeedChoice::Derived, progress)?;
-            write!(out(), "{}", plan::describe(&plan, &payload))?;
+            let (plan, payload, _lock) = plan_and_render(&a.config, SeedChoice::Derived, progress)?;
+            if a.json {
+                let mut out = out();
+                serde_json::to_writer_pretty(&mut out, &plan::describe_json(&plan, &payload))?;
+                writeln!(out)?;
+            } else {
+                write!(out(), "{}", plan::describe(&plan, &payload))?;
+            }
             Ok(ExitCode::SUCCESS)
         }
         Command::Build(a) => build(&a, progress, &mut out()),
@@ -50,7 +56,30 @@ pub fn run(cli: Cli, progress: &Progress) -> Result<ExitCode> {
         Command::Boot(a) => boot::run(&a, progress),
         Command::Devices(a) => device::devices(&a, &mut out()),
         Command::Flash(a) => device::flash(&a, progress, &mut out()),
+        Command::Completions(a) => completions(a.shell, &mut out()),
+        Command::Man(a) => man(&a, &mut out()),
     }
+}
+
+/// A completion script for `shell`, generated from the clap definitions.
+fn completions(shell: clap_complete::Shell, out: &mut impl Write) -> Result<ExitCode> {
+    let mut cmd = <Cli as clap::CommandFactory>::command();
+    clap_complete::generate(shell, &mut cmd, "mkstick", out);
+    Ok(ExitCode::SUCCESS)
+}
+
+/// The manual page, roff, generated from the clap definitions: mkstick(1)
+/// on stdout, or with `--dir` that page and one per command, as files.
+fn man(a: &cli::ManArgs, out: &mut impl Write) -> Result<ExitCode> {
+    let cmd = <Cli as clap::CommandFactory>::command();
+    match &a.dir {
+        None => clap_mangen::Man::new(cmd)
+            .render(out)
+            .context("writing the manual page")?,
+        Some(dir) => clap_mangen::generate_to(cmd, dir)
+            .with_context(|| format!("writing manual pages into {}", dir.display()))?,
+    }
+    Ok(ExitCode::SUCCESS)
 }
 
 /// `SOURCE_DATE_EPOCH`, the reproducible-builds convention for "now".
@@ -321,15 +350,19 @@ fn build(a: &BuildArgs, progress: &Progress, out: &mut impl Write) -> Result<Exi
         };
         return device::flash(&flash, progress, out);
     }
-    writeln!(out, "try it:   mkstick boot {}", img.path.display())?;
+    let img_path = img.path.display();
+    writeln!(out, "try it:   mkstick boot {img_path}")?;
     writeln!(
         out,
-        "write it: sudo dd if={} of=/dev/sdX bs=4M conv=fsync status=progress",
-        img.path.display()
+        "write it: mkstick devices   (which sticks are plugged in)"
     )?;
     writeln!(
         out,
-        "          (the whole stick is overwritten; check /dev/sdX with lsblk first)"
+        "          sudo mkstick flash {img_path} /dev/sdX   (checks, asks, writes, verifies)"
+    )?;
+    writeln!(
+        out,
+        "          without mkstick's checks, as a last resort: sudo dd if={img_path} of=/dev/sdX bs=4M conv=fsync"
     )?;
     Ok(ExitCode::SUCCESS)
 }

@@ -410,7 +410,56 @@ pub fn explain(message: &str) -> String {
             _ => format!("missing key `{key}`; add it"),
         };
     }
+    if let Some(m) = explain_type(message) {
+        return m;
+    }
     message.to_string()
+}
+
+/// What a Rust number type means to someone writing TOML.
+fn number_kind(rust_type: &str) -> Option<&'static str> {
+    Some(match rust_type {
+        "i8" | "i16" | "i32" | "i64" | "i128" | "isize" => "a number",
+        "u8" => "a whole number from 0 to 255",
+        "u16" => "a whole number from 0 to 65535",
+        "u32" | "u64" | "u128" | "usize" => "a whole number, 0 or more",
+        "f32" | "f64" => "a number",
+        _ => return None,
+    })
+}
+
+/// serde's "invalid type: string \"80\", expected i64" in the words of a
+/// TOML file: `expected a number, like 80 (without quotes)`.
+fn explain_type(message: &str) -> Option<String> {
+    let (got, expected) = message
+        .strip_prefix("invalid type: ")
+        .or_else(|| message.strip_prefix("invalid value: "))?
+        .rsplit_once(", expected ")?;
+    if let Some(kind) = number_kind(expected) {
+        let string = got
+            .strip_prefix("string \"")
+            .and_then(|g| g.strip_suffix('"'));
+        return Some(match string {
+            Some(v) if v.trim().parse::<f64>().is_ok() => format!(
+                "expected {kind}, like {} (without quotes), not the string \"{v}\"",
+                v.trim()
+            ),
+            Some(v) => format!("expected {kind}, like 80 (without quotes), not the string \"{v}\""),
+            None => format!("expected {kind}, not {got}"),
+        });
+    }
+    match (got, expected) {
+        (g, "a boolean") if g.starts_with("string ") => Some(format!(
+            "expected true or false (without quotes), not the {g}"
+        )),
+        (g, "a string") => {
+            let v = g.split('`').nth(1).unwrap_or("");
+            Some(format!(
+                "expected a string in quotes, like \"{v}\", not the {g}"
+            ))
+        }
+        _ => None,
+    }
 }
 
 /// The valid name closest to a misspelled one, if any is close enough.
@@ -473,6 +522,35 @@ mod tests {
         assert!(
             e.to_string()
                 .starts_with("mkstick.toml:2:12: hostname `Kube_1`"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn wrong_types_are_said_in_toml_words() {
+        let e = err("[node]\nhostname = \"kube1\"\n[ingress]\nhttp-port = \"80\"\n");
+        assert_eq!((e.line, e.column), (4, 13), "{e}");
+        assert!(
+            e.message
+                .contains("expected a number, like 80 (without quotes)"),
+            "{e}"
+        );
+        assert!(!e.message.contains("i64"), "{e}");
+        let e = err("[node]\nhostname = \"kube1\"\n[boot]\nserial-console = \"false\"\n");
+        assert!(
+            e.message
+                .contains("expected true or false (without quotes)"),
+            "{e}"
+        );
+        let e = err("[node]\nhostname = 5\n");
+        assert!(
+            e.message
+                .contains("expected a string in quotes, like \"5\""),
+            "{e}"
+        );
+        let e = err("[node]\nhostname = \"a\"\n[storage]\ndrives = []\ndevice-timeout-secs = -5\n");
+        assert!(
+            e.message.contains("expected a whole number, 0 or more"),
             "{e}"
         );
     }

@@ -29,13 +29,14 @@ timezone = "UTC"
 # The CoreOS the stick boots: "fedora-coreos" or "flatcar". mkstick downloads
 # it into ~/.cache/mkstick and checks its sha256 and its publisher's OpenPGP
 # signature; `mkstick fetch` does only that, ahead of time.
-distro = "fedora-coreos"
+# distro = "fedora-coreos"   # the default
 # Fedora CoreOS: "stable", "testing" or "next". Flatcar: "stable", "beta" or
 # "alpha" (`channel` works too).
-stream = "stable"
+# stream = "stable"          # the default
 # Pin one release; without it, each build takes the stream's newest.
 # version = "43.20261116.3.0"
-# Or boot a local OS directory (one holding os.json) instead of downloading:
+# Or boot a local OS directory (one holding os.json) instead of downloading
+# (then leave distro, stream and version out):
 # path = "os"
 
 [boot]
@@ -92,6 +93,12 @@ mod tests {
         assert_eq!(c.node.ssh_authorized_keys.len(), 1);
         let c = crate::config::parse(Path::new("s.toml"), &starter_config(None)).unwrap();
         assert!(c.node.ssh_authorized_keys.is_empty());
+        // [os] is all defaults (Fedora CoreOS stable), so that uncommenting
+        // `path`, as its comment says, gives a valid config.
+        assert!(c.os.distro.is_none() && c.os.stream.is_none() && c.os.path.is_none());
+        let text = starter_config(Some(key)).replace("# path = \"os\"", "path = \"os\"");
+        let c = crate::config::parse(Path::new("s.toml"), &text).unwrap();
+        assert!(c.os.path.is_some() && c.os.distro.is_none() && c.os.stream.is_none());
         // The commented [storage] example is valid once uncommented.
         let text = starter_config(Some(key)).replace("# [storage]", "[storage]");
         let text: String = text

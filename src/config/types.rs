@@ -59,6 +59,17 @@ const SSH_KEY_TYPES: &[&str] = &[
     "sk-ecdsa-sha2-nistp256@openssh.com",
 ];
 
+/// Text found only in private keys: the PEM and OpenSSH armour (`-----BEGIN
+/// OPENSSH PRIVATE KEY-----`, `RSA`, `EC`, `DSA`, `ENCRYPTED`, PKCS#8's
+/// plain `PRIVATE KEY`), PuTTY's `.ppk` header, and `b3BlbnNzaC1rZXktdjE`,
+/// the base64 of `openssh-key-v1` that opens an OpenSSH private key's body
+/// (OpenSSH `PROTOCOL.key`), for a body pasted without its armour.
+const PRIVATE_KEY_MARKERS: &[&str] = &[
+    "PRIVATE KEY-----",
+    "PuTTY-User-Key-File",
+    "b3BlbnNzaC1rZXktdjE",
+];
+
 /// One OpenSSH public key line: `type base64 [comment]`, checked by decoding
 /// the key blob and comparing the type it names.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Deserialize, serde::Serialize)]
@@ -72,6 +83,12 @@ impl FromStr for SshPublicKey {
         let line = s.trim();
         let fix =
             "paste one line of your ~/.ssh/id_ed25519.pub (it starts with `ssh-ed25519 AAAA`)";
+        // Before anything that could quote the text: never echo a secret.
+        if PRIVATE_KEY_MARKERS.iter().any(|m| line.contains(m)) {
+            return Err(format!(
+                "this is a PRIVATE key; use the .pub file beside it, and keep the private key off the stick; {fix}"
+            ));
+        }
         if line.contains('\n') {
             return Err(format!(
                 "an SSH key must be one line; put each key in its own string; {fix}"
@@ -79,11 +96,23 @@ impl FromStr for SshPublicKey {
         }
         if line.starts_with("-----BEGIN") {
             return Err(format!(
-                "this looks like a PRIVATE key; never put it in the config; {fix}"
+                "this is not an OpenSSH public key line (it is PEM armour); {fix}"
             ));
         }
         let mut parts = line.split_whitespace();
         let kind = parts.next().unwrap_or("");
+        // A type name is short and plain; anything else may be key material,
+        // and is not quoted back.
+        let looks_like_type = kind.len() <= 40
+            && kind
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || "-@.".contains(c));
+        if !SSH_KEY_TYPES.contains(&kind) && !looks_like_type {
+            return Err(format!(
+                "this does not start with an SSH public key type (one of {}); {fix}",
+                SSH_KEY_TYPES.join(", ")
+            ));
+        }
         if !SSH_KEY_TYPES.contains(&kind) {
             return Err(format!(
                 "`{}` is not an SSH public key type (expected one of {}); {fix}",
@@ -344,6 +373,44 @@ mod tests {
             .unwrap_err()
             .contains("PRIVATE"));
         assert!("hunter2".parse::<SshPublicKey>().is_err());
+    }
+
+    #[test]
+    fn private_keys_are_named_and_never_quoted() {
+        let body = "b3BlbnNzaC1rZXktdjEAAAAABG5vbmUAAAAEbm9uZQAAAAAAAAABAAAAMwAAAAtzc2gtZW";
+        let secret = "MIIEowIBAAKCAQEAu1SU1LfVLPHCozMxH2Mo4lgOEePzNm0tRgeLezV6ffAt0gun";
+        for pasted in [
+            format!(
+                "-----BEGIN OPENSSH PRIVATE KEY-----\n{body}\n-----END OPENSSH PRIVATE KEY-----\n"
+            ),
+            format!("-----BEGIN RSA PRIVATE KEY-----\n{secret}\n-----END RSA PRIVATE KEY-----"),
+            format!("-----BEGIN EC PRIVATE KEY-----\n{secret}"),
+            format!("-----BEGIN PRIVATE KEY-----\n{secret}"),
+            format!("-----BEGIN ENCRYPTED PRIVATE KEY-----\n{secret}"),
+            format!("PuTTY-User-Key-File-3: ssh-ed25519\n{secret}"),
+            // The OpenSSH body alone, without its armour.
+            body.to_string(),
+        ] {
+            let e = pasted.parse::<SshPublicKey>().unwrap_err();
+            assert!(
+                e.contains("this is a PRIVATE key; use the .pub file"),
+                "{e}"
+            );
+            assert!(
+                !e.contains(&body[..20]) && !e.contains(&secret[..20]),
+                "{e}"
+            );
+        }
+        // Something that is neither: not quoted back either.
+        let e = secret.parse::<SshPublicKey>().unwrap_err();
+        assert!(!e.contains(&secret[..20]), "{e}");
+        assert!(
+            e.contains("does not start with an SSH public key type"),
+            "{e}"
+        );
+        // A plain wrong type name still is.
+        let e = "ssh-dss AAAA".parse::<SshPublicKey>().unwrap_err();
+        assert!(e.contains("`ssh-dss`"), "{e}");
     }
 
     #[test]

@@ -600,7 +600,7 @@ fn parse_content_range(v: &str) -> Option<(u64, Option<u64>)> {
 }
 
 fn short_label(name: &str) -> String {
-    name.chars().take(14).collect()
+    crate::progress::fit_label(name)
 }
 
 /// What one check pass over a file found.

@@ -4,6 +4,7 @@
 use super::{OverlayFile, Plan};
 use crate::image;
 use crate::payload::Payload;
+use serde::Serialize;
 use std::fmt::Write as _;
 
 use crate::io::human_bytes as size;
@@ -106,10 +107,94 @@ fn describe_storage(s: &mut String, plan: &Plan) {
         clients.join(", "),
         st.nfs.share()
     );
+    let wide: Vec<&String> = clients.iter().filter(|c| is_network(c)).collect();
+    if !wide.is_empty() {
+        let list: Vec<&str> = wide.iter().map(|c| c.as_str()).collect();
+        let _ = writeln!(
+            s,
+            "  WARNING: the export is rw,no_root_squash, so every machine in {} may",
+            list.join(", ")
+        );
+        let _ = writeln!(
+            s,
+            "    mount it and read or change every file there as root; list single hosts in"
+        );
+        let _ = writeln!(s, "    [storage] nfs-clients where you can.");
+    }
     let _ = writeln!(
         s,
         "  The pool's state shows on the console and at the login prompt."
     );
+}
+
+/// Whether an `nfs-clients` entry names more than one host: a CIDR
+/// network broader than /32 (IPv4) or /128 (IPv6), or a wildcard name.
+fn is_network(client: &str) -> bool {
+    if client.contains(['*', '?']) {
+        return true;
+    }
+    match client.split_once('/') {
+        Some((addr, prefix)) => {
+            let full = if addr.contains(':') { 128 } else { 32 };
+            // A netmask ("255.255.255.0") counts as a network unless it is
+            // all ones.
+            match prefix.parse::<u32>() {
+                Ok(p) => p < full,
+                Err(_) => prefix != "255.255.255.255",
+            }
+        }
+        None => false,
+    }
+}
+
+/// The host names your own manifests route: `spec.rules[].host` of each
+/// Ingress, and the `Host(`…`)` rules of Traefik's IngressRoutes. Sorted,
+/// without repeats.
+fn ingress_hosts(manifests: &[super::kubernetes::UserManifest]) -> Vec<String> {
+    use serde::Deserialize as _;
+    let mut hosts = std::collections::BTreeSet::new();
+    for m in manifests {
+        for doc in serde_yaml_ng::Deserializer::from_str(&m.contents) {
+            // After a syntax error the stream yields the same error again
+            // and again: stop at the first one (plan checked the manifests).
+            let Ok(v) = serde_yaml_ng::Value::deserialize(doc) else {
+                break;
+            };
+            match v.get("kind").and_then(|k| k.as_str()) {
+                Some("Ingress") => {
+                    let rules = v
+                        .get("spec")
+                        .and_then(|s| s.get("rules"))
+                        .and_then(|r| r.as_sequence());
+                    for r in rules.into_iter().flatten() {
+                        if let Some(h) = r.get("host").and_then(|h| h.as_str()) {
+                            hosts.insert(h.to_string());
+                        }
+                    }
+                }
+                Some("IngressRoute") => {
+                    let routes = v
+                        .get("spec")
+                        .and_then(|s| s.get("routes"))
+                        .and_then(|r| r.as_sequence());
+                    for r in routes.into_iter().flatten() {
+                        let rule = r.get("match").and_then(|m| m.as_str()).unwrap_or("");
+                        for part in rule.split("Host(").skip(1) {
+                            let part = part.trim_start();
+                            let quote = part.chars().next().unwrap_or('`');
+                            if let Some(h) = part[quote.len_utf8()..].split(quote).next() {
+                                if !h.is_empty() {
+                                    hosts.insert(h.to_string());
+                                }
+                            }
+                        }
+                    }
+                }
+                _ => {}
+            }
+        }
+    }
+    hosts.into_iter().collect()
 }
 
 fn describe_kubernetes(s: &mut String, plan: &Plan) {
@@ -222,19 +307,42 @@ fn describe_kubernetes(s: &mut String, plan: &Plan) {
         super::kubernetes::API_PORT
     );
     if let Some(i) = &k.ingress {
-        let port = |p: u16, default: u16| {
-            if p == default {
-                String::new()
-            } else {
-                format!(":{p}")
-            }
-        };
-        let _ = writeln!(s, "    Ingress:    http://{host}{}/", port(i.http_port, 80));
+        let _ = writeln!(
+            s,
+            "    Ingress:    http://{host}{}/",
+            port_suffix(i.http_port, 80)
+        );
         let _ = writeln!(
             s,
             "                https://{host}{}/ (Traefik's self-signed certificate)",
-            port(i.https_port, 443)
+            port_suffix(i.https_port, 443)
         );
+    }
+    let hosts = ingress_hosts(&k.extra_manifests);
+    if !hosts.is_empty() {
+        match &k.ingress {
+            Some(i) => {
+                let _ = writeln!(
+                    s,
+                    "    Your Ingress hosts (point their names at the server, in DNS or /etc/hosts):"
+                );
+                for h in &hosts {
+                    let _ = writeln!(
+                        s,
+                        "      http://{h}{}/  https://{h}{}/",
+                        port_suffix(i.http_port, 80),
+                        port_suffix(i.https_port, 443)
+                    );
+                }
+            }
+            None => {
+                let _ = writeln!(
+                    s,
+                    "    Your manifests route {}, but no ingress controller serves them (controller = \"none\")",
+                    hosts.join(", ")
+                );
+            }
+        }
     }
     let _ = writeln!(
         s,
@@ -244,11 +352,24 @@ fn describe_kubernetes(s: &mut String, plan: &Plan) {
         s,
         "    try it:     ssh core@{host} sudo /opt/bin/kubectl --kubeconfig /etc/kubernetes/admin.conf apply -f /etc/mkstick/examples/whoami.yaml"
     );
+    let _ = writeln!(
+        s,
+        "    if it fails: ssh core@{host} sudo journalctl -u mkstick-kubeadm -u mkstick-addons"
+    );
     if k.advertise_address.is_none() {
         let _ = writeln!(
             s,
             "  ({hostname} must resolve on your LAN; set [kubernetes] advertise-address to use its address)"
         );
+    }
+}
+
+/// ":PORT" in a URL, or nothing for the scheme's default port.
+fn port_suffix(port: u16, default: u16) -> String {
+    if port == default {
+        String::new()
+    } else {
+        format!(":{port}")
     }
 }
 
@@ -422,4 +543,354 @@ pub fn describe(plan: &Plan, payload: &Payload) -> String {
         image::grub::fat_uuid(plan.ids.volume_id)
     );
     s
+}
+
+/// `mkstick plan --json`: the facts of [`describe`], for scripts. Secrets
+/// appear only as hashes, as in the text.
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub struct PlanJson {
+    pub mkstick_version: &'static str,
+    pub config: String,
+    pub config_sha256: String,
+    pub hostname: String,
+    pub timezone: String,
+    pub ssh_keys: Vec<SshKeyJson>,
+    /// The fingerprint `plan` prints for the password hash.
+    pub password_hash_fingerprint: Option<String>,
+    pub os: OsJson,
+    pub files: Vec<FileModeJson>,
+    pub units: Vec<UnitJson>,
+    pub extra_ignition: Vec<NamedHashJson>,
+    pub storage: Option<StorageJson>,
+    pub kubernetes: Option<KubernetesJson>,
+    pub boot: BootJson,
+    pub image: ImageJson,
+}
+
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub struct SshKeyJson {
+    pub kind: String,
+    pub fingerprint: String,
+    pub comment: String,
+}
+
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub struct OsJson {
+    pub name: String,
+    pub version: String,
+    pub id: String,
+    pub dir: String,
+    /// The RAM the server needs: the OS's figure plus Kubernetes'.
+    pub min_ram_mib: Option<u64>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct FileModeJson {
+    pub path: String,
+    /// Octal, as `plan` prints it: "644".
+    pub mode: String,
+}
+
+#[derive(Debug, Serialize)]
+pub struct UnitJson {
+    pub name: String,
+    pub enabled: bool,
+}
+
+#[derive(Debug, Serialize)]
+pub struct NamedHashJson {
+    pub name: String,
+    pub sha256: String,
+}
+
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub struct StorageJson {
+    pub label: String,
+    pub profile: String,
+    pub profile_defaulted: bool,
+    pub mount: String,
+    pub drives: Vec<String>,
+    /// How many drives the pool survives losing.
+    pub tolerates_lost_drives: usize,
+    pub mkfs_command: String,
+    pub mount_options: String,
+    pub device_timeout_secs: u32,
+    pub persist: Vec<String>,
+    pub nfs: NfsJson,
+}
+
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub struct NfsJson {
+    /// "kernel" (the OS's own server) or "container".
+    pub server: &'static str,
+    pub dir: String,
+    pub share: String,
+    pub clients: Vec<String>,
+}
+
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub struct KubernetesJson {
+    pub version: String,
+    pub cluster_name: String,
+    pub pod_cidr: String,
+    pub service_cidr: String,
+    pub advertise_address: Option<String>,
+    pub cert_sans: Vec<String>,
+    pub ingress: Option<IngressJson>,
+    pub storage_class: String,
+    pub storage_class_default: bool,
+    pub reclaim_policy: &'static str,
+    pub manifests: Vec<ManifestJson>,
+    pub api_url: String,
+    pub kubeconfig_command: String,
+}
+
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub struct IngressJson {
+    pub controller: String,
+    pub http_port: u16,
+    pub https_port: u16,
+    pub http_url: String,
+    pub https_url: String,
+}
+
+#[derive(Debug, Serialize)]
+pub struct ManifestJson {
+    pub name: String,
+    pub objects: usize,
+}
+
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub struct BootJson {
+    pub kernel_args: Vec<String>,
+    pub serial_console: bool,
+    /// "screen" or "serial": which one is /dev/console.
+    pub main_console: &'static str,
+}
+
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub struct ImageJson {
+    pub size_bytes: u64,
+    pub esp_size_bytes: u64,
+    pub data_bytes: u64,
+    pub files: Vec<ImageFileJson>,
+    pub ignition_sha256: String,
+    pub seed: String,
+    pub disk_guid: String,
+    pub esp_guid: String,
+    pub volume_id: String,
+}
+
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub struct ImageFileJson {
+    pub path: String,
+    pub size_bytes: u64,
+    pub sha256: String,
+}
+
+fn reclaim_name(r: crate::config::kubernetes::Reclaim) -> &'static str {
+    match r {
+        crate::config::kubernetes::Reclaim::Retain => "retain",
+        crate::config::kubernetes::Reclaim::Archive => "archive",
+        crate::config::kubernetes::Reclaim::Delete => "delete",
+    }
+}
+
+/// The plan's facts as one JSON document (see [`PlanJson`]).
+pub fn describe_json(plan: &Plan, payload: &Payload) -> PlanJson {
+    let m = &plan.os.manifest;
+    let node = &plan.node;
+    let storage = plan.storage.as_ref().map(|st| StorageJson {
+        label: st.label.to_string(),
+        profile: st.profile.to_string(),
+        profile_defaulted: st.profile_defaulted,
+        mount: st.mount.to_string(),
+        drives: st.drives.iter().map(|d| d.to_string()).collect(),
+        tolerates_lost_drives: st.tolerates(),
+        mkfs_command: st.mkfs_command(),
+        mount_options: st.mount_options(),
+        device_timeout_secs: st.device_timeout_secs,
+        persist: st.persist.iter().map(|p| p.to_string()).collect(),
+        nfs: NfsJson {
+            server: match st.nfs.server {
+                crate::os::NfsServer::Kernel => "kernel",
+                crate::os::NfsServer::Container => "container",
+            },
+            dir: st.nfs.dir.clone(),
+            share: st.nfs.share().to_string(),
+            clients: st.nfs.clients.iter().map(|c| c.to_string()).collect(),
+        },
+    });
+    let kubernetes = plan.kubernetes.as_ref().map(|k| {
+        let host = k.host(node.hostname.as_str());
+        KubernetesJson {
+            version: k.version.to_string(),
+            cluster_name: k.cluster_name.to_string(),
+            pod_cidr: k.pod_cidr.to_string(),
+            service_cidr: k.service_cidr.to_string(),
+            advertise_address: k.advertise_address.map(|a| a.to_string()),
+            cert_sans: k.cert_sans.clone(),
+            ingress: k.ingress.as_ref().map(|i| IngressJson {
+                controller: i.controller.to_string(),
+                http_port: i.http_port,
+                https_port: i.https_port,
+                http_url: format!("http://{host}{}/", port_suffix(i.http_port, 80)),
+                https_url: format!("https://{host}{}/", port_suffix(i.https_port, 443)),
+            }),
+            storage_class: k.nfs.storage_class.to_string(),
+            storage_class_default: k.nfs.default,
+            reclaim_policy: reclaim_name(k.nfs.reclaim),
+            manifests: k
+                .extra_manifests
+                .iter()
+                .map(|m| ManifestJson {
+                    name: m.name.clone(),
+                    objects: m.documents,
+                })
+                .collect(),
+            api_url: format!("https://{host}:{}", super::kubernetes::API_PORT),
+            kubeconfig_command: format!(
+                "ssh core@{host} sudo cat /etc/kubernetes/admin.conf > kubeconfig"
+            ),
+        }
+    });
+    let sizes: Vec<u64> = payload.files.iter().map(|f| f.size_bytes).collect();
+    let layout = image::fat::layout(&sizes, payload.dirs().len());
+    PlanJson {
+        mkstick_version: super::MKSTICK_VERSION,
+        config: plan.config_path.display().to_string(),
+        config_sha256: plan.config_sha256.to_string(),
+        hostname: node.hostname.to_string(),
+        timezone: node.timezone.to_string(),
+        ssh_keys: node
+            .ssh_authorized_keys
+            .iter()
+            .map(|k| SshKeyJson {
+                kind: k.kind().to_string(),
+                fingerprint: k.fingerprint(),
+                comment: k.comment(),
+            })
+            .collect(),
+        password_hash_fingerprint: node.password_hash.as_ref().map(|h| h.fingerprint()),
+        os: OsJson {
+            name: m.name.clone(),
+            version: m.version.clone(),
+            id: m.id.clone(),
+            dir: plan.os.dir.display().to_string(),
+            min_ram_mib: plan.min_ram_mib(),
+        },
+        files: payload
+            .ignition
+            .storage
+            .files
+            .iter()
+            .map(|f| FileModeJson {
+                path: f.path.clone(),
+                mode: format!("{:o}", f.mode.unwrap_or(0o644)),
+            })
+            .collect(),
+        units: payload
+            .ignition
+            .systemd
+            .units
+            .iter()
+            .map(|u| UnitJson {
+                name: u.name.clone(),
+                enabled: u.enabled == Some(true),
+            })
+            .collect(),
+        extra_ignition: plan
+            .extra_ignition
+            .iter()
+            .map(|x| NamedHashJson {
+                name: x.name.clone(),
+                sha256: x.sha256.to_string(),
+            })
+            .collect(),
+        storage,
+        kubernetes,
+        boot: BootJson {
+            kernel_args: plan.kernel_args.iter().map(|a| a.to_string()).collect(),
+            serial_console: plan.serial_console,
+            main_console: match plan.main_console {
+                crate::config::MainConsole::Screen => "screen",
+                crate::config::MainConsole::Serial => "serial",
+            },
+        },
+        image: ImageJson {
+            size_bytes: image::image_size_bytes(layout),
+            esp_size_bytes: layout.size_bytes,
+            data_bytes: payload.total_bytes(),
+            files: payload
+                .files
+                .iter()
+                .map(|f| ImageFileJson {
+                    path: f.path.clone(),
+                    size_bytes: f.size_bytes,
+                    sha256: f.sha256.to_string(),
+                })
+                .collect(),
+            ignition_sha256: payload.ignition_sha256().to_string(),
+            seed: plan.ids.seed_hex(),
+            disk_guid: plan.ids.disk_guid.to_string(),
+            esp_guid: plan.ids.esp_guid.to_string(),
+            volume_id: image::grub::fat_uuid(plan.ids.volume_id),
+        },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn networks_are_told_from_hosts() {
+        for net in [
+            "192.168.1.0/24",
+            "10.0.0.0/8",
+            "10.0.0.4/31",
+            "fd00::/64",
+            "*.lan",
+            "host?.lan",
+            "192.168.1.0/255.255.255.0",
+        ] {
+            assert!(is_network(net), "{net}");
+        }
+        for host in [
+            "127.0.0.1",
+            "192.168.1.7/32",
+            "fd00::1/128",
+            "fd00::1",
+            "laptop.lan",
+        ] {
+            assert!(!is_network(host), "{host}");
+        }
+    }
+
+    #[test]
+    fn ingress_hosts_come_from_ingresses_and_ingress_routes() {
+        let m = |contents: &str| super::super::kubernetes::UserManifest {
+            name: "apps/x.yaml".into(),
+            node_path: "/etc/mkstick/manifests/50-extra-00-x.yaml".into(),
+            contents: contents.into(),
+            documents: 1,
+        };
+        let ingress = "apiVersion: networking.k8s.io/v1\nkind: Ingress\nmetadata:\n  name: a\nspec:\n  rules:\n    - host: b.lan\n      http: {}\n    - host: a.lan\n    - http: {}\n---\napiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: c\ndata:\n  host: not-a-route.lan\n";
+        let route = "apiVersion: traefik.io/v1alpha1\nkind: IngressRoute\nmetadata:\n  name: r\nspec:\n  routes:\n    - match: Host(`c.lan`) || Host(`a.lan`)\n      kind: Rule\n";
+        assert_eq!(
+            ingress_hosts(&[m(ingress), m(route)]),
+            ["a.lan", "b.lan", "c.lan"]
+        );
+        assert!(ingress_hosts(&[m("not: [yaml")]).is_empty());
+    }
 }

@@ -8,7 +8,7 @@ mod describe;
 pub mod kubernetes;
 pub mod storage;
 
-pub use describe::describe;
+pub use describe::{describe, describe_json, PlanJson};
 
 use crate::config::types::{KernelArg, PasswordHash};
 use crate::config::{LoadedConfig, MainConsole, NodeConfig, SourceError};

@@ -169,11 +169,25 @@ fn init_writes_a_config_with_the_users_key() {
     assert!(out.contains("with your key"), "{out}");
     let text = std::fs::read_to_string(s.path("mkstick.toml")).unwrap();
     assert!(text.contains(KEY), "{text}");
-    // The starter downloads Fedora CoreOS stable; with a local OS directory
-    // instead, it checks out.
-    assert!(text.contains("\ndistro = \"fedora-coreos\"\n"), "{text}");
-    assert!(text.contains("\nstream = \"stable\"\n"), "{text}");
+    // The starter downloads Fedora CoreOS stable, by default; with a local
+    // OS directory instead, it checks out.
+    assert!(
+        text.contains("\n# distro = \"fedora-coreos\"   # the default\n"),
+        "{text}"
+    );
+    assert!(
+        text.contains("\n# stream = \"stable\"          # the default\n"),
+        "{text}"
+    );
     ok(s.run(&["check", "--os-dir", "os"]));
+    // Its own hint: uncommenting `path` makes a config that checks out.
+    assert!(text.contains("\n# path = \"os\"\n"), "{text}");
+    s.write(
+        "mkstick.toml",
+        &text.replace("\n# path = \"os\"\n", "\npath = \"os\"\n"),
+    );
+    let out = ok(s.run(&["check"]));
+    assert!(out.contains("mkstick.toml is valid"), "{out}");
     let err = fails(s.run_env(&["init"], &[("HOME", home_s)]));
     assert!(err.contains("refusing to overwrite mkstick.toml"), "{err}");
 }
@@ -271,4 +285,76 @@ fn the_main_console_is_the_screen_unless_serial_is_asked_for() {
         e.contains("mkstick.toml:10:11: console = \"serial\" makes the serial port the main console, but serial-console = false turns it off"),
         "{e}"
     );
+}
+
+#[test]
+fn version_names_the_commit_it_was_built_from() {
+    let repo = env!("CARGO_MANIFEST_DIR");
+    let git = |args: &[&str]| {
+        std::process::Command::new("git")
+            .arg("-C")
+            .arg(repo)
+            .args(args)
+            .output()
+            .ok()
+            .filter(|o| o.status.success())
+            .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let version = ok(mkstick(dir.path(), &["--version"], &[]));
+    let pkg = env!("CARGO_PKG_VERSION");
+    let (Some(commit), Some(date)) = (
+        git(&["rev-parse", "--short=12", "HEAD"]),
+        git(&["log", "-1", "--format=%cs", "HEAD"]),
+    ) else {
+        eprintln!("SKIPPED check: not built from a git checkout");
+        assert_eq!(version.trim(), format!("mkstick {pkg}"));
+        return;
+    };
+    assert_eq!(version.trim(), format!("mkstick {pkg} ({commit} {date})"));
+}
+
+#[test]
+fn a_quoted_number_is_asked_for_without_quotes() {
+    let s = Scratch::new(&format!(
+        "[node]\nhostname = \"kube1\"\nssh-authorized-keys = [\"{KEY}\"]\n[os]\npath = \"os\"\n[ingress]\nhttp-port = \"80\"\n"
+    ));
+    let err = fails(s.run(&["check"]));
+    assert!(
+        err.contains("error: mkstick.toml:7:13: expected a number, like 80 (without quotes), not the string \"80\""),
+        "{err}"
+    );
+}
+
+#[test]
+fn a_pasted_private_key_is_named_and_not_echoed() {
+    let body = "b3BlbnNzaC1rZXktdjEAAAAABG5vbmUAAAAEbm9uZQAAAAAAAAABAAAAMwAAAAtzc2gtZW\nQyNTUxOQAAACCIiNdgDpiYXhOJ24Cbw4XuO6AFfMalr9Xevjb5Ze7HNAAAAJhAdvM0QHbz";
+    let s = Scratch::new(&format!(
+        "[node]\nhostname = \"kube1\"\nssh-authorized-keys = [\"\"\"\n-----BEGIN OPENSSH PRIVATE KEY-----\n{body}\n-----END OPENSSH PRIVATE KEY-----\n\"\"\"]\n[os]\npath = \"os\"\n"
+    ));
+    let err = fails(s.run(&["check"]));
+    assert!(
+        err.contains("mkstick.toml:3:24: this is a PRIVATE key; use the .pub file"),
+        "{err}"
+    );
+    for line in body.lines() {
+        assert!(!err.contains(&line[..16]), "the key leaked: {err}");
+    }
+}
+
+#[test]
+fn build_recommends_devices_and_flash_before_dd() {
+    let s = Scratch::new(&minimal_config());
+    let out = ok(s.run(&["build"]));
+    let pos = |what: &str| {
+        out.find(what)
+            .unwrap_or_else(|| panic!("{what:?} missing in:\n{out}"))
+    };
+    let devices = pos("mkstick devices");
+    let flash = pos("sudo mkstick flash mkstick.img /dev/sdX");
+    let dd = pos("sudo dd if=mkstick.img of=/dev/sdX");
+    assert!(devices < flash && flash < dd, "{out}");
+    // dd comes only as the fallback, on the last line.
+    assert!(out.lines().last().unwrap().contains("last resort"), "{out}");
+    assert_eq!(out.matches("dd if=").count(), 1, "{out}");
 }

@@ -9,10 +9,14 @@ mod flash_safety;
 mod golden;
 mod http;
 mod image;
+mod inspect;
 mod kubernetes;
 mod os_contract;
+mod plan;
+mod progress;
 mod reflash;
 mod refuse;
+mod shell;
 
 #[cfg(feature = "boot-tests")]
 mod boot;
