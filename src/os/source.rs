@@ -57,16 +57,24 @@ impl OsSource {
             |v: &Spanned<String>, msg: String| -> anyhow::Error { loaded.error_at(v, msg).into() };
         if let Some(p) = &os.path {
             let others = [
-                &os.distro,
-                &os.stream,
-                &os.version,
-                &os.stream_url,
-                &os.release_url,
+                ("distro", &os.distro),
+                ("stream", &os.stream),
+                ("version", &os.version),
+                ("stream-url", &os.stream_url),
+                ("release-url", &os.release_url),
             ];
-            if let Some(v) = others.into_iter().flatten().next() {
+            let given: Vec<_> = others
+                .into_iter()
+                .filter_map(|(key, v)| v.as_ref().map(|v| (key, v)))
+                .collect();
+            if let Some((_, first)) = given.first() {
+                let keys: Vec<String> = given.iter().map(|(k, _)| format!("`{k}`")).collect();
                 return Err(err(
-                    v,
-                    "[os] has both `path` and a release to download; keep `path` for a local OS directory, or remove it to download".to_string(),
+                    first,
+                    format!(
+                        "[os] has both `path` (a local OS directory) and a release to download; to use `path`, remove or comment out {}; to download, remove `path`",
+                        keys.join(" and ")
+                    ),
                 ));
             }
             let dir = loaded.resolve(p.get_ref());

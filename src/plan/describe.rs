@@ -764,8 +764,7 @@ pub fn describe_json(plan: &Plan, payload: &Payload) -> PlanJson {
             ),
         }
     });
-    let sizes: Vec<u64> = payload.files.iter().map(|f| f.size_bytes).collect();
-    let layout = image::fat::layout(&sizes, payload.dirs().len());
+    let layout = image::esp_layout(payload);
     PlanJson {
         mkstick_version: super::MKSTICK_VERSION,
         config: plan.config_path.display().to_string(),

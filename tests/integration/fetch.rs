@@ -928,8 +928,8 @@ fn os_config_mistakes_are_located() {
             "carries a user name",
         ),
         (
-            "path = \"os\"\ndistro = \"flatcar\"\n",
-            "both `path` and a release",
+            "path = \"os\"\ndistro = \"flatcar\"\nstream = \"stable\"\n",
+            "to use `path`, remove or comment out `distro` and `stream`",
         ),
     ] {
         s.write("mkstick.toml", &format!("{base}{os}"));
