@@ -7,23 +7,37 @@ mod ioctl;
 pub mod validate;
 pub mod write;
 
-use crate::cli::{DevicesArgs, FlashArgs};
 use crate::progress::Progress;
 use anyhow::{bail, Context, Result};
-use drives::{Drive, ImageFacts, SystemView, LARGE_DRIVE_BYTES};
-use std::io::{BufRead, IsTerminal, Write};
+pub use drives::Drive;
+use drives::{ImageFacts, SystemView, LARGE_DRIVE_BYTES};
+use std::io::Write;
 use std::os::unix::fs::{FileTypeExt, MetadataExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
-pub fn devices(a: &DevicesArgs, out: &mut impl Write) -> Result<ExitCode> {
+/// What `flash` may do to the target, and how.
+#[derive(Debug, Clone, Default)]
+pub struct FlashOptions {
+    /// Allow a disk that is neither removable nor on USB.
+    pub allow_fixed: bool,
+    /// The target is a file (created if missing, mode 0600), not a device.
+    pub to_file: bool,
+    /// Skip reading the written bytes back.
+    pub no_verify: bool,
+    /// Write every byte the image holds, without comparing first.
+    pub full: bool,
+}
+
+/// List the drives: removable and USB ones, or `all`; as JSON with `json`.
+pub fn devices(all: bool, json: bool, out: &mut impl Write) -> Result<ExitCode> {
     let view = SystemView::live();
     let drives = drives::list(&view).context("listing drives from /sys/block")?;
     let shown: Vec<&Drive> = drives
         .iter()
-        .filter(|d| a.all || d.looks_removable())
+        .filter(|d| all || d.looks_removable())
         .collect();
-    if a.json {
+    if json {
         #[derive(serde::Serialize)]
         struct Entry<'d> {
             #[serde(flatten)]
@@ -153,12 +167,18 @@ fn loop_backs_image(view: &SystemView, name: &str, image: &OpenImage) -> Option<
 }
 
 /// Decide whether `target` may take the image, and show what will be lost.
-fn check_target(a: &FlashArgs, image: &OpenImage, progress: &Progress) -> Result<Checked> {
-    let shown = a.device.display().to_string();
-    let path = match std::fs::canonicalize(&a.device) {
+fn check_target(
+    device: &Path,
+    opts: &FlashOptions,
+    image: &OpenImage,
+    confirm: &mut dyn FnMut(&Drive) -> Result<()>,
+    progress: &Progress,
+) -> Result<Checked> {
+    let shown = device.display().to_string();
+    let path = match std::fs::canonicalize(device) {
         Ok(p) => p,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound && a.safety.to_file => {
-            return new_file_target(a, &shown, image);
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound && opts.to_file => {
+            return new_file_target(device, &shown, image);
         }
         Err(e) => {
             return Err(e).with_context(|| {
@@ -170,7 +190,7 @@ fn check_target(a: &FlashArgs, image: &OpenImage, progress: &Progress) -> Result
     if meta.is_dir() {
         bail!(
             "refusing to write {shown}: it is a directory; name {}",
-            if a.safety.to_file {
+            if opts.to_file {
                 "a file"
             } else {
                 "a whole disk such as /dev/sdb"
@@ -178,7 +198,7 @@ fn check_target(a: &FlashArgs, image: &OpenImage, progress: &Progress) -> Result
         );
     }
     if meta.is_file() {
-        if !a.safety.to_file {
+        if !opts.to_file {
             bail!("refusing to write {shown}: it is a regular file, not a device; pass --to-file to write an image copy into it");
         }
         refuse_same_file(&shown, &meta, image)?;
@@ -207,7 +227,7 @@ fn check_target(a: &FlashArgs, image: &OpenImage, progress: &Progress) -> Result
         bail!("refusing to write {shown}: it is a loop device over the image file itself ({backing}); pick another device");
     }
     let drive = drives::read_drive(&view, &name)?;
-    let refusals = drive.refusals(&image.facts, a.safety.allow_fixed);
+    let refusals = drive.refusals(&image.facts, opts.allow_fixed);
     if !refusals.is_empty() {
         let why: Vec<String> = refusals.iter().map(|r| r.explain()).collect();
         bail!("refusing to write {}: {}", drive.path, why.join("; "));
@@ -219,7 +239,7 @@ fn check_target(a: &FlashArgs, image: &OpenImage, progress: &Progress) -> Result
             crate::io::human_bytes(drive.size_bytes)
         ));
     }
-    confirm(a, &drive)?;
+    confirm(&drive)?;
     Ok(Checked {
         path,
         size_bytes: drive.size_bytes,
@@ -231,16 +251,15 @@ fn check_target(a: &FlashArgs, image: &OpenImage, progress: &Progress) -> Result
 }
 
 /// A `--to-file` target that does not exist yet, in a directory that does.
-fn new_file_target(a: &FlashArgs, shown: &str, image: &OpenImage) -> Result<Checked> {
-    if std::fs::symlink_metadata(&a.device).is_ok() {
+fn new_file_target(device: &Path, shown: &str, image: &OpenImage) -> Result<Checked> {
+    if std::fs::symlink_metadata(device).is_ok() {
         // O_CREAT would create the link's target, wherever it points.
         bail!("refusing to write {shown}: it is a symbolic link to a file that does not exist; name the file itself");
     }
-    let name = a
-        .device
+    let name = device
         .file_name()
         .with_context(|| format!("refusing to write {shown}: it names no file"))?;
-    let parent = match a.device.parent() {
+    let parent = match device.parent() {
         Some(p) if !p.as_os_str().is_empty() => p,
         _ => Path::new("."),
     };
@@ -260,39 +279,23 @@ fn new_file_target(a: &FlashArgs, shown: &str, image: &OpenImage) -> Result<Chec
     })
 }
 
-/// Show the drive and make the user type its name, unless --yes.
-fn confirm(a: &FlashArgs, drive: &Drive) -> Result<()> {
-    let mut err = std::io::stderr();
-    writeln!(err, "about to overwrite {}", drive.describe())?;
-    for p in &drive.partitions {
-        writeln!(err, "  {}", p.describe())?;
-    }
-    writeln!(err, "everything on it will be lost")?;
-    if a.safety.yes {
-        return Ok(());
-    }
-    if !std::io::stdin().is_terminal() {
-        bail!("refusing to write {} without confirmation; pass --yes (scripts only, with the device named explicitly)", drive.path);
-    }
-    write!(err, "type the device name ({}) to go on: ", drive.name)?;
-    err.flush()?;
-    let mut line = String::new();
-    std::io::stdin().lock().read_line(&mut line)?;
-    let typed = line.trim();
-    if typed != drive.name && typed != drive.path {
-        bail!(
-            "you typed {typed:?}, not {:?}; nothing was written",
-            drive.name
-        );
-    }
-    Ok(())
-}
-
-pub fn flash(a: &FlashArgs, progress: &Progress, out: &mut impl Write) -> Result<ExitCode> {
+/// Write the image at `image_path` to `device` (a whole disk, or a file
+/// with `to_file`), verified unless `no_verify`. The image is checked
+/// first, then the target; a device that may take the image is handed to
+/// `confirm`, which shows it and may refuse (an error writes nothing).
+/// Progress goes to `progress`, the summary to `out`.
+pub fn flash(
+    image_path: &Path,
+    device: &Path,
+    opts: &FlashOptions,
+    confirm: &mut dyn FnMut(&Drive) -> Result<()>,
+    progress: &Progress,
+    out: &mut impl Write,
+) -> Result<ExitCode> {
     // The image first: a bad one is refused before the target is looked at
     // or anything is asked.
-    let image = open_image(&a.image)?;
-    let checked = check_target(a, &image, progress)?;
+    let image = open_image(image_path)?;
+    let checked = check_target(device, opts, &image, confirm, progress)?;
 
     // Identity re-check just before opening: the name may now be another disk.
     if checked.is_block {
@@ -381,19 +384,16 @@ pub fn flash(a: &FlashArgs, progress: &Progress, out: &mut impl Write) -> Result
     let interrupted = crate::io::cleanup::interrupt_flag();
     let mut target = write::DeviceTarget::new(file, &checked.path, size_bytes, checked.is_block);
     // A file just created holds nothing to compare with.
-    let full = a.safety.full || checked.create;
+    let full = opts.full || checked.create;
     let cbar = progress.bar("comparing", if full { 0 } else { image_bytes });
     let wbar = progress.bar(if full { "writing" } else { "rewriting" }, image_bytes);
-    let vbar = progress.bar(
-        "verifying",
-        if a.safety.no_verify { 0 } else { image_bytes },
-    );
+    let vbar = progress.bar("verifying", if opts.no_verify { 0 } else { image_bytes });
     let report = write::write_image(
         &image.file,
         &image.table,
         &mut target,
         &write::WriteOptions {
-            verify: !a.safety.no_verify,
+            verify: !opts.no_verify,
             full,
             interrupted: &interrupted,
             on_compared: &|n| cbar.inc(n),
@@ -405,7 +405,7 @@ pub fn flash(a: &FlashArgs, progress: &Progress, out: &mut impl Write) -> Result
     .with_context(|| {
         format!(
             "writing {} to {}",
-            a.image.display(),
+            image_path.display(),
             checked.path.display()
         )
     })?;
@@ -417,7 +417,7 @@ pub fn flash(a: &FlashArgs, progress: &Progress, out: &mut impl Write) -> Result
             out,
             "{} already holds {}: nothing written; its {} of data and its partition table were read from the device through O_DIRECT and match the image (verified), {:.1} s",
             checked.path.display(),
-            a.image.display(),
+            image_path.display(),
             crate::io::human_bytes(report.bytes_compared),
             report.verify_seconds.unwrap_or(0.0),
         )?;
@@ -440,7 +440,7 @@ pub fn flash(a: &FlashArgs, progress: &Progress, out: &mut impl Write) -> Result
     writeln!(
         out,
         "wrote {} to {}: {} written{compared}, {} skipped (empty in the image), {:.1} s{}",
-        a.image.display(),
+        image_path.display(),
         checked.path.display(),
         crate::io::human_bytes(report.bytes_written),
         crate::io::human_bytes(report.bytes_skipped),
