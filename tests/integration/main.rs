@@ -10,6 +10,7 @@ mod golden;
 mod http;
 mod image;
 mod kubernetes;
+mod node_logic;
 mod os_contract;
 mod reflash;
 mod refuse;
