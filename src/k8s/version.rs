@@ -85,6 +85,19 @@ pub fn step(from: KubeVersion, to: KubeVersion) -> Step {
     }
 }
 
+/// The oldest cluster version a stick carrying `to` upgrades: every release
+/// from it up to (not including) `to` gets [`Step::Upgrade`], `to` itself
+/// [`Step::Keep`], anything else [`Step::Refuse`]. mkstick writes it into
+/// `/etc/mkstick/kubernetes.env`, so the node script applies this rule
+/// without a copy of it.
+pub fn upgrades_from(to: KubeVersion) -> KubeVersion {
+    KubeVersion {
+        major: to.major,
+        minor: to.minor.saturating_sub(1),
+        patch: 0,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -121,5 +134,21 @@ mod tests {
         assert_eq!(step(v("1.36.4"), v("1.36.3")), Step::Refuse);
         assert_eq!(step(v("1.36.4"), v("1.35.9")), Step::Refuse);
         assert_eq!(step(v("1.36.4"), v("2.0.0")), Step::Refuse);
+    }
+
+    /// The node script knows only `upgrades_from(to)..to`; it must give the
+    /// same answer as `step` for every pair.
+    #[test]
+    fn upgrades_from_bounds_exactly_the_upgrades() {
+        let versions = [
+            "0.36.4", "1.0.0", "1.0.3", "1.1.0", "1.34.9", "1.35.0", "1.35.9", "1.36.0", "1.36.4",
+            "1.36.10", "1.37.0", "1.37.3", "1.38.0", "2.0.0", "2.1.0",
+        ];
+        for from in versions.map(v) {
+            for to in versions.map(v) {
+                let window = upgrades_from(to) <= from && from < to;
+                assert_eq!(step(from, to) == Step::Upgrade, window, "{from} -> {to}");
+            }
+        }
     }
 }

@@ -394,6 +394,20 @@ impl KubernetesPlan {
         Ok(out)
     }
 
+    /// The table's files under `k8s/` on the stick, space-separated in
+    /// table order: what the node installs and checks.
+    pub fn stick_files(&self) -> String {
+        self.table
+            .files
+            .iter()
+            .map(|f| {
+                let path = f.stick_path();
+                path.strip_prefix("k8s/").unwrap_or(&path).to_string()
+            })
+            .collect::<Vec<_>>()
+            .join(" ")
+    }
+
     /// Every file the Kubernetes feature places into the booted OS.
     pub fn overlay(
         &self,
@@ -406,6 +420,11 @@ impl KubernetesPlan {
         let vars = BTreeMap::from([
             ("bin_dir", bin_dir.to_string()),
             ("version", self.version.to_string()),
+            (
+                "upgrades_from",
+                crate::k8s::version::upgrades_from(self.version).to_string(),
+            ),
+            ("k8s_files", self.stick_files()),
             ("stick_label", stick_label.to_string()),
             ("stick_device_unit", device_unit(&stick_device)),
             ("persist_units", storage.persist_units()),
@@ -1013,31 +1032,54 @@ mod tests {
         assert!(e.contains("Namespace `n`") && e.contains("1.5 MiB"), "{e}");
     }
 
-    /// The booted node decides with the script's `step`; mkstick's plan and
-    /// docs with `k8s::version::step`. Both must agree on every case.
+    /// The booted node decides with the script's `step`, from the values
+    /// mkstick writes into kubernetes.env; mkstick's plan and docs with
+    /// `k8s::version::step`. Both must agree on every case.
     #[test]
     fn the_node_script_and_mkstick_agree_on_upgrades() {
-        use crate::k8s::version::{step, Step};
+        use crate::k8s::version::{step, upgrades_from, Step};
         let script = OVERLAYS
             .iter()
             .find(|f| f.group == "kubernetes" && f.path == "usr/local/bin/mkstick-kubernetes")
             .unwrap();
+        let env = OVERLAYS
+            .iter()
+            .find(|f| f.group == "kubernetes" && f.path == "etc/mkstick/kubernetes.env")
+            .unwrap();
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("mkstick-kubernetes");
+        let env_path = dir.path().join("kubernetes.env");
         std::fs::write(&path, script.contents).unwrap();
         let versions = [
             "1.35.9", "1.36.0", "1.36.4", "1.36.10", "1.37.0", "1.37.3", "1.38.0", "2.0.0",
         ];
-        for from in versions {
-            for to in versions {
+        for to in versions {
+            let v: crate::k8s::version::KubeVersion = to.parse().unwrap();
+            let vars = BTreeMap::from([
+                ("bin_dir", "/usr/local/bin".to_string()),
+                ("version", to.to_string()),
+                ("upgrades_from", upgrades_from(v).to_string()),
+                ("k8s_files", "kubeadm".to_string()),
+                ("stick_label", "mkstick".to_string()),
+                ("storage_class", "nfs".to_string()),
+                ("storage_class_file", STORAGE_CLASS_FILE.to_string()),
+            ]);
+            let text = render_template(std::str::from_utf8(env.contents).unwrap(), &vars).unwrap();
+            std::fs::write(&env_path, text).unwrap();
+            for from in versions {
                 let out = std::process::Command::new("bash")
                     .arg(&path)
-                    .args(["step", from, to])
+                    .args(["step", from])
+                    .env("MKSTICK_KUBERNETES_ENV", &env_path)
                     .output()
                     .unwrap();
-                assert!(out.status.success());
+                assert!(
+                    out.status.success(),
+                    "{}",
+                    String::from_utf8_lossy(&out.stderr)
+                );
                 let said = String::from_utf8(out.stdout).unwrap();
-                let want = match step(from.parse().unwrap(), to.parse().unwrap()) {
+                let want = match step(from.parse().unwrap(), v) {
                     Step::Keep => "keep",
                     Step::Upgrade => "upgrade",
                     Step::Refuse => "refuse",

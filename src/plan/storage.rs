@@ -267,6 +267,7 @@ impl StoragePlan {
         BTreeMap::from([
             ("label", self.label.to_string()),
             ("profile", self.profile.to_string()),
+            ("min_drives", self.profile.min_drives().to_string()),
             ("mount", self.mount.to_string()),
             ("mount_unit", self.mount_unit()),
             ("mount_options", self.mount_options()),

@@ -1,0 +1,952 @@
+//! The node scripts' decisions in seconds: `mkstick-storage` (prepare, grow,
+//! status) and `mkstick-kubernetes kubeadm`, as mkstick renders them for a
+//! real config, run under `MKSTICK_ROOT` with the TEST DOUBLES of
+//! `tests/fixtures/node-doubles/` first on PATH. The doubles answer from
+//! files each case writes and record every call, so a case asserts what
+//! ran: above all, on which drives `mkfs.btrfs` ran, or that it did not.
+//! The QEMU boots (storage_boot.rs, k8s_boot.rs) remain the end-to-end proof.
+
+use crate::common::KEY;
+use mkstick::plan::OverlayFile;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+const BIN_DIR: &str = "/usr/local/bin";
+const D0: &str = "/dev/disk/by-id/virtio-d0";
+const D1: &str = "/dev/disk/by-id/virtio-d1";
+const D2: &str = "/dev/disk/by-id/virtio-d2";
+const POOL_UUID: &str = "11111111-1111-4111-8111-111111111111";
+const OTHER_UUID: &str = "22222222-2222-4222-8222-222222222222";
+
+/// Three drives at raid1, label "data", a 1 s device timeout (a missing
+/// drive is waited for that long), and Kubernetes at mkstick's default.
+fn config() -> String {
+    format!(
+        "[node]\nhostname = \"kube1\"\nssh-authorized-keys = [\"{KEY}\"]\n\n\
+[storage]\ndrives = [\"{D0}\", \"{D1}\", \"{D2}\"]\nprofile = \"raid1\"\ndevice-timeout-secs = 1\n\n\
+[kubernetes]\n"
+    )
+}
+
+/// What mkstick places into the booted OS for [`config`], rendered through
+/// the library as `plan` does.
+fn rendered() -> Vec<OverlayFile> {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("mkstick.toml");
+    std::fs::write(&path, config()).unwrap();
+    let loaded = mkstick::config::load(&path).unwrap();
+    let checked = mkstick::plan::check_config(&loaded).unwrap();
+    let storage = checked.storage.as_ref().unwrap();
+    let k8s = checked.kubernetes.as_ref().unwrap();
+    let mut files = storage.overlay(BIN_DIR).unwrap();
+    files.extend(k8s.overlay("kube1", storage, "MKSTICK", BIN_DIR).unwrap());
+    files
+}
+
+/// One node: its root (MKSTICK_ROOT) holding the rendered files, and the
+/// doubles' state directory.
+struct Node {
+    _dir: tempfile::TempDir,
+    root: PathBuf,
+    state: PathBuf,
+}
+
+struct Run {
+    ok: bool,
+    stdout: String,
+    stderr: String,
+    /// The doubles' calls, one per line.
+    calls: Vec<String>,
+    journal: String,
+}
+
+impl Run {
+    fn ran(&self, prefix: &str) -> Vec<&String> {
+        self.calls
+            .iter()
+            .filter(|c| c.starts_with(prefix))
+            .collect()
+    }
+    fn context(&self) -> String {
+        format!(
+            "stdout:\n{}\nstderr:\n{}\ncalls:\n{}",
+            self.stdout,
+            self.stderr,
+            self.calls.join("\n")
+        )
+    }
+}
+
+impl Node {
+    fn new() -> Node {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().join("root");
+        let state = dir.path().join("doubles");
+        for f in rendered() {
+            let OverlayFile::File {
+                path,
+                mode,
+                contents,
+            } = f
+            else {
+                continue;
+            };
+            let p = root.join(path.trim_start_matches('/'));
+            std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+            std::fs::write(&p, contents).unwrap();
+            set_mode(&p, mode);
+        }
+        for d in ["devices", "btrfs", "fail"] {
+            std::fs::create_dir_all(state.join(d)).unwrap();
+        }
+        // Written by plan from the OS; the script reads it for the stick id.
+        write(&root.join("etc/mkstick/release"), "STICK_ID=0123456789ab\n");
+        Node {
+            _dir: dir,
+            root,
+            state,
+        }
+    }
+
+    /// A drive the tools see: `present` puts its node there (a plain file
+    /// under MKSTICK_ROOT), `state` says what is on it.
+    fn drive(&self, path: &str, present: bool, state: Drive) {
+        if present {
+            write(&self.root.join(path.trim_start_matches('/')), "");
+        }
+        let dir = self.state.join("devices").join(short(path));
+        std::fs::create_dir_all(&dir).unwrap();
+        write(&dir.join("path"), path);
+        let sig = |text: &str| write(&dir.join("signatures"), text);
+        let pool = |uuid: &str| {
+            sig("btrfs 0x10040");
+            write(&dir.join("TYPE"), "btrfs");
+            write(&dir.join("LABEL"), "data");
+            write(&dir.join("UUID"), uuid);
+        };
+        match state {
+            Drive::Blank => {}
+            Drive::Pool => pool(POOL_UUID),
+            Drive::OtherPool => pool(OTHER_UUID),
+            Drive::Ext4 => {
+                sig("ext4 0x438");
+                write(&dir.join("TYPE"), "ext4");
+            }
+            Drive::PartitionTable => sig("gpt 0x200\nPMBR 0x1fe"),
+            Drive::BlkidOnly => write(&dir.join("blkid-only"), ""),
+            Drive::Unreadable => write(&dir.join("unreadable"), ""),
+        }
+    }
+
+    fn set(&self, name: &str, text: &str) {
+        let p = self.state.join(name);
+        std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+        write(&p, text);
+    }
+
+    fn rootfile(&self, path: &str) -> PathBuf {
+        self.root.join(path.trim_start_matches('/'))
+    }
+
+    fn run(&self, script: &str, args: &[&str]) -> Run {
+        let _ = std::fs::remove_file(self.state.join("calls"));
+        let _ = std::fs::remove_file(self.state.join("journal"));
+        let doubles = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/node-doubles");
+        let path = format!(
+            "{}:{}",
+            doubles.display(),
+            std::env::var("PATH").unwrap_or_default()
+        );
+        let out = Command::new("bash")
+            .arg(self.rootfile(&format!("{BIN_DIR}/{script}")))
+            .args(args)
+            .env("MKSTICK_ROOT", &self.root)
+            .env("NODE_DOUBLES", &self.state)
+            .env("PATH", path)
+            .env_remove("MKSTICK_KUBERNETES_ENV")
+            .output()
+            .unwrap();
+        let read = |name: &str| std::fs::read_to_string(self.state.join(name)).unwrap_or_default();
+        Run {
+            ok: out.status.success(),
+            stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+            calls: read("calls").lines().map(str::to_string).collect(),
+            journal: read("journal"),
+        }
+    }
+}
+
+#[derive(Clone, Copy, Debug)]
+enum Drive {
+    Blank,
+    /// A member of the pool "data" (one UUID).
+    Pool,
+    /// A member of another btrfs labelled "data" (a second UUID).
+    OtherPool,
+    /// A foreign filesystem.
+    Ext4,
+    /// Only a partition table, no filesystem.
+    PartitionTable,
+    /// A signature that only blkid knows, wipefs not.
+    BlkidOnly,
+    /// Reading it fails (an I/O error).
+    Unreadable,
+}
+
+fn short(path: &str) -> &str {
+    path.rsplit('/').next().unwrap()
+}
+
+fn write(p: &Path, text: &str) {
+    std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+    std::fs::write(p, text).unwrap();
+}
+
+fn set_mode(p: &Path, mode: u32) {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(p, std::fs::Permissions::from_mode(mode)).unwrap();
+}
+
+/// The rendered env files carry the values the scripts use, computed by
+/// mkstick's own rules.
+#[test]
+fn the_env_files_carry_the_rust_rules() {
+    let node = Node::new();
+    let storage = std::fs::read_to_string(node.rootfile("/etc/mkstick/storage.env")).unwrap();
+    assert!(storage.contains("\nMKSTICK_PROFILE='raid1'\n"), "{storage}");
+    assert!(storage.contains("\nMKSTICK_MIN_DRIVES=2\n"), "{storage}");
+    let k8s = std::fs::read_to_string(node.rootfile("/etc/mkstick/kubernetes.env")).unwrap();
+    assert!(k8s.contains("\nKUBERNETES_VERSION=1.36.4\n"), "{k8s}");
+    assert!(k8s.contains("\nKUBERNETES_UPGRADE_FROM=1.35.0\n"), "{k8s}");
+    assert!(
+        k8s.contains("\nK8S_FILES=\"kubeadm kubelet kubectl crictl.tar.gz cni-plugins.tgz\"\n"),
+        "{k8s}"
+    );
+}
+
+/// What `prepare` must do for each set of drive states.
+struct PrepareCase {
+    name: &'static str,
+    /// Each listed drive: present, and what is on it.
+    drives: [(bool, Drive); 3],
+    /// A drive [storage] does not list that holds the pool.
+    unlisted_pool: bool,
+    /// mkfs.btrfs fails.
+    mkfs_fails: bool,
+    /// The drives mkfs.btrfs runs on, or None: mkfs must not run at all.
+    mkfs: Option<&'static [&'static str]>,
+    /// The drives left to join the pool once it is mounted.
+    to_add: &'static [&'static str],
+    /// Whether the pool's mount and its users are started.
+    starts_mount: bool,
+    ok: bool,
+    /// Lines that must reach the console (the script's stdout).
+    says: &'static [&'static str],
+}
+
+const PREPARE: &[PrepareCase] = {
+    use Drive::*;
+    const ALL_BLANK: [(bool, Drive); 3] = [(true, Blank), (true, Blank), (true, Blank)];
+    &[
+        PrepareCase {
+            name: "every drive blank: the pool is made on all three",
+            drives: ALL_BLANK,
+            unlisted_pool: false,
+            mkfs_fails: false,
+            mkfs: Some(&[D0, D1, D2]),
+            to_add: &[],
+            starts_mount: true,
+            ok: true,
+            says: &["creating it (raid1 on 3 drives)", "created the pool \"data\""],
+        },
+        PrepareCase {
+            name: "every drive in the pool: nothing is written",
+            drives: [(true, Pool), (true, Pool), (true, Pool)],
+            unlisted_pool: false,
+            mkfs_fails: false,
+            mkfs: None,
+            to_add: &[],
+            starts_mount: true,
+            ok: true,
+            says: &["pool \"data\" found on: virtio-d0 virtio-d1 virtio-d2"],
+        },
+        PrepareCase {
+            name: "a blank drive beside the pool joins it later",
+            drives: [(true, Pool), (true, Pool), (true, Blank)],
+            unlisted_pool: false,
+            mkfs_fails: false,
+            mkfs: None,
+            to_add: &[D2],
+            starts_mount: true,
+            ok: true,
+            says: &["virtio-d2 is blank: it joins the pool once the pool is mounted"],
+        },
+        PrepareCase {
+            name: "a foreign filesystem: no mkfs anywhere",
+            drives: [(true, Blank), (true, Ext4), (true, Blank)],
+            unlisted_pool: false,
+            mkfs_fails: false,
+            mkfs: None,
+            to_add: &[],
+            starts_mount: false,
+            ok: false,
+            says: &[
+                "ERROR: /dev/disk/by-id/virtio-d1 holds ext4 at offset 0x438, not the pool \"data\"",
+                "not creating the pool \"data\": mkstick creates it only when every listed drive is present and blank",
+            ],
+        },
+        PrepareCase {
+            name: "a partition table only: no mkfs anywhere",
+            drives: [(true, Blank), (true, Blank), (true, PartitionTable)],
+            unlisted_pool: false,
+            mkfs_fails: false,
+            mkfs: None,
+            to_add: &[],
+            starts_mount: false,
+            ok: false,
+            says: &["virtio-d2 holds gpt at offset 0x200; PMBR at offset 0x1fe, not the pool"],
+        },
+        PrepareCase {
+            name: "a signature only blkid sees: no mkfs anywhere",
+            drives: [(true, BlkidOnly), (true, Blank), (true, Blank)],
+            unlisted_pool: false,
+            mkfs_fails: false,
+            mkfs: None,
+            to_add: &[],
+            starts_mount: false,
+            ok: false,
+            says: &["virtio-d0 holds a signature blkid recognizes"],
+        },
+        PrepareCase {
+            name: "an unreadable drive: no mkfs anywhere",
+            drives: [(true, Blank), (true, Unreadable), (true, Blank)],
+            unlisted_pool: false,
+            mkfs_fails: false,
+            mkfs: None,
+            to_add: &[],
+            starts_mount: false,
+            ok: false,
+            says: &["virtio-d1 cannot be read, so mkstick leaves it alone"],
+        },
+        PrepareCase {
+            name: "a missing drive: no mkfs anywhere",
+            drives: [(true, Blank), (true, Blank), (false, Blank)],
+            unlisted_pool: false,
+            mkfs_fails: false,
+            mkfs: None,
+            to_add: &[],
+            starts_mount: false,
+            ok: false,
+            says: &["virtio-d2 is missing: no such drive after 1s"],
+        },
+        PrepareCase {
+            name: "a pool member missing: the pool is not mounted degraded",
+            drives: [(true, Pool), (false, Pool), (true, Pool)],
+            unlisted_pool: false,
+            mkfs_fails: false,
+            mkfs: None,
+            to_add: &[],
+            starts_mount: false,
+            ok: false,
+            says: &["virtio-d1 is missing"],
+        },
+        PrepareCase {
+            name: "two pools claim the label: loud, nothing written",
+            drives: [(true, Pool), (true, OtherPool), (true, Blank)],
+            unlisted_pool: false,
+            mkfs_fails: false,
+            mkfs: None,
+            to_add: &[D2],
+            starts_mount: true,
+            ok: false,
+            says: &["the listed drives hold 2 different btrfs filesystems labelled \"data\""],
+        },
+        PrepareCase {
+            name: "the pool on a drive not listed: no new pool over it",
+            drives: ALL_BLANK,
+            unlisted_pool: true,
+            mkfs_fails: false,
+            mkfs: None,
+            to_add: &[D0, D1, D2],
+            starts_mount: true,
+            ok: true,
+            says: &["the pool \"data\" is on /dev/sdz, which [storage] drives does not list"],
+        },
+        PrepareCase {
+            name: "mkfs.btrfs fails: said, and nothing started",
+            drives: ALL_BLANK,
+            unlisted_pool: false,
+            mkfs_fails: true,
+            mkfs: Some(&[D0, D1, D2]),
+            to_add: &[],
+            starts_mount: false,
+            ok: false,
+            says: &["ERROR: mkfs.btrfs failed; nothing was created"],
+        },
+    ]
+};
+
+#[test]
+fn prepare_writes_only_to_blank_drives() {
+    for case in PREPARE {
+        let node = Node::new();
+        for (path, (present, state)) in [D0, D1, D2].into_iter().zip(case.drives) {
+            node.drive(path, present, state);
+        }
+        if case.unlisted_pool {
+            node.drive("/dev/sdz", true, Drive::Pool);
+        }
+        if case.mkfs_fails {
+            node.set("fail/mkfs.btrfs", "");
+        }
+        let run = node.run("mkstick-storage", &["prepare"]);
+        let ctx = format!("{}\n{}", case.name, run.context());
+        assert_eq!(run.ok, case.ok, "exit status: {ctx}");
+        let mkfs = run.ran("mkfs.btrfs");
+        match case.mkfs {
+            None => assert!(mkfs.is_empty(), "mkfs must not run: {ctx}"),
+            Some(drives) => assert_eq!(
+                mkfs,
+                [&format!(
+                    "mkfs.btrfs --label data --data raid1 --metadata raid1 {}",
+                    drives.join(" ")
+                )],
+                "{ctx}"
+            ),
+        }
+        for c in &run.calls {
+            assert!(
+                !c.starts_with("btrfs device add") && !c.starts_with("btrfs balance"),
+                "prepare only reads and makes a pool: {ctx}"
+            );
+        }
+        let to_add = std::fs::read_to_string(node.rootfile("/run/mkstick/storage/to-add"))
+            .unwrap_or_default();
+        assert_eq!(to_add.lines().collect::<Vec<_>>(), case.to_add, "{ctx}");
+        let started = run
+            .ran("systemctl start --no-block var-mnt-data.mount")
+            .len();
+        assert_eq!(started == 1, case.starts_mount, "{ctx}");
+        for line in case.says {
+            assert!(run.stdout.contains(line), "{line:?} missing: {ctx}");
+        }
+        // The tools' output goes to the journal, not to the console.
+        assert!(!run.stdout.contains("TEST DOUBLE chatter"), "{ctx}");
+        if case.mkfs.is_some() {
+            assert!(
+                run.journal
+                    .contains("mkfs.btrfs TEST DOUBLE chatter line 30"),
+                "mkfs's output belongs in the journal: {ctx}"
+            );
+            assert!(run.ran("systemd-cat").len() == 1, "{ctx}");
+        }
+    }
+}
+
+/// The script reads the minimum number of drives from storage.env. A valid
+/// config cannot list fewer drives than its profile needs (mkstick refuses
+/// it), so this case raises the value in the rendered file.
+#[test]
+fn prepare_takes_the_minimum_from_storage_env() {
+    let node = Node::new();
+    for d in [D0, D1, D2] {
+        node.drive(d, true, Drive::Blank);
+    }
+    let env = node.rootfile("/etc/mkstick/storage.env");
+    let text = std::fs::read_to_string(&env).unwrap();
+    write(
+        &env,
+        &text.replace("MKSTICK_MIN_DRIVES=2\n", "MKSTICK_MIN_DRIVES=4\n"),
+    );
+    let run = node.run("mkstick-storage", &["prepare"]);
+    assert!(!run.ok, "{}", run.context());
+    assert!(run.ran("mkfs.btrfs").is_empty(), "{}", run.context());
+    assert!(
+        run.stdout.contains("raid1 needs 4 drives and 3 are listed"),
+        "{}",
+        run.context()
+    );
+}
+
+const DF_RAID1: &str = "Data, RAID1: total=1.00GiB, used=0.00B\nSystem, RAID1: total=8.00MiB, used=16.00KiB\nMetadata, RAID1: total=256.00MiB, used=128.00KiB\n";
+const DF_SINGLE: &str = "Data, single: total=1.00GiB, used=0.00B\nSystem, single: total=8.00MiB, used=16.00KiB\nMetadata, single: total=256.00MiB, used=128.00KiB\n";
+const USAGE: &str = "Overall:\n    Free (estimated):          1073741824      (min: 1073741824)\n";
+
+fn show(paths: &[&str], missing: bool) -> String {
+    let mut s = format!(
+        "Label: 'data'  uuid: {POOL_UUID}\n\tTotal devices {} FS bytes used 144.00KiB\n",
+        paths.len()
+    );
+    for (i, p) in paths.iter().enumerate() {
+        s.push_str(&format!(
+            "\tdevid    {} size 1.00GiB used 0.00B path {p}\n",
+            i + 1
+        ));
+    }
+    if missing {
+        s.push_str("\t*** Some devices missing\n");
+    }
+    s
+}
+
+struct GrowCase {
+    name: &'static str,
+    mounted: bool,
+    /// prepare's list of blank drives to add, and the state each is in now.
+    to_add: &'static [(&'static str, Drive)],
+    df: &'static str,
+    /// The btrfs calls that must run, in order (device add, balance).
+    writes: &'static [&'static str],
+    says: &'static [&'static str],
+}
+
+const GROW: &[GrowCase] = &[
+    GrowCase {
+        name: "not mounted: nothing is added",
+        mounted: false,
+        to_add: &[(D2, Drive::Blank)],
+        df: DF_RAID1,
+        writes: &[],
+        says: &["the pool is not mounted; no drive is added"],
+    },
+    GrowCase {
+        name: "a blank drive joins, then the pool is balanced",
+        mounted: true,
+        to_add: &[(D2, Drive::Blank)],
+        df: DF_RAID1,
+        writes: &[
+            "btrfs device add /dev/disk/by-id/virtio-d2 /var/mnt/data",
+            "btrfs balance start -dconvert=raid1 -mconvert=raid1 /var/mnt/data",
+        ],
+        says: &["adding /dev/disk/by-id/virtio-d2 to the pool \"data\""],
+    },
+    GrowCase {
+        name: "a drive written to since prepare is not added",
+        mounted: true,
+        to_add: &[(D2, Drive::Ext4)],
+        df: DF_RAID1,
+        writes: &[],
+        says: &["ERROR: /dev/disk/by-id/virtio-d2 is no longer blank (ext4 at offset 0x438); not adding it"],
+    },
+    GrowCase {
+        name: "an unreadable drive is not added",
+        mounted: true,
+        to_add: &[(D2, Drive::Unreadable)],
+        df: DF_RAID1,
+        writes: &[],
+        says: &["virtio-d2 is no longer blank (unreadable)"],
+    },
+    GrowCase {
+        name: "the profile changed: converted softly",
+        mounted: true,
+        to_add: &[],
+        df: DF_SINGLE,
+        writes: &["btrfs balance start -dconvert=raid1,soft -mconvert=raid1,soft /var/mnt/data"],
+        says: &["the pool is at single; converting it to raid1"],
+    },
+    GrowCase {
+        name: "at the profile already: nothing is written",
+        mounted: true,
+        to_add: &[],
+        df: DF_RAID1,
+        writes: &[],
+        says: &["mkstick storage: pool \"data\" healthy"],
+    },
+];
+
+#[test]
+fn grow_adds_only_drives_still_blank() {
+    for case in GROW {
+        let node = Node::new();
+        node.drive(D0, true, Drive::Pool);
+        node.drive(D1, true, Drive::Pool);
+        let mut to_add = String::new();
+        for (d, state) in case.to_add {
+            node.drive(d, true, *state);
+            to_add.push_str(&format!("{d}\n"));
+        }
+        if case.to_add.is_empty() {
+            node.drive(D2, true, Drive::Pool);
+        }
+        write(&node.rootfile("/run/mkstick/storage/to-add"), &to_add);
+        if case.mounted {
+            node.set("mounted", "");
+        }
+        node.set("btrfs/df", case.df);
+        node.set("btrfs/show", &show(&[D0, D1, D2], false));
+        node.set("btrfs/usage", USAGE);
+        let run = node.run("mkstick-storage", &["grow"]);
+        let ctx = format!("{}\n{}", case.name, run.context());
+        let writes: Vec<&String> = run
+            .calls
+            .iter()
+            .filter(|c| c.starts_with("btrfs device add") || c.starts_with("btrfs balance"))
+            .collect();
+        assert_eq!(writes, case.writes, "{ctx}");
+        assert!(run.ran("mkfs.btrfs").is_empty(), "{ctx}");
+        for line in case.says {
+            assert!(run.stdout.contains(line), "{line:?} missing: {ctx}");
+        }
+        assert!(!run.stdout.contains("TEST DOUBLE chatter"), "{ctx}");
+        if !case.writes.is_empty() {
+            assert!(run.journal.contains("TEST DOUBLE chatter"), "{ctx}");
+        }
+    }
+}
+
+struct StatusCase {
+    name: &'static str,
+    mounted: bool,
+    /// Which listed drives are there.
+    present: [bool; 3],
+    /// Whether any drive carries the label.
+    labelled: bool,
+    show_missing: bool,
+    line: &'static str,
+    /// `<5>` (notice) for a healthy pool, `<3>` (error) otherwise.
+    priority: &'static str,
+}
+
+const STATUS: &[StatusCase] = &[
+    StatusCase {
+        name: "healthy",
+        mounted: true,
+        present: [true, true, true],
+        labelled: true,
+        show_missing: false,
+        line: "pool \"data\" healthy: raid1 on 3 drives (virtio-d0 virtio-d1 virtio-d2), 1.0GiB free, mounted at /var/mnt/data",
+        priority: "<5>",
+    },
+    StatusCase {
+        name: "mounted, a drive missing",
+        mounted: true,
+        present: [true, true, false],
+        labelled: true,
+        show_missing: true,
+        line: "pool \"data\" DEGRADED: raid1 on 3 drives",
+        priority: "<3>",
+    },
+    StatusCase {
+        name: "no pool anywhere",
+        mounted: false,
+        present: [true, true, true],
+        labelled: false,
+        show_missing: false,
+        line: "pool \"data\" MISSING: no drive holds it and it was not created",
+        priority: "<3>",
+    },
+    StatusCase {
+        name: "not mounted, a drive missing",
+        mounted: false,
+        present: [true, false, true],
+        labelled: true,
+        show_missing: false,
+        line: "pool \"data\" DEGRADED and NOT MOUNTED: virtio-d1 missing",
+        priority: "<3>",
+    },
+    StatusCase {
+        name: "not mounted, every drive there",
+        mounted: false,
+        present: [true, true, true],
+        labelled: true,
+        show_missing: false,
+        line: "pool \"data\" NOT MOUNTED: its drives are present, but mounting it failed; see: journalctl -b -u var-mnt-data.mount",
+        priority: "<3>",
+    },
+];
+
+#[test]
+fn status_says_one_line_on_the_console_and_at_the_login_prompt() {
+    for case in STATUS {
+        let node = Node::new();
+        let state = if case.labelled {
+            Drive::Pool
+        } else {
+            Drive::Blank
+        };
+        for (d, present) in [D0, D1, D2].into_iter().zip(case.present) {
+            node.drive(d, present, state);
+        }
+        if case.mounted {
+            node.set("mounted", "");
+        }
+        node.set("btrfs/df", DF_RAID1);
+        node.set("btrfs/show", &show(&[D0, D1, D2], case.show_missing));
+        node.set("btrfs/usage", USAGE);
+        let run = node.run("mkstick-storage", &["status"]);
+        let ctx = format!("{}\n{}", case.name, run.context());
+        assert!(run.ok, "{ctx}");
+        let want = format!("{}mkstick storage: {}", case.priority, case.line);
+        assert!(run.stdout.starts_with(&want), "{want:?}: {ctx}");
+        let issue = std::fs::read_to_string(node.rootfile("/etc/issue.d/50-mkstick-storage.issue"))
+            .unwrap();
+        assert!(issue.contains(case.line), "{issue}\n{ctx}");
+        assert!(
+            run.calls.iter().all(|c| !c.starts_with("mkfs.btrfs")
+                && !c.starts_with("btrfs device add")
+                && !c.starts_with("btrfs balance")),
+            "{ctx}"
+        );
+    }
+}
+
+/// The cluster the data drives hold before `mkstick-kubernetes kubeadm`.
+#[derive(Clone, Copy)]
+enum Cluster {
+    /// Nothing: a first boot.
+    None,
+    /// A cluster at this version (its API server's image), with its kept
+    /// kubelet.
+    At(&'static str),
+    /// etcd data, but no admin.conf.
+    EtcdOnly,
+    /// An init cut short: admin.conf, no kept kubelet version.
+    HalfInit { etcd: bool },
+    /// A cluster whose API server manifest names no version.
+    Unreadable,
+}
+
+#[derive(Debug, PartialEq)]
+enum Outcome {
+    Init,
+    Keep,
+    Upgrade,
+    Refuse,
+    /// kubeadm init failed and was undone.
+    InitFailed,
+}
+
+struct KubeCase {
+    cluster: Cluster,
+    init_fails: bool,
+    outcome: Outcome,
+    /// Words the refusal (stderr and the login prompt) must hold.
+    says: &'static str,
+}
+
+const KUBE: &[KubeCase] = &[
+    KubeCase {
+        cluster: Cluster::None,
+        init_fails: false,
+        outcome: Outcome::Init,
+        says: "",
+    },
+    KubeCase {
+        cluster: Cluster::None,
+        init_fails: true,
+        outcome: Outcome::InitFailed,
+        says: "kubeadm init failed",
+    },
+    KubeCase {
+        cluster: Cluster::HalfInit { etcd: false },
+        init_fails: false,
+        outcome: Outcome::Init,
+        says: "",
+    },
+    KubeCase {
+        cluster: Cluster::HalfInit { etcd: true },
+        init_fails: false,
+        outcome: Outcome::Refuse,
+        says: "an earlier kubeadm init did not finish",
+    },
+    KubeCase {
+        cluster: Cluster::EtcdOnly,
+        init_fails: false,
+        outcome: Outcome::Refuse,
+        says: "hold a cluster's etcd data (/var/lib/etcd) but no /etc/kubernetes/admin.conf",
+    },
+    KubeCase {
+        cluster: Cluster::Unreadable,
+        init_fails: false,
+        outcome: Outcome::Refuse,
+        says: "names no kube-apiserver image",
+    },
+    // Every step from a kept cluster to this stick's 1.36.4.
+    KubeCase {
+        cluster: Cluster::At("1.36.4"),
+        init_fails: false,
+        outcome: Outcome::Keep,
+        says: "",
+    },
+    KubeCase {
+        cluster: Cluster::At("1.36.3"),
+        init_fails: false,
+        outcome: Outcome::Upgrade,
+        says: "",
+    },
+    KubeCase {
+        cluster: Cluster::At("1.36.0"),
+        init_fails: false,
+        outcome: Outcome::Upgrade,
+        says: "",
+    },
+    KubeCase {
+        cluster: Cluster::At("1.35.9"),
+        init_fails: false,
+        outcome: Outcome::Upgrade,
+        says: "",
+    },
+    KubeCase {
+        cluster: Cluster::At("1.35.0"),
+        init_fails: false,
+        outcome: Outcome::Upgrade,
+        says: "",
+    },
+    KubeCase {
+        cluster: Cluster::At("1.34.9"),
+        init_fails: false,
+        outcome: Outcome::Refuse,
+        says: "the cluster on the data drives runs 1.34.9",
+    },
+    KubeCase {
+        cluster: Cluster::At("1.36.5"),
+        init_fails: false,
+        outcome: Outcome::Refuse,
+        says: "runs 1.36.5. kubeadm upgrades one minor version at a time and never downgrades",
+    },
+    KubeCase {
+        cluster: Cluster::At("1.36.10"),
+        init_fails: false,
+        outcome: Outcome::Refuse,
+        says: "runs 1.36.10",
+    },
+    KubeCase {
+        cluster: Cluster::At("1.37.0"),
+        init_fails: false,
+        outcome: Outcome::Refuse,
+        says: "runs 1.37.0",
+    },
+    KubeCase {
+        cluster: Cluster::At("0.36.4"),
+        init_fails: false,
+        outcome: Outcome::Refuse,
+        says: "runs 0.36.4",
+    },
+    KubeCase {
+        cluster: Cluster::At("2.36.4"),
+        init_fails: false,
+        outcome: Outcome::Refuse,
+        says: "runs 2.36.4",
+    },
+];
+
+fn apiserver(version: Option<&str>) -> String {
+    let image = version.map_or("registry.k8s.io/kube-apiserver".to_string(), |v| {
+        format!("registry.k8s.io/kube-apiserver:v{v}")
+    });
+    format!("apiVersion: v1\nkind: Pod\nspec:\n  containers:\n  - name: kube-apiserver\n    image: {image}\n")
+}
+
+#[test]
+fn kubeadm_inits_keeps_upgrades_or_refuses() {
+    for case in KUBE {
+        let node = Node::new();
+        write(&node.rootfile("/opt/bin/kubelet"), "kubelet 1.36.4\n");
+        set_mode(&node.rootfile("/opt/bin/kubelet"), 0o755);
+        let admin = node.rootfile("/etc/kubernetes/admin.conf");
+        let kept = node.rootfile("/var/lib/kubelet/mkstick");
+        let etcd = node.rootfile("/var/lib/etcd/member");
+        let manifest = node.rootfile("/etc/kubernetes/manifests/kube-apiserver.yaml");
+        let name = match case.cluster {
+            Cluster::None => "no cluster".to_string(),
+            Cluster::At(v) => {
+                write(&admin, "admin");
+                write(&manifest, &apiserver(Some(v)));
+                write(&kept.join("kubelet"), &format!("kubelet {v}\n"));
+                set_mode(&kept.join("kubelet"), 0o755);
+                write(&kept.join("version"), &format!("{v}\n"));
+                std::fs::create_dir_all(&etcd).unwrap();
+                format!("a cluster at {v}")
+            }
+            Cluster::EtcdOnly => {
+                std::fs::create_dir_all(&etcd).unwrap();
+                "etcd data only".into()
+            }
+            Cluster::HalfInit { etcd: with_etcd } => {
+                write(&admin, "admin");
+                if with_etcd {
+                    std::fs::create_dir_all(&etcd).unwrap();
+                }
+                format!("an init cut short, etcd data: {with_etcd}")
+            }
+            Cluster::Unreadable => {
+                write(&admin, "admin");
+                write(&manifest, &apiserver(None));
+                write(&kept.join("version"), "1.36.4\n");
+                std::fs::create_dir_all(&etcd).unwrap();
+                "a manifest without a version".into()
+            }
+        };
+        if case.init_fails {
+            node.set("fail/kubeadm-init", "");
+        }
+        let run = node.run("mkstick-kubernetes", &["kubeadm"]);
+        let ctx = format!("{name}\n{}", run.context());
+        let kubeadm: Vec<&str> = run.ran("kubeadm").iter().map(|s| s.as_str()).collect();
+        let started = run.ran("systemctl start kubelet.service").len();
+        let refusal = node.rootfile("/etc/issue.d/50-mkstick-kubernetes.issue");
+        let kept_version = std::fs::read_to_string(kept.join("version")).unwrap_or_default();
+        let init = "kubeadm init --config /etc/mkstick/kubeadm.yaml";
+        match case.outcome {
+            Outcome::Init => {
+                assert!(run.ok, "{ctx}");
+                let want: &[&str] = match case.cluster {
+                    Cluster::HalfInit { .. } => &["kubeadm reset --force", init],
+                    _ => &[init],
+                };
+                assert_eq!(kubeadm, want, "{ctx}");
+                assert_eq!(started, 1, "{ctx}");
+                assert_eq!(kept_version.trim(), "1.36.4", "{ctx}");
+            }
+            Outcome::InitFailed => {
+                assert!(!run.ok, "{ctx}");
+                assert_eq!(kubeadm, [init, "kubeadm reset --force"], "{ctx}");
+                assert_eq!(started, 0, "{ctx}");
+                assert!(run.stderr.contains(case.says), "{ctx}");
+            }
+            Outcome::Keep => {
+                assert!(run.ok, "{ctx}");
+                assert!(kubeadm.is_empty(), "{ctx}");
+                assert_eq!(started, 1, "{ctx}");
+                assert!(!refusal.exists(), "{ctx}");
+            }
+            Outcome::Upgrade => {
+                let Cluster::At(from) = case.cluster else {
+                    unreachable!()
+                };
+                assert!(run.ok, "{ctx}");
+                assert_eq!(kubeadm, ["kubeadm upgrade apply v1.36.4 --yes"], "{ctx}");
+                assert!(
+                    run.stdout
+                        .contains(&format!("running the kept kubelet {from}")),
+                    "{ctx}"
+                );
+                assert_eq!(started, 1, "{ctx}");
+                assert_eq!(
+                    run.ran("systemctl restart kubelet.service").len(),
+                    1,
+                    "{ctx}"
+                );
+                assert_eq!(kept_version.trim(), "1.36.4", "{ctx}");
+                assert_eq!(
+                    std::fs::read_to_string(node.rootfile("/opt/bin/kubelet")).unwrap(),
+                    "kubelet 1.36.4\n",
+                    "{ctx}"
+                );
+            }
+            Outcome::Refuse => {
+                assert!(!run.ok, "{ctx}");
+                assert!(kubeadm.is_empty(), "{ctx}");
+                assert_eq!(started, 0, "{ctx}");
+                assert!(run.stderr.contains("KUBERNETES NOT STARTED"), "{ctx}");
+                assert!(run.stderr.contains(case.says), "{:?}: {ctx}", case.says);
+                let issue = std::fs::read_to_string(&refusal).unwrap();
+                assert!(issue.contains(case.says), "{issue}\n{ctx}");
+                if let Cluster::At(v) = case.cluster {
+                    assert_eq!(kept_version.trim(), v, "the kept state is untouched: {ctx}");
+                }
+            }
+        }
+    }
+}
