@@ -76,7 +76,7 @@ pub struct ManifestFile {
     pub sha256: Sha256Digest,
 }
 
-fn bytes_file(path: &str, bytes: Vec<u8>, region: Region) -> EspFile {
+pub(crate) fn bytes_file(path: &str, bytes: Vec<u8>, region: Region) -> EspFile {
     EspFile {
         path: path.to_string(),
         size_bytes: bytes.len() as u64,

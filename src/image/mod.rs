@@ -252,7 +252,7 @@ fn write_files<T: fatfs::ReadWriteSeek>(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::io::Sha256Digest;
+    use crate::payload::bytes_file as file;
     use std::os::unix::fs::FileExt;
 
     /// Bytes no other file holds: a file's data can then be found by
@@ -267,16 +267,6 @@ mod tests {
                 x as u8
             })
             .collect()
-    }
-
-    fn file(path: &str, bytes: Vec<u8>, region: Region) -> EspFile {
-        EspFile {
-            path: path.to_string(),
-            size_bytes: bytes.len() as u64,
-            sha256: Sha256Digest::of(&bytes),
-            source: Source::Bytes(bytes),
-            region,
-        }
     }
 
     /// The files of a stick, as `payload::render` names and sorts them:

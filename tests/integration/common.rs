@@ -242,6 +242,19 @@ impl Scratch {
     }
 }
 
+/// Write `bad.img` in `s`: a copy of `mkstick.img` with one byte flipped
+/// inside the rootfs's data (found by content, 500,000 bytes in).
+pub fn write_corrupted_copy(s: &Scratch) {
+    let mut bytes = std::fs::read(s.path("mkstick.img")).unwrap();
+    let rootfs = std::fs::read(s.path("os/rootfs.img")).unwrap();
+    let at = bytes
+        .windows(64)
+        .position(|w| w == &rootfs[500_000..500_064])
+        .unwrap();
+    bytes[at] ^= 0xff;
+    std::fs::write(s.path("bad.img"), &bytes).unwrap();
+}
+
 pub fn minimal_config() -> String {
     format!(
         "[node]\nhostname = \"kube1\"\nssh-authorized-keys = [\"{KEY}\"]\n\n[os]\npath = \"os\"\n"

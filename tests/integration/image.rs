@@ -72,14 +72,7 @@ fn round_trip_every_file_matches_the_manifest_and_the_sources() {
     // `inspect --verify` agrees, and catches a flipped byte inside a file.
     let out = ok(s.run(&["inspect", "-q", "--verify", "mkstick.img"]));
     assert!(out.contains("verified: all 8 files match"), "{out}");
-    let mut bytes = std::fs::read(&img).unwrap();
-    let rootfs = std::fs::read(s.path("os/rootfs.img")).unwrap();
-    let at = bytes
-        .windows(64)
-        .position(|w| w == &rootfs[500_000..500_064])
-        .unwrap();
-    bytes[at] ^= 0xff;
-    std::fs::write(s.path("bad.img"), &bytes).unwrap();
+    write_corrupted_copy(&s);
     let err = fails(s.run(&["inspect", "-q", "--verify", "bad.img"]));
     assert!(
         err.contains("failed verification: os/rootfs.img: sha256"),

@@ -10,14 +10,7 @@ use crate::kubernetes::{doubles, k8s_config, publish, APP};
 fn built_and_corrupted() -> Scratch {
     let s = Scratch::new(&minimal_config());
     ok(s.run(&["build", "-q"]));
-    let mut bytes = std::fs::read(s.path("mkstick.img")).unwrap();
-    let rootfs = std::fs::read(s.path("os/rootfs.img")).unwrap();
-    let at = bytes
-        .windows(64)
-        .position(|w| w == &rootfs[500_000..500_064])
-        .unwrap();
-    bytes[at] ^= 0xff;
-    std::fs::write(s.path("bad.img"), &bytes).unwrap();
+    write_corrupted_copy(&s);
     s
 }
 
