@@ -89,7 +89,7 @@ pub fn build(a: &BuildArgs, progress: &Progress, out: &mut impl Write) -> Result
         return super::flash::flash_image(&img.path, dev, &a.safety, progress, out);
     }
     let img_path = img.path.display();
-    writeln!(out, "try it:   mkstick boot {img_path}")?;
+    writeln!(out, "try it:   {}", boot_hint(&plan, &img_path.to_string()))?;
     writeln!(
         out,
         "write it: mkstick devices   (which sticks are plugged in)"
@@ -103,4 +103,31 @@ pub fn build(a: &BuildArgs, progress: &Progress, out: &mut impl Write) -> Result
         "          without mkstick's checks, as a last resort: sudo dd if={img_path} of=/dev/sdX bs=4M conv=fsync"
     )?;
     Ok(ExitCode::SUCCESS)
+}
+
+/// The `mkstick boot` line for this stick. QEMU's data disks appear as
+/// `/dev/disk/by-id/virtio-SERIAL` (`--data-disk SIZE,serial=SERIAL`): a
+/// stick whose drives are named so gets one `--data-disk` per drive; one
+/// with real drive names is told that its storage waits for drives QEMU
+/// cannot name, and how to try the storage anyway.
+fn boot_hint(plan: &crate::plan::Plan, img: &str) -> String {
+    let Some(storage) = &plan.storage else {
+        return format!("mkstick boot {img}");
+    };
+    let serials: Vec<&str> = storage
+        .drives
+        .iter()
+        .filter_map(|d| d.id().strip_prefix("virtio-"))
+        .collect();
+    if serials.len() == storage.drives.len() {
+        let disks: Vec<String> = serials
+            .iter()
+            .map(|s| format!("--data-disk 8G,serial={s}"))
+            .collect();
+        return format!("mkstick boot {img} {}", disks.join(" "));
+    }
+    format!(
+        "mkstick boot {img}   (the stick's [storage] drives are real disks, such as {}, which QEMU cannot name, so the pool stays unmounted there; to try the storage, build a copy whose drives are /dev/disk/by-id/virtio-data0, -data1, … and boot it with --data-disk 8G,serial=data0 …)",
+        storage.drives[0]
+    )
 }

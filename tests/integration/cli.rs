@@ -342,6 +342,47 @@ fn a_pasted_private_key_is_named_and_not_echoed() {
     }
 }
 
+/// With `[storage]`, the `mkstick boot` hint says how the drives map to
+/// `--data-disk`: one per drive for QEMU-style names, and why real names
+/// cannot appear in QEMU otherwise.
+#[test]
+fn build_says_how_the_storage_drives_map_to_data_disks() {
+    let hint = |drives: &str| {
+        boot_hint(&format!(
+            "{}\n[storage]\ndrives = [{drives}]\n",
+            minimal_config()
+        ))
+    };
+    let virtio = hint("\"/dev/disk/by-id/virtio-d0\", \"/dev/disk/by-id/virtio-d1\"");
+    assert!(
+        virtio.ends_with(
+            "mkstick boot mkstick.img --data-disk 8G,serial=d0 --data-disk 8G,serial=d1"
+        ),
+        "{virtio}"
+    );
+    let real = hint("\"/dev/disk/by-id/ata-WDC_A\"");
+    assert!(
+        real.contains("such as /dev/disk/by-id/ata-WDC_A, which QEMU cannot name")
+            && real.contains("--data-disk 8G,serial=data0"),
+        "{real}"
+    );
+    let plain = boot_hint(&minimal_config());
+    assert!(
+        plain.ends_with("try it:   mkstick boot mkstick.img"),
+        "{plain}"
+    );
+}
+
+/// The `try it:` line `build` prints for `config`.
+fn boot_hint(config: &str) -> String {
+    let s = Scratch::new(config);
+    let out = ok(s.run(&["build"]));
+    out.lines()
+        .find(|l| l.starts_with("try it:"))
+        .unwrap()
+        .to_string()
+}
+
 #[test]
 fn build_recommends_devices_and_flash_before_dd() {
     let s = Scratch::new(&minimal_config());
