@@ -248,15 +248,18 @@ pub fn last_lines(console: &str, n: usize) -> String {
     lines[lines.len().saturating_sub(n)..].join("\n")
 }
 
+/// What a boot test waits for: the check's verdict, within 420 s.
+pub const EXPECT_BOOT_OK: [&str; 6] = [
+    "--expect",
+    "MKSTICK-BOOT-OK",
+    "--fail-on",
+    "MKSTICK-BOOT-FAIL",
+    "--timeout",
+    "420",
+];
+
 pub fn boot_vm(s: &Scratch, image: &str, disks: &[&str], log: &str) -> String {
-    let mut args = vec![
-        "--expect",
-        "MKSTICK-BOOT-OK",
-        "--fail-on",
-        "MKSTICK-BOOT-FAIL",
-        "--timeout",
-        "420",
-    ];
+    let mut args = EXPECT_BOOT_OK.to_vec();
     for d in disks {
         args.extend(["--data-disk", d]);
     }

@@ -34,8 +34,14 @@ fn sectors_written(lp: &Loop) -> u64 {
 /// Flash `s`'s image onto `lp` with `extra` arguments; its stdout and the
 /// bytes physically written.
 fn flash_counted(s: &Scratch, lp: &Loop, extra: &[&str]) -> (String, u64) {
+    counted(lp, || run_flash(s, &lp.dev, extra))
+}
+
+/// Run a command that must succeed; its stdout and the bytes it physically
+/// wrote to `lp`.
+fn counted(lp: &Loop, run: impl FnOnce() -> std::process::Output) -> (String, u64) {
     let before = sectors_written(lp);
-    let out = ok(run_flash(s, &lp.dev, extra));
+    let out = ok(run());
     (out, (sectors_written(lp) - before) * 512)
 }
 
@@ -206,17 +212,17 @@ fn build_flash_writes_only_what_changed_too() {
     ok(run_flash(&s, &lp.dev, &[]));
     let dev = lp.dev.to_str().unwrap();
     let build_flash = |s: &Scratch| {
-        let before = sectors_written(&lp);
-        let out = ok(s.run(&[
-            "build",
-            "-q",
-            "--force",
-            "--flash",
-            dev,
-            "--yes",
-            "--allow-fixed",
-        ]));
-        (out, (sectors_written(&lp) - before) * 512)
+        counted(&lp, || {
+            s.run(&[
+                "build",
+                "-q",
+                "--force",
+                "--flash",
+                dev,
+                "--yes",
+                "--allow-fixed",
+            ])
+        })
     };
     let (out, written) = build_flash(&s);
     assert_eq!(

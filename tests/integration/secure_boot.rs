@@ -9,7 +9,7 @@
 //!   with mkstick's Secure Boot message and powers off; the kernel never
 //!   starts.
 
-use crate::boot::{check_fragment, last_lines, run_vm, test_os};
+use crate::boot::{check_fragment, last_lines, run_vm, test_os, EXPECT_BOOT_OK};
 use crate::common::*;
 use std::path::Path;
 
@@ -55,18 +55,7 @@ systemctl poweroff --force
         ),
     );
     ok(s.run(&["build", "-q"]));
-    let (success, console, err) = boot_secure(
-        &s,
-        &[
-            "--expect",
-            "MKSTICK-BOOT-OK",
-            "--fail-on",
-            "MKSTICK-BOOT-FAIL",
-            "--timeout",
-            "420",
-        ],
-        "secure-boot",
-    );
+    let (success, console, err) = boot_secure(&s, &EXPECT_BOOT_OK, "secure-boot");
     assert!(success, "{err}\n{}", last_lines(&console, 60));
     assert!(console.contains("EFI stub: UEFI Secure Boot is enabled."));
 }
