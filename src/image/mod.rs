@@ -164,8 +164,9 @@ pub fn assemble(
 /// 3. the config region's files, in path order, after them, in the room
 ///    [`fat::layout`] kept for them.
 ///
-/// FAT32 allocates each new cluster from the FSInfo hint, the one after the
-/// last allocated, so the write order is the cluster order. `write` fills
+/// fatfs allocates each new cluster from the FSInfo hint, the one after the
+/// last allocated (fatfs 0.3.6, `FileSystem::alloc_cluster`), so the write
+/// order is the cluster order; the unit tests below check the result. `write` fills
 /// one file.
 pub fn place<'a, T: fatfs::ReadWriteSeek>(
     fs: &fatfs::FileSystem<T>,
