@@ -428,6 +428,17 @@ fn prepare_writes_only_to_blank_drives() {
             .ran("systemctl start --no-block var-mnt-data.mount")
             .len();
         assert_eq!(started == 1, case.starts_mount, "{ctx}");
+        if case.starts_mount {
+            // The pool's devices are announced again before its mount is
+            // started: its device job may have timed out before udev saw them.
+            let at = |prefix: &str| run.calls.iter().position(|c| c.starts_with(prefix));
+            let trigger = at("udevadm trigger --settle --action=change --subsystem-match=block");
+            let start = at("systemctl start --no-block var-mnt-data.mount");
+            assert!(
+                trigger.is_some() && trigger < start,
+                "no change event before the mount starts: {ctx}"
+            );
+        }
         for line in case.says {
             assert!(run.stdout.contains(line), "{line:?} missing: {ctx}");
         }
