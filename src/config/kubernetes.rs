@@ -4,12 +4,68 @@
 //! `plan::kubernetes`.
 
 use super::CheckedList;
-use crate::k8s::version::KubeVersion;
 use serde::Deserialize;
 use std::fmt;
 use std::path::PathBuf;
 use std::str::FromStr;
 use toml::Spanned;
+
+/// A Kubernetes release (`1.36.4`), as `[kubernetes] version` names it.
+/// Its upgrade rule is in `k8s::version`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct KubeVersion {
+    pub major: u32,
+    pub minor: u32,
+    pub patch: u32,
+}
+
+impl fmt::Display for KubeVersion {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}.{}.{}", self.major, self.minor, self.patch)
+    }
+}
+
+impl FromStr for KubeVersion {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        let fix = "write a Kubernetes release like \"1.36.4\"";
+        let t = s.strip_prefix('v').unwrap_or(s);
+        let parts: Vec<&str> = t.split('.').collect();
+        let nums: Option<Vec<u32>> = parts
+            .iter()
+            .map(|p| {
+                (!p.is_empty() && p.len() <= 6 && p.bytes().all(|b| b.is_ascii_digit()))
+                    .then(|| p.parse().ok())
+                    .flatten()
+            })
+            .collect();
+        match nums.as_deref() {
+            Some([major, minor, patch]) => Ok(KubeVersion {
+                major: *major,
+                minor: *minor,
+                patch: *patch,
+            }),
+            Some([_, _]) => Err(format!(
+                "`{s}` names a minor version; mkstick pins a release, so add the patch number; {fix}"
+            )),
+            _ => Err(format!("`{s}` is not a Kubernetes version; {fix}")),
+        }
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for KubeVersion {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        String::deserialize(d)?
+            .parse()
+            .map_err(serde::de::Error::custom)
+    }
+}
+
+impl serde::Serialize for KubeVersion {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
+}
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "kebab-case")]
@@ -225,6 +281,25 @@ deserialize_from_str!(Cidr, NodeAddress);
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn parses_releases_only() {
+        let v = |s: &str| s.parse::<KubeVersion>().unwrap();
+        assert_eq!(v("1.36.4").to_string(), "1.36.4");
+        assert_eq!(v("v1.36.4"), v("1.36.4"));
+        assert!("1.36".parse::<KubeVersion>().unwrap_err().contains("patch"));
+        for bad in [
+            "",
+            "1",
+            "1.36.4.1",
+            "1.x.4",
+            "1.36.-1",
+            "1.36.4-rc.0",
+            " 1.36.4",
+        ] {
+            assert!(bad.parse::<KubeVersion>().is_err(), "{bad}");
+        }
+    }
 
     #[test]
     fn cidrs_addresses_and_names() {

@@ -12,7 +12,7 @@
 //! repositories pinning them. Kubernetes publishes no OpenPGP signatures
 //! (its binaries are signed with sigstore), so the sha256 is the check.
 
-use super::version::KubeVersion;
+use crate::config::kubernetes::KubeVersion;
 use crate::config::SourceError;
 use crate::io::Sha256Digest;
 use crate::os::cache::{write_atomic, Cache};

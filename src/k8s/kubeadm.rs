@@ -125,7 +125,7 @@ pub struct KubeadmConfig {
 /// The typed inputs, from the plan.
 pub struct KubeadmArgs<'a> {
     pub node_name: &'a str,
-    pub version: super::version::KubeVersion,
+    pub version: crate::config::kubernetes::KubeVersion,
     pub cluster_name: &'a str,
     pub pod_cidr: &'a str,
     pub service_cidr: &'a str,

@@ -9,12 +9,12 @@
 
 use super::storage::{render_overlay, render_template, StoragePlan};
 use super::OverlayFile;
+use crate::config::kubernetes::KubeVersion;
 use crate::config::kubernetes::{Cidr, ClassName, NodeAddress, Reclaim};
 use crate::config::{LoadedConfig, SourceError};
 use crate::ignition::unit::device_unit;
 use crate::k8s::binaries::{CachedBinary, Mirrors, Table};
 use crate::k8s::kubeadm::{KubeadmArgs, KubeadmConfig};
-use crate::k8s::version::KubeVersion;
 use crate::overlays::{EmbeddedFile, MANIFESTS, OVERLAYS};
 use anyhow::{bail, Context, Result};
 use std::collections::BTreeMap;
@@ -1054,7 +1054,7 @@ mod tests {
             "1.35.9", "1.36.0", "1.36.4", "1.36.10", "1.37.0", "1.37.3", "1.38.0", "2.0.0",
         ];
         for to in versions {
-            let v: crate::k8s::version::KubeVersion = to.parse().unwrap();
+            let v: KubeVersion = to.parse().unwrap();
             let vars = BTreeMap::from([
                 ("bin_dir", "/usr/local/bin".to_string()),
                 ("version", to.to_string()),
