@@ -177,7 +177,7 @@ pub fn render(plan: &Plan) -> Result<Payload> {
     // The Kubernetes binaries, installed from the stick at every boot.
     for b in plan.kubernetes.iter().flat_map(|k| &k.binaries) {
         own.push(EspFile {
-            path: crate::k8s::binaries::stick_path(&b.name),
+            path: crate::os::kubernetes::stick_path(&b.name),
             size_bytes: b.size_bytes,
             sha256: b.sha256,
             source: Source::Os(b.path.clone()),

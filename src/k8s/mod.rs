@@ -1,6 +1,6 @@
-//! Kubernetes: the release mkstick installs ([`binaries`]), its version
-//! rules ([`version`]) and the kubeadm config ([`kubeadm`]).
+//! Kubernetes: its version rules ([`version`]) and the kubeadm config
+//! ([`kubeadm`]). The release mkstick installs is a download, in
+//! [`crate::os::kubernetes`].
 
-pub mod binaries;
 pub mod kubeadm;
 pub mod version;

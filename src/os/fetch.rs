@@ -29,14 +29,14 @@ pub struct Acquired {
     /// it under a build.
     pub lock: Option<super::cache::CacheLock>,
     /// The Kubernetes binaries, when a table was given.
-    pub kubernetes: Vec<crate::k8s::binaries::CachedBinary>,
+    pub kubernetes: Vec<super::kubernetes::CachedBinary>,
 }
 
 /// The OS directory for `source`, and the files of `k8s` when given,
 /// fetching what the cache lacks.
 pub fn acquire(
     source: &OsSource,
-    k8s: Option<&crate::k8s::binaries::Table>,
+    k8s: Option<&super::kubernetes::Table>,
     opts: &FetchOptions,
     keys: &Keys,
     progress: &Progress,
@@ -63,7 +63,7 @@ pub fn acquire(
         OsSource::Flatcar(r) => super::flatcar::fetch(r, &dl, keys)?,
     };
     let kubernetes = match k8s {
-        Some(t) => crate::k8s::binaries::fetch(&dl, t)?,
+        Some(t) => super::kubernetes::fetch(&dl, t)?,
         None => Vec::new(),
     };
     Ok(Acquired {

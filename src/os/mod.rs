@@ -1,4 +1,6 @@
 //! Where the CoreOS comes from: an OS directory with `os.json` -> [`OsDir`].
+//! This is the acquire stage: the OS and the Kubernetes release
+//! ([`kubernetes`]) are downloaded, verified and cached here.
 //!
 //! Local OS directories and downloaded ones ([`fetch`]) share this format. Every
 //! file named in `os.json` carries a sha256; the big files are checked while
@@ -10,6 +12,7 @@ pub mod fcos;
 pub mod fetch;
 pub mod flatcar;
 pub mod iso9660;
+pub mod kubernetes;
 pub mod live;
 pub mod release;
 pub mod source;

@@ -13,8 +13,8 @@ use crate::config::kubernetes::KubeVersion;
 use crate::config::kubernetes::{Cidr, ClassName, NodeAddress, Reclaim};
 use crate::config::{LoadedConfig, SourceError};
 use crate::ignition::unit::device_unit;
-use crate::k8s::binaries::{CachedBinary, Mirrors, Table};
 use crate::k8s::kubeadm::{KubeadmArgs, KubeadmConfig};
+use crate::os::kubernetes::{CachedBinary, Mirrors, Table};
 use crate::overlays::{EmbeddedFile, MANIFESTS, OVERLAYS};
 use anyhow::{bail, Context, Result};
 use std::collections::BTreeMap;
@@ -170,7 +170,7 @@ impl KubernetesPlan {
                 t
             }
             None => {
-                let pinned: KubeVersion = crate::k8s::binaries::KUBERNETES_VERSION
+                let pinned: KubeVersion = crate::os::kubernetes::KUBERNETES_VERSION
                     .parse()
                     .expect("the pinned version parses");
                 let v = k.version.as_ref().map_or(pinned, |v| *v.get_ref());
@@ -806,7 +806,7 @@ mod tests {
         let k = plan_of("[kubernetes]\n").unwrap().unwrap();
         assert_eq!(
             k.version.to_string(),
-            crate::k8s::binaries::KUBERNETES_VERSION
+            crate::os::kubernetes::KUBERNETES_VERSION
         );
         assert_eq!(k.pod_cidr.to_string(), DEFAULT_POD_CIDR);
         assert_eq!(k.service_cidr.to_string(), DEFAULT_SERVICE_CIDR);

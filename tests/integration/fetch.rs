@@ -742,7 +742,7 @@ fn flatcar_fetch_checks_digests_and_signatures_and_boots_through_fedoras_efi_cha
 
 #[test]
 fn the_kubernetes_table_is_enforced() {
-    use mkstick::k8s::binaries::{self, Mirrors, Table, BINARIES, KUBERNETES_VERSION};
+    use mkstick::os::kubernetes::{self as binaries, Mirrors, Table, BINARIES, KUBERNETES_VERSION};
     let server = Server::start();
     let mirrors = Mirrors {
         k8s: server.base.clone(),
@@ -1008,7 +1008,7 @@ fn a_signature_by_a_revoked_subkey_is_refused() {
 
 #[test]
 fn kubernetes_binaries_land_in_the_cache_and_a_second_fetch_is_free() {
-    use mkstick::k8s::binaries::{self, Binary, Mirrors, Table, BINARIES};
+    use mkstick::os::kubernetes::{self as binaries, Binary, Mirrors, Table, BINARIES};
     let server = Server::start();
     let mirrors = Mirrors {
         k8s: server.base.clone(),

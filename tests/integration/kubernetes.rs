@@ -198,7 +198,7 @@ fn the_stick_carries_verified_binaries_the_kubeadm_config_units_and_manifests() 
     let manifest: serde_json::Value =
         serde_json::from_slice(&esp_file(&img, "mkstick/manifest.json")).unwrap();
     for (name, bytes) in &files {
-        let path = mkstick::k8s::binaries::stick_path(name);
+        let path = mkstick::os::kubernetes::stick_path(name);
         assert_eq!(&esp_file(&img, &path), bytes, "{path}");
         assert_eq!(
             manifest["files"][&path]["sha256"].as_str(),

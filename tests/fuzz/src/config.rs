@@ -11,7 +11,7 @@
 
 use crate::Seed;
 use anyhow::{Context, Result};
-use mkstick::k8s::binaries::CachedBinary;
+use mkstick::os::kubernetes::CachedBinary;
 use mkstick::plan::{PlanArgs, SeedChoice};
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
@@ -193,7 +193,7 @@ pub fn seeds(repo: &Path) -> Result<Vec<Seed>> {
             "{base}[storage]\ndrives = [\"/dev/disk/by-id/virtio-d0\", \"/dev/disk/by-id/virtio-d1\"]\n\n\
 [kubernetes]\nversion = \"{}\"\npod-cidr = \"10.244.0.0/16\"\nservice-cidr = \"10.96.0.0/12\"\ncluster-name = \"home\"\n\n\
 [ingress]\ncontroller = \"none\"\n\n[nfs]\ndefault = false\nreclaim-policy = \"Retain\"\n",
-            mkstick::k8s::binaries::KUBERNETES_VERSION
+            mkstick::os::kubernetes::KUBERNETES_VERSION
         )
         .into_bytes(),
     ));

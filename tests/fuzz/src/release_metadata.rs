@@ -36,7 +36,7 @@ pub fn run(data: &[u8]) {
         }
         _ => {
             if let Ok(text) = std::str::from_utf8(rest) {
-                if let Ok(t) = mkstick::k8s::binaries::Table::parse(Path::new("k8s.toml"), text) {
+                if let Ok(t) = mkstick::os::kubernetes::Table::parse(Path::new("k8s.toml"), text) {
                     for f in &t.files {
                         let _ = f.artifact();
                         let _ = f.stick_path();

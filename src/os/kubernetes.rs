@@ -12,12 +12,12 @@
 //! repositories pinning them. Kubernetes publishes no OpenPGP signatures
 //! (its binaries are signed with sigstore), so the sha256 is the check.
 
+use super::cache::{write_atomic, Cache};
+use super::download::{Artifact, Downloader};
+use super::verify::Digest;
 use crate::config::kubernetes::KubeVersion;
 use crate::config::SourceError;
 use crate::io::Sha256Digest;
-use crate::os::cache::{write_atomic, Cache};
-use crate::os::download::{Artifact, Downloader};
-use crate::os::verify::Digest;
 use anyhow::{anyhow, bail, Context, Result};
 use serde::Deserialize;
 use std::collections::BTreeMap;
@@ -261,7 +261,7 @@ impl Table {
                 .iter()
                 .zip([f.kubeadm, f.kubelet, f.kubectl, f.crictl, f.cni_plugins])
         {
-            crate::os::source::check_url(e.url.get_ref()).map_err(|m| at(e.url.span(), m))?;
+            super::source::check_url(e.url.get_ref()).map_err(|m| at(e.url.span(), m))?;
             let Ok(Digest::Sha256(sha)) = Digest::parse_hex(e.sha256.get_ref()) else {
                 return Err(at(
                     e.sha256.span(),
