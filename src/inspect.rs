@@ -2,9 +2,10 @@
 //! and report what is in it. Secrets are redacted unless --show-config.
 
 use crate::cli::InspectArgs;
+use crate::formats::{fat, gpt, initrd};
 use crate::ignition;
-use crate::image::{fat, gpt, grub, initrd};
 use crate::io::{HashReader, Sha256Digest, Slice, BUFFER_SIZE};
+use crate::payload::grub;
 use crate::payload::{StickManifest, MANIFEST_PATH};
 use crate::progress::Progress;
 use anyhow::{bail, Context, Result};

@@ -1,9 +1,13 @@
 //! mkstick: one mkstick.toml -> a USB stick image that boots a server live.
 //!
 //! ```text
-//! StickConfig -plan-> Plan -render-> Payload -assemble-> Image -flash-> stick
-//!  config/            plan/  ignition/, payload.rs  image/       device/
+//! StickConfig -acquire-> OS dir -plan-> Plan -render-> Payload -assemble-> Image -flash-> stick
+//!  config/               os/            plan/       ignition/, payload/   image.rs      device/
 //! ```
+//!
+//! Each stage uses only earlier stages and the shared modules ([`io`],
+//! [`progress`], [`formats`], [`systemd`], [`k8s`], [`overlays`]); the
+//! integration test `layout` fails on an import cycle between modules.
 //!
 //! The subcommands live in [`commands`], one module each; this file holds
 //! the module list and the dispatch only.
@@ -12,7 +16,9 @@ pub mod boot;
 pub mod cli;
 pub mod commands;
 pub mod config;
+pub mod describe;
 pub mod device;
+pub mod formats;
 pub mod ignition;
 pub mod image;
 pub mod inspect;
@@ -23,6 +29,7 @@ pub mod overlays;
 pub mod payload;
 pub mod plan;
 pub mod progress;
+pub mod systemd;
 
 use anyhow::Result;
 use cli::{Cli, Command};

@@ -2,7 +2,8 @@
 
 use super::plan_and_render;
 use crate::cli::PlanArgs;
-use crate::plan::{self, SeedChoice};
+use crate::describe;
+use crate::plan::SeedChoice;
 use crate::progress::Progress;
 use anyhow::Result;
 use std::io::Write;
@@ -11,10 +12,10 @@ use std::process::ExitCode;
 pub fn plan(a: &PlanArgs, progress: &Progress, out: &mut impl Write) -> Result<ExitCode> {
     let (plan, payload, _lock) = plan_and_render(&a.config, SeedChoice::Derived, progress)?;
     if a.json {
-        serde_json::to_writer_pretty(&mut *out, &plan::describe_json(&plan, &payload))?;
+        serde_json::to_writer_pretty(&mut *out, &describe::describe_json(&plan, &payload))?;
         writeln!(out)?;
     } else {
-        write!(out, "{}", plan::describe(&plan, &payload))?;
+        write!(out, "{}", describe::describe(&plan, &payload))?;
     }
     Ok(ExitCode::SUCCESS)
 }

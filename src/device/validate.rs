@@ -14,8 +14,7 @@
 //! before fatfs sees them: fatfs 0.3.6 computes in u32 without checks and
 //! would panic (or, without overflow checks, wrap) on a crafted volume.
 
-use super::write::Range;
-use crate::image::gpt::SECTOR_BYTES;
+use crate::formats::gpt::SECTOR_BYTES;
 use crate::io::Slice;
 use anyhow::{anyhow, bail, Context, Result};
 use gpt::disk::LogicalBlockSize;
@@ -44,6 +43,21 @@ const FAT32_MIN_CLUSTERS: u64 = 65_525;
 /// More root directory entries than any real volume has; keeps a crafted
 /// directory from being read for ever.
 const MAX_ROOT_ENTRIES: usize = 65_536;
+
+/// A byte range of the image.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Range {
+    pub start: u64,
+    pub len: u64,
+}
+
+impl Range {
+    /// Ranges come from a file's length or a checked GPT, so the sum fits;
+    /// saturating keeps a mistake from wrapping to a small offset.
+    pub(super) fn end(&self) -> u64 {
+        self.start.saturating_add(self.len)
+    }
+}
 
 /// A checked image: its size, its partition table, and where the table's
 /// structures lie (the writer leaves them out and writes a table sized for
@@ -386,7 +400,7 @@ fn check_fat(file: &File, start: u64, len: u64) -> Result<()> {
 /// backup GPT in the last MiB.
 #[cfg(test)]
 pub(crate) mod test_image {
-    use crate::image::fat::{self, FatLayout};
+    use crate::formats::fat::{self, FatLayout};
     use std::fs::File;
 
     pub const MIB: u64 = 1 << 20;
@@ -396,7 +410,7 @@ pub(crate) mod test_image {
     pub fn with_guids(disk: uuid::Uuid, part: uuid::Uuid) -> File {
         let img = tempfile::tempfile().unwrap();
         img.set_len(ESP_BYTES + 2 * MIB).unwrap();
-        crate::image::gpt::write(&img, disk, part, ESP_BYTES).unwrap();
+        crate::formats::gpt::write(&img, disk, part, ESP_BYTES).unwrap();
         fat::format(
             &img,
             MIB,

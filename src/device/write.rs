@@ -22,8 +22,8 @@
 //! are zeroed again. One during the compare leaves the stick as it was: its
 //! older image still boots.
 
-use super::validate::ImageGpt;
-use crate::image::gpt::SECTOR_BYTES;
+use super::validate::{ImageGpt, Range};
+use crate::formats::gpt::SECTOR_BYTES;
 use crate::io::{Sha256Digest, BUFFER_SIZE};
 use anyhow::{bail, Context, Result};
 use sha2::{Digest, Sha256};
@@ -57,21 +57,6 @@ pub trait Target {
     /// Make the next reads come from the medium (default: nothing to drop).
     fn drop_caches(&mut self) -> io::Result<()> {
         Ok(())
-    }
-}
-
-/// A byte range of the image.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Range {
-    pub start: u64,
-    pub len: u64,
-}
-
-impl Range {
-    /// Ranges come from a file's length or a checked GPT, so the sum fits;
-    /// saturating keeps a mistake from wrapping to a small offset.
-    fn end(&self) -> u64 {
-        self.start.saturating_add(self.len)
     }
 }
 
@@ -900,7 +885,7 @@ mod tests {
         let never = AtomicBool::new(false);
         let report = write_image(&img, &table, &mut target, &quiet(&never)).unwrap();
         assert!(report.gpt_moved);
-        let esp = crate::image::gpt::read_esp(&target.0).unwrap();
+        let esp = crate::formats::gpt::read_esp(&target.0).unwrap();
         assert_eq!(
             (esp.disk_guid, esp.part_guid, esp.first_lba),
             (disk, part, 2048)
@@ -917,7 +902,7 @@ mod tests {
             img.read_exact_at(&mut old, at).unwrap();
             target.0.write_all_at(&old, at).unwrap();
         }
-        assert!(crate::image::gpt::read_esp(&target.0).is_ok());
+        assert!(crate::formats::gpt::read_esp(&target.0).is_ok());
         target
     }
 
@@ -936,7 +921,7 @@ mod tests {
         let e = format!("{e:#}");
         assert!(e.contains("interrupted") && e.contains("cleared"), "{e}");
         assert!(
-            crate::image::gpt::read_esp(&target.0).is_err(),
+            crate::formats::gpt::read_esp(&target.0).is_err(),
             "no GPT survives"
         );
     }

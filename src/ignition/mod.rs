@@ -5,7 +5,6 @@
 //! nothing here ever formats a disk.
 
 mod types;
-pub mod unit;
 
 pub use types::*;
 

@@ -111,7 +111,7 @@ pub fn fetch(r: &Release, dl: &Downloader, keys: &Keys) -> Result<PathBuf> {
                 .with_context(|| format!("reading {url}"))?
         }
     };
-    if let Some(why) = unusable_release(&version) {
+    if let Some(why) = super::source::unusable_release(&version) {
         bail!("{why}; pin one in [os] version");
     }
     if let Some(dir) =
@@ -187,73 +187,9 @@ fn artifact(dl: &Downloader, keys: &Keys, base: &str, name: &str, file: &str) ->
     })
 }
 
-/// Releases whose two-stage initrd drops the contents of appended initrds,
-/// so a stick's config (`usr/share/oem/config.ign`) never reaches Ignition
-/// and the server boots with no users and no keys: flatcar/Flatcar#2023,
-/// brought in with the two-stage initrd (flatcar/scripts `5f1944b072`),
-/// fixed by `changelog/bugfixes/2026-03-03-pxe-oem.md`. Ranges read from
-/// the release tags that carry each change; no stable or LTS release was
-/// affected. (channel, first broken, last broken, first fixed)
-const DROPS_APPENDED_INITRDS: [(&str, [u64; 3], [u64; 3], &str); 2] = [
-    ("alpha", [4487, 0, 0], [4628, 0, 0], "4669.0.0"),
-    ("beta", [4515, 1, 0], [4593, 1, 0], "4628.1.0"),
-];
-
-/// Why a Flatcar release cannot boot from a stick, if it cannot.
-pub fn unusable_release(version: &str) -> Option<String> {
-    let parts: Vec<u64> = version
-        .split('.')
-        .map(|p| p.parse().ok())
-        .collect::<Option<Vec<u64>>>()?;
-    let v: [u64; 3] = parts.try_into().ok()?;
-    DROPS_APPENDED_INITRDS
-        .iter()
-        // A channel's releases share the middle number (alpha .0, beta .1).
-        .find(|(_, first, last, _)| v[1] == first[1] && *first <= v && v <= *last)
-        .map(|(channel, _, _, fixed)| {
-            format!(
-                "Flatcar {version} drops the config a stick carries: its two-stage initrd discards appended initrds (flatcar/Flatcar#2023), so the server would boot with no users and no keys; use {channel} {fixed} or later, or the stable channel (4593.2.0 and later are fixed)"
-            )
-        })
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn releases_that_drop_the_stick_config_are_refused() {
-        for (version, refused) in [
-            ("4486.0.0", false),
-            ("4487.0.0", true),
-            ("4600.0.0", true),
-            ("4628.0.0", true),
-            ("4669.0.0", false),
-            ("4514.1.0", false),
-            ("4515.1.0", true),
-            ("4593.1.0", true),
-            ("4628.1.0", false),
-            // Stable and LTS were never affected, whatever their number.
-            ("4593.2.0", false),
-            ("4515.2.1", false),
-            ("4600.3.0", false),
-            ("4459.2.1", false),
-            ("not.a.version", false),
-        ] {
-            let why = unusable_release(version);
-            assert_eq!(why.is_some(), refused, "{version}: {why:?}");
-            if let Some(why) = why {
-                assert!(why.contains("flatcar/Flatcar#2023"), "{why}");
-                assert!(why.contains("or later"), "{why}");
-            }
-        }
-        assert!(unusable_release("4600.0.0")
-            .unwrap()
-            .contains("alpha 4669.0.0"));
-        assert!(unusable_release("4593.1.0")
-            .unwrap()
-            .contains("beta 4628.1.0"));
-    }
 
     #[test]
     fn version_txt_gives_the_version() {

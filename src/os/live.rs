@@ -31,7 +31,7 @@
 //! segment (dracut `--zstd`). Any other compression before the stamp is an
 //! error that names it.
 
-use crate::image::initrd::{self, Header};
+use crate::formats::initrd::{self, Header};
 use anyhow::{bail, Context, Result};
 use std::io::{BufRead, BufReader, Read};
 use std::path::Path;
@@ -322,7 +322,7 @@ impl<R: BufRead> BufRead for CountingReader<R> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::image::initrd::{gzip, newc_members, S_IFDIR, S_IFREG};
+    use crate::formats::initrd::{gzip, newc_members, S_IFDIR, S_IFREG};
 
     const DIR: u32 = S_IFDIR | 0o755;
     const FILE: u32 = S_IFREG | 0o644;

@@ -358,7 +358,7 @@ impl OsDir {
                 let bytes = std::fs::read(&file.path)
                     .with_context(|| format!("reading {}", file.path.display()))?;
                 check_digest(&file.path, f.sha256, Sha256Digest::of(&bytes))?;
-                out = crate::image::fat::read_tree(&bytes)
+                out = crate::formats::fat::read_tree(&bytes)
                     .with_context(|| format!("reading the FAT image {}", file.path.display()))?
                     .into_iter()
                     .map(|(esp_path, contents)| EfiFile { esp_path, contents })

@@ -4,11 +4,8 @@
 //! its hash), the boot command line and the IDs derived from the seed; later
 //! stages never look at the raw config again.
 
-mod describe;
 pub mod kubernetes;
 pub mod storage;
-
-pub use describe::{describe, describe_json, PlanJson};
 
 use crate::config::types::{KernelArg, PasswordHash};
 use crate::config::{LoadedConfig, MainConsole, NodeConfig, SourceError};
@@ -249,7 +246,7 @@ pub fn plan(loaded: &LoadedConfig, checked: ConfigChecked, args: &PlanArgs) -> R
         overlay.extend(k.overlay(
             node.hostname.as_str(),
             s,
-            crate::image::gpt::ESP_NAME,
+            crate::formats::gpt::ESP_NAME,
             bin_dir,
         )?);
     }

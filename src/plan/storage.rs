@@ -11,9 +11,9 @@ use crate::config::storage::{
     KUBERNETES_PERSIST,
 };
 use crate::config::{LoadedConfig, SourceError};
-use crate::ignition::unit::{device_unit, mount_unit};
 use crate::os::NfsServer;
 use crate::overlays::{EmbeddedFile, OVERLAYS};
+use crate::systemd::{device_unit, mount_unit};
 use anyhow::{bail, Context, Result};
 use std::collections::BTreeMap;
 

@@ -129,7 +129,7 @@ fn pad4(mut v: Vec<u8>) -> Vec<u8> {
 /// uncompressed early cpio (microcode), dracut's zstd cpio, then osbuild's
 /// gzip cpio holding etc/coreos-live-initramfs (when `stamp` is given).
 pub fn fake_initramfs(len: usize, seed: u8, stamp: Option<&str>) -> Vec<u8> {
-    use mkstick::image::initrd::{gzip, newc_members};
+    use mkstick::formats::initrd::{gzip, newc_members};
     let microcode = filler(2_000, seed);
     let early = newc_members(&[
         ("kernel", DIR, b""),
@@ -173,7 +173,7 @@ pub fn fake_rootfs(root: &str, len: usize, seed: u8, stamp: Option<&str>) -> Vec
         members.push(("etc/coreos-live-rootfs", FILE, stamp.as_bytes()));
     }
     members.push(("fedora-coreos-metal.x86_64.raw.osmet", FILE, b"osmet"));
-    mkstick::image::initrd::newc_members(&members)
+    mkstick::formats::initrd::newc_members(&members)
 }
 
 /// Replace an OS file of a [`Scratch`] (`os/NAME`) and its sha256 in os.json.
@@ -322,11 +322,11 @@ pub fn tool(name: &str) -> Option<PathBuf> {
 /// Every file of an image's EFI partition, read with the gpt and fatfs crates.
 pub fn esp_files(image: &Path) -> Vec<(String, Vec<u8>)> {
     let f = std::fs::File::open(image).unwrap();
-    let esp = mkstick::image::gpt::read_esp(&f).unwrap();
+    let esp = mkstick::formats::gpt::read_esp(&f).unwrap();
     let mut disk = mkstick::io::Slice::new(&f, esp.start_bytes(), esp.size_bytes());
     let fs = fatfs::FileSystem::new(&mut disk, fatfs::FsOptions::new()).unwrap();
     let mut out = Vec::new();
-    mkstick::image::fat::walk(&fs, |p, file| {
+    mkstick::formats::fat::walk(&fs, |p, file| {
         let mut data = Vec::new();
         std::io::Read::read_to_end(file, &mut data)?;
         out.push((p.to_string(), data));
@@ -347,7 +347,7 @@ pub fn esp_file(image: &Path, path: &str) -> Vec<u8> {
 /// The Ignition config inside an image's config initrd: `config.ign`
 /// (Fedora CoreOS) or `usr/share/oem/config.ign` (Flatcar).
 pub fn embedded_ignition(image: &Path) -> Vec<u8> {
-    let members = mkstick::image::initrd::read(&esp_file(image, "mkstick/ignition.img")).unwrap();
+    let members = mkstick::formats::initrd::read(&esp_file(image, "mkstick/ignition.img")).unwrap();
     members
         .into_iter()
         .find(|m| m.name == "config.ign" || m.name == "usr/share/oem/config.ign")

@@ -240,7 +240,7 @@ fn a_failing_write_clears_the_partition_table() {
     );
     assert!(msg.contains("Input/output error"), "{msg}");
     assert!(first_mib_is_zero(&t.file));
-    assert!(mkstick::image::gpt::read_esp(&t.file).is_err());
+    assert!(mkstick::formats::gpt::read_esp(&t.file).is_err());
 }
 
 #[test]
@@ -458,7 +458,7 @@ fn a_killed_flash_leaves_no_bootable_gpt_and_a_rerun_succeeds() {
     drop(rootfs);
     ok(s.run(&["build", "-q"]));
     ok(run_flash(&s, &lp.dev, &["--no-verify"]));
-    assert!(mkstick::image::gpt::read_esp(&std::fs::File::open(&lp.dev).unwrap()).is_ok());
+    assert!(mkstick::formats::gpt::read_esp(&std::fs::File::open(&lp.dev).unwrap()).is_ok());
 
     // Ctrl-C (SIGINT) mid-write: a clear error, and the table is cleared.
     let (code, err) = interrupt_flash(&s, &lp.dev, nix::sys::signal::Signal::SIGINT);
@@ -467,7 +467,7 @@ fn a_killed_flash_leaves_no_bootable_gpt_and_a_rerun_succeeds() {
         err.contains("interrupted") && err.contains("the stick's partition table was cleared"),
         "{err}"
     );
-    assert!(mkstick::image::gpt::read_esp(&std::fs::File::open(&lp.dev).unwrap()).is_err());
+    assert!(mkstick::formats::gpt::read_esp(&std::fs::File::open(&lp.dev).unwrap()).is_err());
     ok(run_flash(&s, &lp.dev, &["--no-verify"]));
 
     // SIGKILL cannot be handled: the write order alone must keep the stick
@@ -476,7 +476,7 @@ fn a_killed_flash_leaves_no_bootable_gpt_and_a_rerun_succeeds() {
     assert_eq!(code, None, "killed by the signal");
     let fresh = std::fs::File::open(&lp.dev).unwrap();
     assert!(
-        mkstick::image::gpt::read_esp(&fresh).is_err(),
+        mkstick::formats::gpt::read_esp(&fresh).is_err(),
         "a killed flash must not leave a valid GPT"
     );
     let out = ok(run_flash(&s, &lp.dev, &[]));
@@ -562,11 +562,11 @@ fn build_flash_writes_a_file_target_and_refuses_plain_files_without_to_file() {
         "{verified}"
     );
     let f = std::fs::File::open(s.path("copy.raw")).unwrap();
-    let esp = mkstick::image::gpt::read_esp(&f).unwrap();
+    let esp = mkstick::formats::gpt::read_esp(&f).unwrap();
     let img = std::fs::File::open(s.path("second.img")).unwrap();
     assert_eq!(
         esp,
-        mkstick::image::gpt::read_esp(&img).unwrap(),
+        mkstick::formats::gpt::read_esp(&img).unwrap(),
         "same partition, backup GPT moved"
     );
 }

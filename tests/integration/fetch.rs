@@ -669,7 +669,7 @@ fn flatcar_fetch_checks_digests_and_signatures_and_boots_through_fedoras_efi_cha
         grub.contains("initrd /os/initramfs.img /mkstick/ignition.img"),
         "{grub}"
     );
-    let members = mkstick::image::initrd::read(&esp_file(&img, "mkstick/ignition.img")).unwrap();
+    let members = mkstick::formats::initrd::read(&esp_file(&img, "mkstick/ignition.img")).unwrap();
     assert!(members.iter().any(|m| m.name == "usr/share/oem/config.ign"));
     // Flatcar's /usr, /usr/local included, is read-only: mkstick's scripts
     // go to /opt/bin, and nothing is written under /usr.

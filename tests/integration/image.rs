@@ -131,7 +131,7 @@ fn external_checkers_accept_the_image() {
     if let Some(fsck) = tool("fsck.fat") {
         // fsck.fat has no offset option: check a copy of the partition.
         let f = std::fs::File::open(&img).unwrap();
-        let esp = mkstick::image::gpt::read_esp(&f).unwrap();
+        let esp = mkstick::formats::gpt::read_esp(&f).unwrap();
         let bytes = std::fs::read(&img).unwrap();
         let part =
             &bytes[esp.start_bytes() as usize..(esp.start_bytes() + esp.size_bytes()) as usize];
@@ -201,7 +201,7 @@ fn builds_are_reproducible_and_ids_follow_the_seed() {
     }
     let guids = |name: &str| {
         let f = std::fs::File::open(s.path(name)).unwrap();
-        let e = mkstick::image::gpt::read_esp(&f).unwrap();
+        let e = mkstick::formats::gpt::read_esp(&f).unwrap();
         (e.disk_guid, e.part_guid)
     };
     ok(s.run(&["build", "-q", "--seed", "lab", "-o", "seed1.img"]));
@@ -225,7 +225,7 @@ fn source_date_epoch_sets_every_timestamp() {
         std::fs::read(s.path("mkstick.img")).unwrap() == std::fs::read(s.path("b.img")).unwrap()
     );
     let f = std::fs::File::open(s.path("mkstick.img")).unwrap();
-    let esp = mkstick::image::gpt::read_esp(&f).unwrap();
+    let esp = mkstick::formats::gpt::read_esp(&f).unwrap();
     let mut disk = mkstick::io::Slice::new(&f, esp.start_bytes(), esp.size_bytes());
     let fs = fatfs::FileSystem::new(&mut disk, fatfs::FsOptions::new()).unwrap();
     for e in fs.root_dir().iter() {

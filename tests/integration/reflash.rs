@@ -75,8 +75,8 @@ fn assert_holds(lp: &Loop, s: &Scratch) {
     let f = std::fs::File::open(&lp.dev).unwrap();
     let img = std::fs::File::open(s.path("mkstick.img")).unwrap();
     assert_eq!(
-        mkstick::image::gpt::read_esp(&f).unwrap(),
-        mkstick::image::gpt::read_esp(&img).unwrap()
+        mkstick::formats::gpt::read_esp(&f).unwrap(),
+        mkstick::formats::gpt::read_esp(&img).unwrap()
     );
     if let Some((found, clean, text)) = sgdisk_verify(lp) {
         assert!(found && clean, "sgdisk -v: {text}");
@@ -363,7 +363,7 @@ fn a_diff_flash_killed_before_its_partition_table_leaves_no_gpt_and_a_rerun_succ
         "a killed diff flash left GPT headers (primary, backup)"
     );
     let f = std::fs::File::open(&lp.dev).unwrap();
-    assert!(mkstick::image::gpt::read_esp(&f).is_err(), "no valid GPT");
+    assert!(mkstick::formats::gpt::read_esp(&f).is_err(), "no valid GPT");
     if let Some((found, _, text)) = sgdisk_verify(&lp) {
         assert!(!found, "sgdisk -v finds no GPT: {text}");
     }

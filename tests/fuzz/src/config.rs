@@ -132,7 +132,7 @@ fn check(env: &Env) -> Result<()> {
         },
     )?;
     let payload = mkstick::payload::render(&plan)?;
-    let _ = mkstick::plan::describe(&plan, &payload);
+    let _ = mkstick::describe::describe(&plan, &payload);
     plan.os.verify(|_| {})?;
     Ok(())
 }

@@ -5,7 +5,7 @@
 
 use crate::Seed;
 use anyhow::Result;
-use mkstick::image::initrd;
+use mkstick::formats::initrd;
 use mkstick::os::live;
 use std::path::Path;
 

@@ -25,7 +25,7 @@ pub fn run(data: &[u8]) {
         return;
     };
     if selector & 1 != 0 {
-        let _ = mkstick::image::fat::read_tree(rest);
+        let _ = mkstick::formats::fat::read_tree(rest);
         return;
     }
     let mut image = rest.to_vec();
@@ -182,8 +182,8 @@ pub fn seeds(repo: &Path) -> Result<Vec<Seed>> {
         ("EFI/BOOT/grub.cfg", grub),
         ("os/vmlinuz", b"kernel".to_vec()),
         (
-            mkstick::image::grub::CONFIG_INITRD,
-            mkstick::image::initrd::wrap("config.ign", &ign),
+            mkstick::payload::grub::CONFIG_INITRD,
+            mkstick::formats::initrd::wrap("config.ign", &ign),
         ),
     ];
     let listed: serde_json::Map<String, serde_json::Value> = files

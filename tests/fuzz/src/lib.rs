@@ -180,7 +180,7 @@ mod tests {
                 continue; // a crash's input
             }
             if bytes[0] & 1 == 1 {
-                assert!(!mkstick::image::fat::read_tree(&bytes[1..])
+                assert!(!mkstick::formats::fat::read_tree(&bytes[1..])
                     .unwrap()
                     .is_empty());
                 continue;

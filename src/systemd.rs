@@ -1,5 +1,6 @@
-//! systemd unit names: the escaping `systemd-escape --path` does, so mount
-//! and device units get the names systemd expects for their paths.
+//! systemd units the plan writes. Their names use the escaping
+//! `systemd-escape --path` does, so mount and device units get the names
+//! systemd expects for their paths.
 
 /// `systemd-escape --path PATH`: `/var/mnt/data` -> `var-mnt-data`.
 pub fn escape_path(path: &str) -> String {

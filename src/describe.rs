@@ -1,9 +1,10 @@
-//! `mkstick plan`: what the stick will do, in plain words. Secrets appear
-//! only as hashes.
+//! `mkstick plan`: what the stick will do, in plain words, from the
+//! [`Plan`] and the rendered [`Payload`] (for the stick's size). Secrets
+//! appear only as hashes.
 
-use super::{OverlayFile, Plan};
 use crate::image;
 use crate::payload::Payload;
+use crate::plan::{OverlayFile, Plan};
 use serde::Serialize;
 use std::fmt::Write as _;
 
@@ -96,7 +97,7 @@ fn describe_storage(s: &mut String, plan: &Plan) {
         crate::os::NfsServer::Kernel => "the OS's own NFS server".to_string(),
         crate::os::NfsServer::Container => format!(
             "an NFS server container ({}), since the OS ships none",
-            super::storage::NFS_CONTAINER_IMAGE
+            crate::plan::storage::NFS_CONTAINER_IMAGE
         ),
     };
     let clients: Vec<String> = st.nfs.clients.iter().map(|c| c.to_string()).collect();
@@ -150,7 +151,7 @@ fn is_network(client: &str) -> bool {
 /// The host names your own manifests route: `spec.rules[].host` of each
 /// Ingress, and the `Host(`…`)` rules of Traefik's IngressRoutes. Sorted,
 /// without repeats.
-fn ingress_hosts(manifests: &[super::kubernetes::UserManifest]) -> Vec<String> {
+fn ingress_hosts(manifests: &[crate::plan::kubernetes::UserManifest]) -> Vec<String> {
     use serde::Deserialize as _;
     let mut hosts = std::collections::BTreeSet::new();
     for m in manifests {
@@ -304,7 +305,7 @@ fn describe_kubernetes(s: &mut String, plan: &Plan) {
     let _ = writeln!(
         s,
         "    API:        https://{host}:{}",
-        super::kubernetes::API_PORT
+        crate::plan::kubernetes::API_PORT
     );
     if let Some(i) = &k.ingress {
         let _ = writeln!(
@@ -540,7 +541,7 @@ pub fn describe(plan: &Plan, payload: &Payload) -> String {
         &plan.ids.seed_hex()[..16],
         plan.ids.disk_guid,
         plan.ids.esp_guid,
-        image::grub::fat_uuid(plan.ids.volume_id)
+        crate::payload::grub::fat_uuid(plan.ids.volume_id)
     );
     s
 }
@@ -758,7 +759,7 @@ pub fn describe_json(plan: &Plan, payload: &Payload) -> PlanJson {
                     objects: m.documents,
                 })
                 .collect(),
-            api_url: format!("https://{host}:{}", super::kubernetes::API_PORT),
+            api_url: format!("https://{host}:{}", crate::plan::kubernetes::API_PORT),
             kubeconfig_command: format!(
                 "ssh core@{host} sudo cat /etc/kubernetes/admin.conf > kubeconfig"
             ),
@@ -766,7 +767,7 @@ pub fn describe_json(plan: &Plan, payload: &Payload) -> PlanJson {
     });
     let layout = image::esp_layout(payload);
     PlanJson {
-        mkstick_version: super::MKSTICK_VERSION,
+        mkstick_version: crate::plan::MKSTICK_VERSION,
         config: plan.config_path.display().to_string(),
         config_sha256: plan.config_sha256.to_string(),
         hostname: node.hostname.to_string(),
@@ -843,7 +844,7 @@ pub fn describe_json(plan: &Plan, payload: &Payload) -> PlanJson {
             seed: plan.ids.seed_hex(),
             disk_guid: plan.ids.disk_guid.to_string(),
             esp_guid: plan.ids.esp_guid.to_string(),
-            volume_id: image::grub::fat_uuid(plan.ids.volume_id),
+            volume_id: crate::payload::grub::fat_uuid(plan.ids.volume_id),
         },
     }
 }
@@ -878,7 +879,7 @@ mod tests {
 
     #[test]
     fn ingress_hosts_come_from_ingresses_and_ingress_routes() {
-        let m = |contents: &str| super::super::kubernetes::UserManifest {
+        let m = |contents: &str| crate::plan::kubernetes::UserManifest {
             name: "apps/x.yaml".into(),
             node_path: "/etc/mkstick/manifests/50-extra-00-x.yaml".into(),
             contents: contents.into(),

@@ -3,8 +3,10 @@
 //! rendered into memory; the OS's big files stay on disk until `assemble`
 //! streams them.
 
+pub mod grub;
+
+use crate::formats::initrd;
 use crate::ignition;
-use crate::image::{grub, initrd};
 use crate::io::Sha256Digest;
 use crate::plan::{Plan, MKSTICK_VERSION};
 use anyhow::{bail, Result};

@@ -8,13 +8,10 @@
 //! rootfs read in the same pass for the stamps they must share
 //! ([`crate::os::live`]).
 
-pub mod fat;
-pub mod gpt;
-pub mod grub;
-pub mod initrd;
-
+use crate::formats::{fat, gpt};
 use crate::io::{copy_hashed, ProgressReader, Slice};
 use crate::os::{check_digest, live};
+use crate::payload::grub;
 use crate::payload::{EspFile, Payload, Region, Source};
 use crate::plan::Plan;
 use crate::progress::Progress;
