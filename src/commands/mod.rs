@@ -75,11 +75,8 @@ pub fn plan_and_render(
 )> {
     let loaded = config::load(&a.config)?;
     // Checked before anything is downloaded.
-    let mut checked = crate::plan::check_config(&loaded)?;
+    let checked = crate::plan::check_config(&loaded)?;
     let got = acquire_os(&loaded, checked.kubernetes.as_ref(), a, false, progress)?;
-    if let Some(k) = &mut checked.kubernetes {
-        k.binaries = got.kubernetes;
-    }
     if let Some(s) = got.summary {
         progress.note(&s.to_string());
     }
@@ -88,6 +85,7 @@ pub fn plan_and_render(
         checked,
         &PlanArgs {
             os_dir: got.dir,
+            kubernetes_binaries: got.kubernetes,
             seed,
             source_date_epoch: source_date_epoch()?,
         },

@@ -177,7 +177,7 @@ pub fn render(plan: &Plan) -> Result<Payload> {
         (grub::ROOTFS, plan.rootfs.as_ref()),
     ];
     // The Kubernetes binaries, installed from the stick at every boot.
-    for b in plan.kubernetes.iter().flat_map(|k| &k.binaries) {
+    for b in &plan.kubernetes_binaries {
         own.push(EspFile {
             path: crate::os::kubernetes::stick_path(&b.name),
             size_bytes: b.size_bytes,

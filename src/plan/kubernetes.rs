@@ -4,8 +4,9 @@
 //! kubeadm config, and `manifests/` rendered with a few typed values.
 //!
 //! [`KubernetesPlan::from_config`] runs before anything is downloaded, so a
-//! wrong port or CIDR is reported at once; the binaries it names are then
-//! fetched and set in [`KubernetesPlan::binaries`].
+//! wrong port or CIDR is reported at once. The plan is whole then: its
+//! [`Table`] names the binaries, which the acquire stage fetches and the
+//! [`super::Plan`] then carries beside the OS.
 
 use super::storage::{render_overlay, render_template, StoragePlan};
 use super::OverlayFile;
@@ -13,7 +14,7 @@ use crate::config::kubernetes::KubeVersion;
 use crate::config::kubernetes::{Cidr, ClassName, NodeAddress, Reclaim};
 use crate::config::{LoadedConfig, SourceError};
 use crate::k8s::kubeadm::{KubeadmArgs, KubeadmConfig};
-use crate::os::kubernetes::{CachedBinary, Mirrors, Table};
+use crate::os::kubernetes::{Mirrors, Table};
 use crate::overlays::{EmbeddedFile, MANIFESTS, OVERLAYS};
 use crate::systemd::device_unit;
 use anyhow::{bail, Context, Result};
@@ -58,8 +59,6 @@ pub struct KubernetesPlan {
     pub version: KubeVersion,
     /// The files to fetch and carry on the stick.
     pub table: Table,
-    /// The table's files in the cache, once fetched (empty before).
-    pub binaries: Vec<CachedBinary>,
     pub cluster_name: ClassName,
     pub pod_cidr: Cidr,
     pub service_cidr: Cidr,
@@ -298,7 +297,6 @@ impl KubernetesPlan {
         Ok(Some(KubernetesPlan {
             version: table.kubernetes,
             table,
-            binaries: Vec::new(),
             cluster_name: k
                 .cluster_name
                 .as_ref()

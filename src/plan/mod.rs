@@ -10,6 +10,7 @@ pub mod storage;
 use crate::config::types::{KernelArg, PasswordHash};
 use crate::config::{LoadedConfig, MainConsole, NodeConfig, SourceError};
 use crate::io::{hex, Sha256Digest};
+use crate::os::kubernetes::CachedBinary;
 use crate::os::{EfiFile, OsDir, OsFile};
 use crate::overlays::OVERLAYS;
 use anyhow::{bail, Context, Result};
@@ -43,6 +44,8 @@ pub enum SeedChoice {
 pub struct PlanArgs {
     /// The OS directory, local or fetched ([`crate::os::fetch::acquire`]).
     pub os_dir: PathBuf,
+    /// The Kubernetes binaries the same call fetched, in the table's order.
+    pub kubernetes_binaries: Vec<CachedBinary>,
     pub seed: SeedChoice,
     /// `SOURCE_DATE_EPOCH`, read by the caller.
     pub source_date_epoch: Option<i64>,
@@ -56,7 +59,7 @@ pub struct ConfigChecked {
     pub extra_ignition: Vec<ExtraIgnition>,
     /// `[storage]`, served by the OS's NFS server once the OS is known.
     pub storage: Option<storage::StoragePlan>,
-    /// `[kubernetes]`; the caller adds the fetched binaries.
+    /// `[kubernetes]`, whole: its table names the binaries to fetch.
     pub kubernetes: Option<kubernetes::KubernetesPlan>,
 }
 
@@ -82,6 +85,8 @@ pub struct Plan {
     pub storage: Option<storage::StoragePlan>,
     /// `[kubernetes]`: the cluster the node starts (needs `storage`).
     pub kubernetes: Option<kubernetes::KubernetesPlan>,
+    /// The files of `kubernetes`'s table, acquired like the OS.
+    pub kubernetes_binaries: Vec<CachedBinary>,
     pub extra_ignition: Vec<ExtraIgnition>,
     pub ids: Ids,
     pub source_date_epoch: Option<i64>,
@@ -223,10 +228,17 @@ pub fn plan(loaded: &LoadedConfig, checked: ConfigChecked, args: &PlanArgs) -> R
     if let Some(s) = &mut storage {
         s.nfs.server = os.manifest.nfs_server;
     }
-    if let (Some(k), Some(s)) = (&kubernetes, &mut storage) {
-        if k.binaries.len() != k.table.files.len() {
-            bail!("the Kubernetes binaries were not fetched before planning");
-        }
+    let kubernetes_binaries = args.kubernetes_binaries.clone();
+    let table = kubernetes.as_ref().map_or(&[][..], |k| &k.table.files[..]);
+    let acquired = |f: &crate::os::kubernetes::TableFile| {
+        kubernetes_binaries
+            .iter()
+            .any(|b| b.name == f.name && b.sha256 == f.sha256)
+    };
+    if kubernetes_binaries.len() != table.len() || !table.iter().all(acquired) {
+        bail!("the Kubernetes binaries given to the plan are not the ones [kubernetes] pins; acquire them with the same table");
+    }
+    if let (Some(_), Some(s)) = (&kubernetes, &mut storage) {
         // The NFS provisioner mounts the export from the node itself.
         let local: crate::config::storage::NfsClient =
             kubernetes::NFS_SERVER.parse().map_err(anyhow::Error::msg)?;
@@ -267,6 +279,7 @@ pub fn plan(loaded: &LoadedConfig, checked: ConfigChecked, args: &PlanArgs) -> R
         overlay,
         storage,
         kubernetes,
+        kubernetes_binaries,
         extra_ignition,
         ids: Ids::from_seed([0; 32]),
         source_date_epoch: args.source_date_epoch,
@@ -314,7 +327,7 @@ impl Plan {
         for x in &self.extra_ignition {
             field("extra", &x.sha256.0);
         }
-        for b in self.kubernetes.iter().flat_map(|k| &k.binaries) {
+        for b in &self.kubernetes_binaries {
             field(&b.name, &b.sha256.0);
         }
         for o in &self.overlay {

@@ -105,11 +105,12 @@ pub fn check_text(text: &str) -> Result<()> {
 /// `mkstick check`, as `lib.rs` runs it, with `--os-dir` and no downloads.
 fn check(env: &Env) -> Result<()> {
     let loaded = mkstick::config::load(&env.config)?;
-    let mut checked = mkstick::plan::check_config(&loaded)?;
+    let checked = mkstick::plan::check_config(&loaded)?;
     // `--os-dir` skips `[os]`; check it anyway, as a run without it would.
     let _ = mkstick::os::source::OsSource::from_config(&loaded, None);
-    if let Some(k) = &mut checked.kubernetes {
-        k.binaries = k
+    let kubernetes_binaries = match &checked.kubernetes {
+        None => Vec::new(),
+        Some(k) => k
             .table
             .files
             .iter()
@@ -120,13 +121,14 @@ fn check(env: &Env) -> Result<()> {
                 sha256: f.sha256,
                 size_bytes: 10,
             })
-            .collect();
-    }
+            .collect(),
+    };
     let plan = mkstick::plan::plan(
         &loaded,
         checked,
         &PlanArgs {
             os_dir: env.os_dir.clone(),
+            kubernetes_binaries,
             seed: SeedChoice::Derived,
             source_date_epoch: None,
         },
