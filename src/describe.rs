@@ -85,11 +85,18 @@ fn describe_storage(s: &mut String, plan: &Plan) {
         st.mount_options(),
         st.device_timeout_secs
     );
-    let _ = writeln!(
-        s,
-        "  Kept on the pool, under {}/state, so they survive reboots and reflashing:",
-        st.mount
-    );
+    if st.persist.is_empty() {
+        let _ = writeln!(
+            s,
+            "  Nothing else is kept across reboots; list directories in [storage] persist to keep them on the pool."
+        );
+    } else {
+        let _ = writeln!(
+            s,
+            "  Kept on the pool, under {}/state, so they survive reboots and reflashing:",
+            st.mount
+        );
+    }
     for p in &st.persist {
         let _ = writeln!(s, "    {p}");
     }

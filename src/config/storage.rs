@@ -22,7 +22,8 @@ pub struct StorageConfig {
     pub mount: Spanned<StatePath>,
     #[serde(default)]
     pub compress: Compress,
-    /// Paths kept on the pool in addition to the Kubernetes defaults.
+    /// Paths kept on the pool, in addition to what the features need
+    /// (`plan::storage::StorageNeeds`).
     #[serde(default)]
     pub persist: CheckedList<StatePath>,
     /// How long a boot waits for the listed drives to appear.
@@ -48,15 +49,6 @@ fn default_device_timeout() -> Spanned<u32> {
 fn default_nfs_clients() -> CheckedList<NfsClient> {
     CheckedList::from_values(vec![NfsClient("127.0.0.1".into())])
 }
-
-/// What Kubernetes needs kept across reboots: its config and certificates,
-/// etcd's data, the kubelet's state and the container images.
-pub const KUBERNETES_PERSIST: [&str; 4] = [
-    "/etc/kubernetes",
-    "/var/lib/containerd",
-    "/var/lib/etcd",
-    "/var/lib/kubelet",
-];
 
 /// A drive's stable name under `/dev/disk/by-id/`.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Deserialize, serde::Serialize)]

@@ -8,10 +8,11 @@
 //! [`Table`] names the binaries, which the acquire stage fetches and the
 //! [`super::Plan`] then carries beside the OS.
 
-use super::storage::{render_overlay, render_template, StoragePlan};
+use super::storage::{render_overlay, render_template, StorageNeeds, StoragePlan};
 use super::OverlayFile;
 use crate::config::kubernetes::KubeVersion;
 use crate::config::kubernetes::{Cidr, ClassName, NodeAddress, Reclaim};
+use crate::config::storage::StatePath;
 use crate::config::{LoadedConfig, SourceError};
 use crate::k8s::kubeadm::{KubeadmArgs, KubeadmConfig};
 use crate::os::kubernetes::{Mirrors, Table};
@@ -32,6 +33,15 @@ pub const ARCH: &str = "amd64";
 /// The NFS server the provisioner mounts: the node itself. Its pods run on
 /// the host network, and the export always admits 127.0.0.1.
 pub const NFS_SERVER: &str = "127.0.0.1";
+/// What Kubernetes keeps across reboots: its config and certificates,
+/// etcd's data, the kubelet's state and the container images.
+pub const KEPT_PATHS: [&str; 4] = [
+    "/etc/kubernetes",
+    "/var/lib/containerd",
+    "/var/lib/etcd",
+    "/var/lib/kubelet",
+];
+
 /// The StorageClass's manifest on the node; the addons unit recreates the
 /// class when an apply is refused (its fields are immutable).
 pub const STORAGE_CLASS_FILE: &str = "31-nfs-storageclass.yaml";
@@ -310,6 +320,19 @@ impl KubernetesPlan {
             nfs,
             extra_manifests,
         }))
+    }
+
+    /// What the cluster needs of `[storage]`: its state kept on the pool
+    /// ([`KEPT_PATHS`]), and the NFS export open to the node itself, which
+    /// the provisioner mounts ([`NFS_SERVER`]).
+    pub fn storage_needs() -> StorageNeeds {
+        StorageNeeds {
+            persist: KEPT_PATHS
+                .iter()
+                .map(|p| StatePath::from_static(p))
+                .collect(),
+            nfs_clients: vec![NFS_SERVER.parse().expect("a valid NFS client")],
+        }
     }
 
     pub fn kubeadm_config(&self, hostname: &str) -> KubeadmConfig {

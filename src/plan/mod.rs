@@ -182,10 +182,15 @@ pub fn check_config(loaded: &LoadedConfig) -> Result<ConfigChecked> {
         .iter()
         .map(|p| load_fragment(loaded, p))
         .collect::<Result<Vec<_>>>()?;
+    // Each feature states what it needs of the storage.
+    let needs = match &kubernetes {
+        Some(_) => kubernetes::KubernetesPlan::storage_needs(),
+        None => storage::StorageNeeds::default(),
+    };
     let storage = cfg
         .storage
         .as_ref()
-        .map(|s| storage::StoragePlan::from_config(loaded, s))
+        .map(|s| storage::StoragePlan::from_config(loaded, s, &needs))
         .transpose()?;
     Ok(ConfigChecked {
         node,
@@ -237,14 +242,6 @@ pub fn plan(loaded: &LoadedConfig, checked: ConfigChecked, args: &PlanArgs) -> R
     };
     if kubernetes_binaries.len() != table.len() || !table.iter().all(acquired) {
         bail!("the Kubernetes binaries given to the plan are not the ones [kubernetes] pins; acquire them with the same table");
-    }
-    if let (Some(_), Some(s)) = (&kubernetes, &mut storage) {
-        // The NFS provisioner mounts the export from the node itself.
-        let local: crate::config::storage::NfsClient =
-            kubernetes::NFS_SERVER.parse().map_err(anyhow::Error::msg)?;
-        if !s.nfs.clients.contains(&local) {
-            s.nfs.clients.push(local);
-        }
     }
     let bin_dir = os.manifest.bin_dir.as_str();
     let mut overlay = overlay_files("base", bin_dir)?;

@@ -8,7 +8,6 @@
 use super::OverlayFile;
 use crate::config::storage::{
     Compress, DrivePath, NfsClient, PoolLabel, Profile, StatePath, StorageConfig,
-    KUBERNETES_PERSIST,
 };
 use crate::config::{LoadedConfig, SourceError};
 use crate::os::NfsServer;
@@ -27,10 +26,21 @@ pub struct StoragePlan {
     pub profile_defaulted: bool,
     pub mount: StatePath,
     pub compress: Compress,
-    /// Sorted; the Kubernetes paths first merged in.
+    /// Sorted: what the features need, and the user's `persist`.
     pub persist: Vec<StatePath>,
     pub device_timeout_secs: u32,
     pub nfs: NfsExport,
+}
+
+/// What a feature needs of the storage; each feature states its own
+/// ([`super::kubernetes::KubernetesPlan::storage_needs`]), and
+/// [`StoragePlan::from_config`] takes them with the user's.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct StorageNeeds {
+    /// Paths kept on the pool across reboots.
+    pub persist: Vec<StatePath>,
+    /// Hosts that mount the NFS export.
+    pub nfs_clients: Vec<NfsClient>,
 }
 
 /// `<mount>/exports`, served over NFS.
@@ -78,9 +88,14 @@ const MANAGED_PATHS: [&str; 14] = [
 ];
 
 impl StoragePlan {
-    /// Check `[storage]` and resolve its defaults. The NFS server is the
-    /// kernel's until the OS is known ([`crate::plan::plan`] sets it).
-    pub fn from_config(loaded: &LoadedConfig, cfg: &StorageConfig) -> Result<StoragePlan> {
+    /// Check `[storage]` and resolve its defaults, with what the features
+    /// need. The NFS server is the kernel's until the OS is known
+    /// ([`crate::plan::plan`] sets it).
+    pub fn from_config(
+        loaded: &LoadedConfig,
+        cfg: &StorageConfig,
+        needs: &StorageNeeds,
+    ) -> Result<StoragePlan> {
         let table_at = loaded.text.find("[storage]").unwrap_or(0);
         let at = |span: std::ops::Range<usize>, msg: String| -> anyhow::Error {
             SourceError::at(&loaded.path, &loaded.text, span.start, msg).into()
@@ -143,10 +158,8 @@ impl StoragePlan {
             ));
         }
 
-        let mut persist: Vec<(std::ops::Range<usize>, StatePath)> = KUBERNETES_PERSIST
-            .iter()
-            .map(|p| (0..0, StatePath::from_static(p)))
-            .collect();
+        let mut persist: Vec<(std::ops::Range<usize>, StatePath)> =
+            needs.persist.iter().map(|p| (0..0, p.clone())).collect();
         for (span, p) in cfg.persist.spanned() {
             if persist.iter().any(|(_, q)| q == p) {
                 continue; // a default written out again is fine
@@ -178,6 +191,13 @@ impl StoragePlan {
         let mut persist: Vec<StatePath> = persist.into_iter().map(|(_, p)| p).collect();
         persist.sort();
 
+        let mut clients: Vec<NfsClient> = cfg.nfs_clients.iter().cloned().collect();
+        for c in &needs.nfs_clients {
+            if !clients.contains(c) {
+                clients.push(c.clone());
+            }
+        }
+
         Ok(StoragePlan {
             drives,
             label: cfg.label.get_ref().clone(),
@@ -186,7 +206,7 @@ impl StoragePlan {
             nfs: NfsExport {
                 server: NfsServer::Kernel,
                 dir: format!("{mount}/exports"),
-                clients: cfg.nfs_clients.iter().cloned().collect(),
+                clients,
             },
             mount,
             compress: cfg.compress.clone(),
@@ -395,12 +415,61 @@ mod tests {
             config,
         };
         let cfg = loaded.config.storage.clone().expect("[storage] given");
-        let mut plan = StoragePlan::from_config(&loaded, &cfg)?;
+        // As on a stick with [kubernetes], which most of these are.
+        let needs = super::super::kubernetes::KubernetesPlan::storage_needs();
+        let mut plan = StoragePlan::from_config(&loaded, &cfg, &needs)?;
         plan.nfs.server = nfs_server;
         Ok(plan)
     }
 
     const TWO: &str = "drives = [\"/dev/disk/by-id/virtio-a\", \"/dev/disk/by-id/virtio-b\"]\n";
+
+    /// Each feature states what it needs: a stick with `[storage]` and no
+    /// `[kubernetes]` keeps only what the user lists, and its export is open
+    /// to the clients the user names; Kubernetes adds its state and 127.0.0.1.
+    #[test]
+    fn the_features_needs_are_kept_and_served() {
+        let text = format!(
+            "[node]\nhostname = \"kube1\"\n\n[storage]\n{TWO}persist = [\"/var/lib/myapp\"]\nnfs-clients = [\"192.168.1.20\"]\n"
+        );
+        let config = crate::config::parse(Path::new("mkstick.toml"), &text).unwrap();
+        let loaded = LoadedConfig {
+            path: "mkstick.toml".into(),
+            text,
+            config,
+        };
+        let cfg = loaded.config.storage.clone().unwrap();
+        let alone = StoragePlan::from_config(&loaded, &cfg, &StorageNeeds::default()).unwrap();
+        let kept = |p: &StoragePlan| p.persist.iter().map(|p| p.to_string()).collect::<Vec<_>>();
+        let clients = |p: &StoragePlan| {
+            p.nfs
+                .clients
+                .iter()
+                .map(|c| c.to_string())
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(kept(&alone), ["/var/lib/myapp"]);
+        assert_eq!(clients(&alone), ["192.168.1.20"]);
+        assert!(
+            !alone.persist_units().contains("etcd"),
+            "{}",
+            alone.persist_units()
+        );
+
+        let needs = super::super::kubernetes::KubernetesPlan::storage_needs();
+        let k8s = StoragePlan::from_config(&loaded, &cfg, &needs).unwrap();
+        assert_eq!(
+            kept(&k8s),
+            [
+                "/etc/kubernetes",
+                "/var/lib/containerd",
+                "/var/lib/etcd",
+                "/var/lib/kubelet",
+                "/var/lib/myapp"
+            ]
+        );
+        assert_eq!(clients(&k8s), ["192.168.1.20", "127.0.0.1"]);
+    }
 
     #[test]
     fn defaults_for_two_drives() {
@@ -415,7 +484,7 @@ mod tests {
             "noatime,compress=zstd,nofail,x-systemd.device-timeout=90s"
         );
         let persist: Vec<&str> = p.persist.iter().map(|p| p.as_str()).collect();
-        assert_eq!(persist, KUBERNETES_PERSIST);
+        assert_eq!(persist, super::super::kubernetes::KEPT_PATHS);
         assert_eq!(p.nfs.dir, "/var/mnt/data/exports");
         assert_eq!(
             p.mkfs_command(),
