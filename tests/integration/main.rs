@@ -11,6 +11,7 @@ mod http;
 mod image;
 mod inspect;
 mod kubernetes;
+mod layout;
 mod node_logic;
 mod os_contract;
 mod plan;
