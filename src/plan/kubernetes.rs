@@ -8,7 +8,7 @@
 //! [`Table`] names the binaries, which the acquire stage fetches and the
 //! [`super::Plan`] then carries beside the OS.
 
-use super::storage::{render_overlay, render_template, StorageNeeds, StoragePlan};
+use super::storage::{StorageNeeds, StoragePlan};
 use super::OverlayFile;
 use crate::config::kubernetes::KubeVersion;
 use crate::config::kubernetes::{Cidr, ClassName, NodeAddress, Reclaim};
@@ -16,6 +16,7 @@ use crate::config::storage::StatePath;
 use crate::config::{LoadedConfig, SourceError};
 use crate::k8s::kubeadm::{KubeadmArgs, KubeadmConfig};
 use crate::os::kubernetes::{Mirrors, Table};
+use crate::overlays::{render_overlay, render_template};
 use crate::overlays::{EmbeddedFile, MANIFESTS, OVERLAYS};
 use crate::systemd::device_unit;
 use anyhow::{bail, Context, Result};

@@ -12,8 +12,8 @@ use crate::config::{LoadedConfig, MainConsole, NodeConfig, SourceError};
 use crate::io::{hex, Sha256Digest};
 use crate::os::kubernetes::CachedBinary;
 use crate::os::{EfiFile, OsDir, OsFile};
-use crate::overlays::OVERLAYS;
-use anyhow::{bail, Context, Result};
+pub use crate::overlays::OverlayFile;
+use anyhow::{bail, Result};
 use sha2::{Digest, Sha256, Sha512};
 use std::path::PathBuf;
 
@@ -90,20 +90,6 @@ pub struct Plan {
     pub extra_ignition: Vec<ExtraIgnition>,
     pub ids: Ids,
     pub source_date_epoch: Option<i64>,
-}
-
-/// A file from `overlays/`, as it will be placed into the booted OS.
-#[derive(Debug, Clone, PartialEq)]
-pub enum OverlayFile {
-    Unit {
-        name: String,
-        contents: String,
-    },
-    File {
-        path: String,
-        mode: u32,
-        contents: Vec<u8>,
-    },
 }
 
 /// A user Ignition config merged over mkstick's.
@@ -244,7 +230,7 @@ pub fn plan(loaded: &LoadedConfig, checked: ConfigChecked, args: &PlanArgs) -> R
         bail!("the Kubernetes binaries given to the plan are not the ones [kubernetes] pins; acquire them with the same table");
     }
     let bin_dir = os.manifest.bin_dir.as_str();
-    let mut overlay = overlay_files("base", bin_dir)?;
+    let mut overlay = crate::overlays::group_files("base", bin_dir)?;
     if let Some(s) = &storage {
         overlay.extend(s.overlay(bin_dir)?);
     }
@@ -369,39 +355,6 @@ impl Plan {
     }
 }
 
-/// The files of one `overlays/` group, sorted, with the OS's bin_dir.
-fn overlay_files(group: &str, bin_dir: &str) -> Result<Vec<OverlayFile>> {
-    let vars = std::collections::BTreeMap::from([("bin_dir", bin_dir.to_string())]);
-    OVERLAYS
-        .iter()
-        .filter(|f| f.group == group)
-        .map(|f| storage::render_overlay(f, &vars))
-        .collect()
-}
-
-/// One overlay file at `path` (relative to `/`): a systemd unit when it sits
-/// directly in `etc/systemd/system/`, else a plain file.
-fn overlay_file(path: &str, executable: bool, contents: Vec<u8>) -> Result<OverlayFile> {
-    let unit_suffixes = [
-        ".service", ".mount", ".target", ".timer", ".path", ".socket",
-    ];
-    let unit_name = path
-        .strip_prefix("etc/systemd/system/")
-        .filter(|n| !n.contains('/') && unit_suffixes.iter().any(|s| n.ends_with(s)));
-    Ok(match unit_name {
-        Some(name) => OverlayFile::Unit {
-            name: name.to_string(),
-            contents: String::from_utf8(contents)
-                .with_context(|| format!("overlay unit {path} is not UTF-8"))?,
-        },
-        None => OverlayFile::File {
-            path: format!("/{path}"),
-            mode: if executable { 0o755 } else { 0o644 },
-            contents,
-        },
-    })
-}
-
 /// Read one `[extra] ignition` file and check that Ignition can merge it.
 pub fn load_fragment(loaded: &LoadedConfig, p: &toml::Spanned<PathBuf>) -> Result<ExtraIgnition> {
     let path = loaded.resolve(p.get_ref());
@@ -470,17 +423,5 @@ mod tests {
         assert_ne!(a.disk_guid, a.esp_guid);
         assert_eq!(a.disk_guid.get_version_num(), 4);
         assert_eq!(a.esp_guid.get_variant(), uuid::Variant::RFC4122);
-    }
-
-    #[test]
-    fn base_overlay_has_the_banner_unit_and_its_script() {
-        let files = overlay_files("base", "/usr/local/bin").unwrap();
-        assert!(files.iter().any(
-            |f| matches!(f, OverlayFile::Unit { name, .. } if name == "mkstick-banner.service")
-        ));
-        assert!(files.iter().any(|f| matches!(
-            f,
-            OverlayFile::File { path, mode: 0o755, .. } if path == "/usr/local/bin/mkstick-banner"
-        )));
     }
 }

@@ -5,15 +5,15 @@
 //! OS needs) with `{{name}}` placeholders in their paths and contents. A
 //! file whose path holds `{{persist_unit}}` is rendered once per kept path.
 
-use super::OverlayFile;
 use crate::config::storage::{
     Compress, DrivePath, NfsClient, PoolLabel, Profile, StatePath, StorageConfig,
 };
 use crate::config::{LoadedConfig, SourceError};
 use crate::os::NfsServer;
-use crate::overlays::{EmbeddedFile, OVERLAYS};
+use crate::overlays::OVERLAYS;
+use crate::overlays::{render_overlay, OverlayFile};
 use crate::systemd::{device_unit, mount_unit};
-use anyhow::{bail, Context, Result};
+use anyhow::Result;
 use std::collections::BTreeMap;
 
 /// The data drives, the pool on them and what is kept there.
@@ -355,48 +355,6 @@ impl StoragePlan {
     }
 }
 
-/// One `overlays/` template, its path and contents rendered with `vars`.
-pub fn render_overlay(f: &EmbeddedFile, vars: &BTreeMap<&str, String>) -> Result<OverlayFile> {
-    let text = std::str::from_utf8(f.contents)
-        .with_context(|| format!("overlay template {} is not UTF-8", f.path))?;
-    let path = render_template(f.path, vars)
-        .with_context(|| format!("rendering the name of overlays/{}/{}", f.group, f.path))?;
-    // overlays/*/usr/local/bin/ holds mkstick's node scripts; on the node
-    // they go to the OS's bin_dir (os.json), which units name as {{bin_dir}}.
-    let path = match (path.strip_prefix(OVERLAY_BIN_DIR), vars.get("bin_dir")) {
-        (Some(name), Some(dir)) => format!("{}/{name}", dir.trim_matches('/')),
-        (Some(_), None) => bail!("overlays/{}/{}: no bin_dir to place it in", f.group, f.path),
-        (None, _) => path,
-    };
-    let contents = render_template(text, vars)
-        .with_context(|| format!("rendering overlays/{}/{}", f.group, f.path))?;
-    super::overlay_file(&path, f.executable, contents.into_bytes())
-}
-
-/// Where the overlay tree keeps mkstick's node scripts (see [`render_overlay`]).
-pub const OVERLAY_BIN_DIR: &str = "usr/local/bin/";
-
-/// Replace every `{{name}}` in `text`; an unknown name is an error.
-pub fn render_template(text: &str, vars: &BTreeMap<&str, String>) -> Result<String> {
-    let mut out = String::with_capacity(text.len());
-    let mut rest = text;
-    while let Some(start) = rest.find("{{") {
-        out.push_str(&rest[..start]);
-        let after = &rest[start + 2..];
-        let Some(end) = after.find("}}") else {
-            bail!("an unclosed `{{{{` in a template");
-        };
-        let name = &after[..end];
-        match vars.get(name) {
-            Some(v) => out.push_str(v),
-            None => bail!("unknown placeholder `{{{{{name}}}}}`"),
-        }
-        rest = &after[end + 2..];
-    }
-    out.push_str(rest);
-    Ok(out)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -549,18 +507,6 @@ mod tests {
         assert!(
             e.starts_with("mkstick.toml:6:11:") && e.contains("write hole"),
             "{e}"
-        );
-    }
-
-    #[test]
-    fn templates_render_every_placeholder_or_fail() {
-        let vars = BTreeMap::from([("a", "1".to_string())]);
-        assert_eq!(render_template("x{{a}}y{{a}}", &vars).unwrap(), "x1y1");
-        assert!(render_template("{{b}}", &vars).is_err());
-        assert!(render_template("{{a", &vars).is_err());
-        assert_eq!(
-            render_template("${#x[@]} {x}", &vars).unwrap(),
-            "${#x[@]} {x}"
         );
     }
 
