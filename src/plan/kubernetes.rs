@@ -1,26 +1,25 @@
 //! Plan stage, Kubernetes part: `[kubernetes]`, `[ingress]`, `[nfs]` and
-//! `[extra] manifests` -> [`KubernetesPlan`], and the files it places into
-//! the booted OS: `overlays/kubernetes/` rendered with its values, the
-//! kubeadm config, and `manifests/` rendered with a few typed values.
+//! `[extra] manifests` -> [`KubernetesPlan`], every value checked. The
+//! files it places into the booted OS are rendered in [`files`]; the user's
+//! manifests are checked in [`manifests`].
 //!
 //! [`KubernetesPlan::from_config`] runs before anything is downloaded, so a
 //! wrong port or CIDR is reported at once. The plan is whole then: its
 //! [`Table`] names the binaries, which the acquire stage fetches and the
 //! [`super::Plan`] then carries beside the OS.
 
-use super::storage::{StorageNeeds, StoragePlan};
-use super::OverlayFile;
+mod files;
+mod manifests;
+
+use super::storage::StorageNeeds;
 use crate::config::kubernetes::KubeVersion;
 use crate::config::kubernetes::{Cidr, ClassName, NodeAddress, Reclaim};
 use crate::config::storage::StatePath;
 use crate::config::{LoadedConfig, SourceError};
-use crate::k8s::kubeadm::{KubeadmArgs, KubeadmConfig};
 use crate::os::kubernetes::{Mirrors, Table};
-use crate::overlays::{render_overlay, render_template};
-use crate::overlays::{EmbeddedFile, MANIFESTS, OVERLAYS};
-use crate::systemd::device_unit;
-use anyhow::{bail, Context, Result};
-use std::collections::BTreeMap;
+use anyhow::Result;
+use manifests::user_manifests;
+pub use manifests::{check_manifest, UserManifest, MAX_DATA_BYTES, MAX_OBJECT_BYTES};
 use std::ops::Range;
 use toml::Spanned;
 
@@ -94,17 +93,6 @@ pub struct NfsClassPlan {
     pub storage_class: ClassName,
     pub default: bool,
     pub reclaim: Reclaim,
-}
-
-/// One of the user's manifest files, checked to be Kubernetes YAML.
-#[derive(Debug, Clone, PartialEq)]
-pub struct UserManifest {
-    /// The file's path as given or found, for messages.
-    pub name: String,
-    /// `/etc/mkstick/manifests/50-extra-NN-<file>.yaml` on the node.
-    pub node_path: String,
-    pub contents: String,
-    pub documents: usize,
 }
 
 impl KubernetesPlan {
@@ -336,19 +324,6 @@ impl KubernetesPlan {
         }
     }
 
-    pub fn kubeadm_config(&self, hostname: &str) -> KubeadmConfig {
-        let addr = self.advertise_address.map(|a| a.to_string());
-        KubeadmConfig::new(&KubeadmArgs {
-            node_name: hostname,
-            version: self.version,
-            cluster_name: self.cluster_name.as_str(),
-            pod_cidr: &self.pod_cidr.to_string(),
-            service_cidr: &self.service_cidr.to_string(),
-            advertise_address: addr.as_deref(),
-            cert_sans: self.cert_sans.clone(),
-        })
-    }
-
     /// The address `plan` prints for the node: the fixed one, or its name.
     pub fn host(&self, hostname: &str) -> String {
         match self.advertise_address {
@@ -356,132 +331,6 @@ impl KubernetesPlan {
             Some(a) => a.to_string(),
             None => hostname.to_string(),
         }
-    }
-
-    /// The values `manifests/` templates use.
-    fn manifest_vars(&self) -> BTreeMap<&'static str, String> {
-        let (http, https) = self
-            .ingress
-            .as_ref()
-            .map_or((0, 0), |i| (i.http_port, i.https_port));
-        BTreeMap::from([
-            ("pod_cidr", self.pod_cidr.to_string()),
-            ("http_port", http.to_string()),
-            ("https_port", https.to_string()),
-            ("storage_class", self.nfs.storage_class.to_string()),
-            ("default_class", self.nfs.default.to_string()),
-            ("reclaim_policy", self.nfs.reclaim.policy().to_string()),
-            ("on_delete", self.nfs.reclaim.on_delete().to_string()),
-            ("nfs_server", NFS_SERVER.to_string()),
-        ])
-    }
-
-    /// mkstick's manifests in the order the addons unit applies them, as
-    /// (path on the node, contents); the CNI config comes first.
-    pub fn manifests(&self, nfs_share: &str) -> Result<Vec<(String, String)>> {
-        let mut vars = self.manifest_vars();
-        vars.insert("nfs_share", nfs_share.to_string());
-        let render = |group: &str, name: &str| -> Result<String> {
-            let f = embedded(MANIFESTS, group, name)?;
-            let text = std::str::from_utf8(f.contents)
-                .with_context(|| format!("manifests/{group}/{name} is not UTF-8"))?;
-            render_template(text, &vars)
-                .with_context(|| format!("rendering manifests/{group}/{name}"))
-        };
-        let mut out = vec![(
-            "/etc/mkstick/cni/10-mkstick.conflist".to_string(),
-            render("cni", "bridge.conflist")?,
-        )];
-        if self.ingress.is_some() {
-            out.push((
-                "/etc/mkstick/manifests/20-ingress-traefik.yaml".to_string(),
-                render("ingress", "traefik.yaml")?,
-            ));
-        }
-        out.push((
-            "/etc/mkstick/manifests/30-nfs-csi-driver-nfs.yaml".to_string(),
-            render("nfs", "csi-driver-nfs.yaml")?,
-        ));
-        out.push((
-            format!("/etc/mkstick/manifests/{STORAGE_CLASS_FILE}"),
-            render("nfs", "storageclass.yaml")?,
-        ));
-        for m in &self.extra_manifests {
-            out.push((m.node_path.clone(), m.contents.clone()));
-        }
-        out.push((
-            "/etc/mkstick/examples/whoami.yaml".to_string(),
-            render("examples", "whoami.yaml")?,
-        ));
-        Ok(out)
-    }
-
-    /// The table's files under `k8s/` on the stick, space-separated in
-    /// table order: what the node installs and checks.
-    pub fn stick_files(&self) -> String {
-        self.table
-            .files
-            .iter()
-            .map(|f| {
-                let path = f.stick_path();
-                path.strip_prefix("k8s/").unwrap_or(&path).to_string()
-            })
-            .collect::<Vec<_>>()
-            .join(" ")
-    }
-
-    /// Every file the Kubernetes feature places into the booted OS.
-    pub fn overlay(
-        &self,
-        hostname: &str,
-        storage: &StoragePlan,
-        stick_label: &str,
-        bin_dir: &str,
-    ) -> Result<Vec<OverlayFile>> {
-        let stick_device = format!("/dev/disk/by-partlabel/{stick_label}");
-        let vars = BTreeMap::from([
-            ("bin_dir", bin_dir.to_string()),
-            ("version", self.version.to_string()),
-            (
-                "upgrades_from",
-                crate::k8s::version::upgrades_from(self.version).to_string(),
-            ),
-            ("k8s_files", self.stick_files()),
-            ("stick_label", stick_label.to_string()),
-            ("stick_device_unit", device_unit(&stick_device)),
-            ("persist_units", storage.persist_units()),
-            ("storage_class", self.nfs.storage_class.to_string()),
-            ("storage_class_file", STORAGE_CLASS_FILE.to_string()),
-        ]);
-        let mut out = OVERLAYS
-            .iter()
-            .filter(|f| f.group == "kubernetes")
-            .map(|f| render_overlay(f, &vars))
-            .collect::<Result<Vec<_>>>()?;
-        out.push(OverlayFile::File {
-            path: "/etc/mkstick/kubeadm.yaml".into(),
-            mode: 0o600,
-            contents: self.kubeadm_config(hostname).to_yaml().into_bytes(),
-        });
-        for (path, contents) in self.manifests(storage.nfs.share())? {
-            out.push(OverlayFile::File {
-                path,
-                mode: 0o644,
-                contents: contents.into_bytes(),
-            });
-        }
-        Ok(out)
-    }
-}
-
-fn embedded(
-    table: &'static [EmbeddedFile],
-    group: &str,
-    path: &str,
-) -> Result<&'static EmbeddedFile> {
-    match table.iter().find(|f| f.group == group && f.path == path) {
-        Some(f) => Ok(f),
-        None => bail!("{group}/{path} is missing from mkstick's embedded files"),
     }
 }
 
@@ -568,242 +417,11 @@ fn port(v: &Option<Spanned<i64>>, default: u16) -> Result<u16, (Range<usize>, St
     Ok(p)
 }
 
-/// The files of `[extra] manifests`, each checked to hold Kubernetes objects.
-fn user_manifests(loaded: &LoadedConfig) -> Result<Vec<UserManifest>> {
-    let mut files = Vec::new();
-    for entry in &loaded.config.extra.manifests {
-        let path = loaded.resolve(entry.get_ref());
-        let meta = std::fs::metadata(&path).map_err(|e| {
-            loaded.error_at(
-                entry,
-                format!(
-                    "cannot read {}: {e}; fix the path or remove it from [extra] manifests",
-                    path.display()
-                ),
-            )
-        })?;
-        if meta.is_dir() {
-            let mut found: Vec<_> = std::fs::read_dir(&path)
-                .with_context(|| format!("listing {}", path.display()))?
-                .filter_map(|e| e.ok().map(|e| e.path()))
-                .filter(|p| {
-                    p.is_file()
-                        && matches!(
-                            p.extension().and_then(|e| e.to_str()),
-                            Some("yaml" | "yml" | "json")
-                        )
-                })
-                .collect();
-            found.sort();
-            if found.is_empty() {
-                return Err(loaded
-                    .error_at(
-                        entry,
-                        format!("{} holds no .yaml, .yml or .json files; add your manifests there or remove it from [extra] manifests", path.display()),
-                    )
-                    .into());
-            }
-            files.extend(found);
-        } else {
-            files.push(path);
-        }
-    }
-    let mut out = Vec::new();
-    for (i, path) in files.iter().enumerate() {
-        let text = std::fs::read_to_string(path).with_context(|| {
-            format!("reading {} (a manifest must be UTF-8 text)", path.display())
-        })?;
-        let documents = check_manifest(path, &text)?;
-        let stem = path
-            .file_stem()
-            .and_then(|s| s.to_str())
-            .unwrap_or("manifest")
-            .chars()
-            .map(|c| {
-                if c.is_ascii_alphanumeric() || c == '-' || c == '_' {
-                    c
-                } else {
-                    '-'
-                }
-            })
-            .collect::<String>();
-        out.push(UserManifest {
-            name: path.display().to_string(),
-            node_path: format!("/etc/mkstick/manifests/50-extra-{:04}-{stem}.yaml", i + 1),
-            contents: text,
-            documents,
-        });
-    }
-    Ok(out)
-}
-
-/// The most an object may weigh when stored: etcd's default request limit
-/// (`--max-request-bytes`, 1.5 MiB; etcd `server/embed/config.go`
-/// DefaultMaxRequestBytes), which kubeadm's etcd keeps.
-pub const MAX_OBJECT_BYTES: usize = 3 << 19;
-
-/// The most data a ConfigMap or Secret may hold: 1 MiB (`MaxSecretSize`,
-/// kubernetes `pkg/apis/core/validation/validation.go`, ValidateConfigMap
-/// counts keys and values, ValidateSecret the decoded values).
-pub const MAX_DATA_BYTES: usize = 1 << 20;
-
-/// Every document of a manifest is a Kubernetes object (it names its
-/// apiVersion and kind) or empty, and is small enough for the API server.
-/// Returns how many objects it holds.
-///
-/// Like kubectl (`k8s.io/apimachinery/pkg/util/yaml` NewYAMLOrJSONDecoder,
-/// hasJSONPrefix), a text whose first non-space character is `{` is read as
-/// a stream of JSON objects, strictly: a trailing comma that YAML would
-/// forgive fails `kubectl apply` on the server.
-pub fn check_manifest(path: &std::path::Path, text: &str) -> Result<usize> {
-    use serde::Deserialize;
-    let mut documents: Vec<(usize, serde_json::Value)> = Vec::new();
-    if text.trim_start().starts_with('{') {
-        let mut stream = serde_json::Deserializer::from_str(text).into_iter::<serde_json::Value>();
-        loop {
-            let at = text.len() - text[stream.byte_offset()..].trim_start().len();
-            match stream.next() {
-                None => break,
-                Some(Ok(v)) => documents.push((at, v)),
-                Some(Err(e)) => {
-                    return Err(SourceError::json(
-                        path,
-                        text,
-                        &e,
-                        "kubectl reads a manifest that starts with `{` as strict JSON; fix the JSON (no trailing commas or comments)",
-                    )
-                    .into())
-                }
-            }
-        }
-    } else {
-        let starts = yaml_document_starts(text);
-        for (i, doc) in serde_yaml_ng::Deserializer::from_str(text).enumerate() {
-            let value = serde_yaml_ng::Value::deserialize(doc).map_err(|e| {
-                let at = e.location().map_or(0, |l| l.index());
-                SourceError::at(path, text, at, format!("{e}; fix the YAML"))
-            })?;
-            let at = starts.get(i).copied().unwrap_or(0);
-            let value = serde_json::to_value(&value).map_err(|e| {
-                SourceError::at(
-                    path,
-                    text,
-                    at,
-                    format!("this document cannot be sent to the API server as JSON ({e}); use string keys"),
-                )
-            })?;
-            documents.push((at, value));
-        }
-    }
-    let mut objects = 0;
-    for (at, value) in &documents {
-        if value.is_null() {
-            continue;
-        }
-        let field = |k: &str| value.get(k).and_then(|v| v.as_str());
-        let (Some(_), Some(kind)) = (field("apiVersion"), field("kind")) else {
-            return Err(SourceError::at(
-                path,
-                text,
-                *at,
-                format!(
-                    "document {} is not a Kubernetes object: it needs `apiVersion` and `kind`",
-                    objects + 1
-                ),
-            )
-            .into());
-        };
-        objects += 1;
-        let name = value
-            .pointer("/metadata/name")
-            .and_then(|v| v.as_str())
-            .unwrap_or("(unnamed)");
-        let too_big =
-            |what: String| -> anyhow::Error { SourceError::at(path, text, *at, what).into() };
-        let data = data_bytes(kind, value);
-        if data > MAX_DATA_BYTES {
-            return Err(too_big(format!(
-                "{kind} `{name}` holds {} of data, and the API server refuses more than 1 MiB in a {kind}; keep large files on the NFS storage (a PersistentVolumeClaim) or in a container image",
-                crate::io::human_bytes(data as u64)
-            )));
-        }
-        let size = serde_json::to_vec(value).map_or(0, |v| v.len());
-        if size > MAX_OBJECT_BYTES {
-            return Err(too_big(format!(
-                "{kind} `{name}` is {} as JSON, and etcd stores at most 1.5 MiB per object; split it, or keep large data on the NFS storage",
-                crate::io::human_bytes(size as u64)
-            )));
-        }
-    }
-    if objects == 0 {
-        bail!(
-            "{}: holds no Kubernetes objects; remove it from [extra] manifests",
-            path.display()
-        );
-    }
-    Ok(objects)
-}
-
-/// The bytes of data the API server counts against [`MAX_DATA_BYTES`].
-fn data_bytes(kind: &str, object: &serde_json::Value) -> usize {
-    let map = |key: &str| {
-        object
-            .get(key)
-            .and_then(|m| m.as_object())
-            .into_iter()
-            .flatten()
-    };
-    let text_len = |v: &serde_json::Value| v.as_str().map_or(0, str::len);
-    // base64 without decoding: 3 bytes per 4 characters, less the padding.
-    let decoded_len = |v: &serde_json::Value| {
-        v.as_str().map_or(0, |s| {
-            let s = s.trim_end_matches('=');
-            s.len() / 4 * 3 + (s.len() % 4).saturating_sub(1)
-        })
-    };
-    match kind {
-        "ConfigMap" => {
-            map("data")
-                .map(|(k, v)| k.len() + text_len(v))
-                .sum::<usize>()
-                + map("binaryData")
-                    .map(|(k, v)| k.len() + decoded_len(v))
-                    .sum::<usize>()
-        }
-        "Secret" => {
-            map("data").map(|(_, v)| decoded_len(v)).sum::<usize>()
-                + map("stringData").map(|(_, v)| text_len(v)).sum::<usize>()
-        }
-        _ => 0,
-    }
-}
-
-/// Where each YAML document of `text` starts, in the order a YAML parser
-/// yields them: at the top, and at every `---` line.
-fn yaml_document_starts(text: &str) -> Vec<usize> {
-    let mut starts = Vec::new();
-    let mut offset = 0;
-    let mut first_content = true;
-    for line in text.split_inclusive('\n') {
-        let marker =
-            line.starts_with("---") && line[3..].chars().next().is_none_or(char::is_whitespace);
-        let blank = line.trim().is_empty() || line.trim_start().starts_with('#');
-        if marker {
-            starts.push(offset);
-            first_content = false;
-        } else if first_content && !blank {
-            // Content before any marker: the first document.
-            starts.push(offset);
-            first_content = false;
-        }
-        offset += line.len();
-    }
-    starts
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::overlays::{render_template, OVERLAYS};
+    use std::collections::BTreeMap;
     use std::path::Path;
 
     const BASE: &str =
