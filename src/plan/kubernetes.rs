@@ -13,7 +13,9 @@ mod manifests;
 
 use super::storage::StorageNeeds;
 use crate::config::kubernetes::KubeVersion;
-use crate::config::kubernetes::{Cidr, ClassName, NodeAddress, Reclaim};
+use crate::config::kubernetes::{
+    Cidr, ClassName, IngressConfig, KubernetesConfig, NodeAddress, Reclaim,
+};
 use crate::config::storage::StatePath;
 use crate::config::{LoadedConfig, SourceError};
 use crate::os::kubernetes::{Mirrors, Table};
@@ -99,30 +101,21 @@ impl KubernetesPlan {
     /// Check the Kubernetes tables. `None` when `[kubernetes]` is absent.
     pub fn from_config(loaded: &LoadedConfig) -> Result<Option<KubernetesPlan>> {
         let cfg = &loaded.config;
-        let table_at = |name: &str| -> usize {
-            loaded
-                .text
-                .find(&format!("[{name}]"))
-                .unwrap_or(loaded.text.len())
-        };
-        let err = |at: usize, msg: String| -> anyhow::Error {
-            SourceError::at(&loaded.path, &loaded.text, at, msg).into()
-        };
-        let spanned_err = |span: Range<usize>, msg: String| err(span.start, msg);
+        let e = Errors(loaded);
         let Some(k) = &cfg.kubernetes else {
             for (name, present) in [
                 ("ingress", cfg.ingress.is_some()),
                 ("nfs", cfg.nfs.is_some()),
             ] {
                 if present {
-                    return Err(err(
-                        table_at(name),
+                    return Err(e.at(
+                        e.table_at(name),
                         format!("[{name}] configures the Kubernetes cluster, but there is no [kubernetes] table; add [kubernetes] (an empty table takes the defaults) or remove [{name}]"),
                     ));
                 }
             }
             if let Some(m) = cfg.extra.manifests.first() {
-                return Err(spanned_err(
+                return Err(e.spanned(
                     m.span(),
                     "[extra] manifests are applied to the Kubernetes cluster, but there is no [kubernetes] table; add [kubernetes] or remove them".into(),
                 ));
@@ -130,94 +123,15 @@ impl KubernetesPlan {
             return Ok(None);
         };
         if cfg.storage.is_none() {
-            return Err(err(
-                table_at("kubernetes"),
+            return Err(e.at(
+                e.table_at("kubernetes"),
                 "[kubernetes] keeps the cluster's state on the data drives, but there is no [storage] table; add [storage] with drives = [\"/dev/disk/by-id/...\"] (run `ls -l /dev/disk/by-id/` on the server), or remove [kubernetes]".into(),
             ));
         }
 
-        // The version and its binaries.
-        let table = match &k.binaries {
-            Some(p) => {
-                let path = loaded.resolve(p.get_ref());
-                let text = std::fs::read_to_string(&path).map_err(|e| {
-                    spanned_err(
-                        p.span(),
-                        format!("cannot read the binaries table {}: {e}; fix the path or remove `binaries`", path.display()),
-                    )
-                })?;
-                let t = Table::parse(&path, &text)?;
-                if t.arch != ARCH {
-                    return Err(spanned_err(
-                        p.span(),
-                        format!(
-                            "{} lists {} binaries, but the stick boots {ARCH}",
-                            path.display(),
-                            t.arch
-                        ),
-                    ));
-                }
-                if let Some(v) = &k.version {
-                    if *v.get_ref() != t.kubernetes {
-                        return Err(spanned_err(
-                            v.span(),
-                            format!("version = \"{}\", but the binaries table {} is for {}; make them agree", v.get_ref(), path.display(), t.kubernetes),
-                        ));
-                    }
-                }
-                t
-            }
-            None => {
-                let pinned: KubeVersion = crate::os::kubernetes::KUBERNETES_VERSION
-                    .parse()
-                    .expect("the pinned version parses");
-                let v = k.version.as_ref().map_or(pinned, |v| *v.get_ref());
-                Table::builtin(v, ARCH, &Mirrors::default()).map_err(|m| {
-                    let at = k
-                        .version
-                        .as_ref()
-                        .map_or(table_at("kubernetes"), |v| v.span().start);
-                    err(at, m)
-                })?
-            }
-        };
+        let table = binaries_table(&e, k)?;
 
-        // Networks.
-        let pod_cidr = value_or(&k.pod_cidr, DEFAULT_POD_CIDR);
-        let service_cidr = value_or(&k.service_cidr, DEFAULT_SERVICE_CIDR);
-        let pod_at = span_or(&k.pod_cidr, table_at("kubernetes"));
-        let service_at = span_or(&k.service_cidr, table_at("kubernetes"));
-        // kubeadm's limits: a pod network between /8 and the node's /24, a
-        // service network of at most 2^20 addresses (/12).
-        check_network("pod-cidr", &pod_cidr, 8..=24, "10.244.0.0/16")
-            .map_err(|m| err(pod_at, m))?;
-        check_network("service-cidr", &service_cidr, 12..=28, "10.96.0.0/12")
-            .map_err(|m| err(service_at, m))?;
-        if pod_cidr.0.contains(&service_cidr.0.network())
-            || service_cidr.0.contains(&pod_cidr.0.network())
-        {
-            return Err(err(
-                service_at,
-                format!("service-cidr {service_cidr} overlaps pod-cidr {pod_cidr}; pods and services need separate ranges, like the defaults {DEFAULT_POD_CIDR} and {DEFAULT_SERVICE_CIDR}"),
-            ));
-        }
-        let advertise_address = k.advertise_address.as_ref().map(|a| *a.get_ref());
-        if let (Some(a), Some(s)) = (advertise_address, &k.advertise_address) {
-            if a.0.is_ipv6() {
-                return Err(spanned_err(
-                    s.span(),
-                    format!("{a} is an IPv6 address; mkstick sets up an IPv4 cluster, so write the server's IPv4 address, like \"192.168.1.10\""),
-                ));
-            }
-            for (name, net) in [("pod-cidr", pod_cidr), ("service-cidr", service_cidr)] {
-                if net.0.contains(&a.0) {
-                    return Err(spanned_err(
-                        s.span(),
-                        format!("the node's address {a} is inside {name} {net}: traffic to the node would be routed to pods; change {name} to a range your LAN does not use"),
-                    ));
-                }
-            }
-        }
+        let (pod_cidr, service_cidr, advertise_address) = networks(&e, k)?;
 
         let hostname = cfg.node.hostname.to_string();
         let mut cert_sans = vec![hostname];
@@ -228,55 +142,7 @@ impl KubernetesPlan {
             }
         }
 
-        // Ingress.
-        let ing = cfg.ingress.clone().unwrap_or_default();
-        let controller = match ing.controller.as_ref().map(|c| (c.get_ref().as_str(), c.span())) {
-            None | Some(("traefik", _)) => Some("traefik"),
-            Some(("none", _)) => None,
-            Some((c @ ("ingress-nginx" | "nginx"), span)) => {
-                return Err(spanned_err(
-                    span,
-                    format!("controller = \"{c}\": ingress-nginx is retired (Kubernetes SIG Network ended its maintenance in March 2026) and gets no security fixes; use \"traefik\" (the default), or \"none\" and bring your own in [extra] manifests"),
-                ))
-            }
-            Some((c, span)) => {
-                return Err(spanned_err(
-                    span,
-                    format!("unknown ingress controller `{c}`; mkstick installs \"traefik\" (the default), or \"none\" to install none"),
-                ))
-            }
-        };
-        let ingress = match controller {
-            Some(controller) => {
-                let http_port = port(&ing.http_port, 80).map_err(|(s, m)| spanned_err(s, m))?;
-                let https_port = port(&ing.https_port, 443).map_err(|(s, m)| spanned_err(s, m))?;
-                if http_port == https_port {
-                    let span = ing
-                        .https_port
-                        .as_ref()
-                        .or(ing.http_port.as_ref())
-                        .map_or(table_at("ingress")..0, |p| p.span());
-                    return Err(spanned_err(
-                        span,
-                        format!("http-port and https-port are both {http_port}; give them different ports, like 80 and 443"),
-                    ));
-                }
-                Some(IngressPlan {
-                    controller,
-                    http_port,
-                    https_port,
-                })
-            }
-            None => {
-                if let Some(p) = ing.http_port.as_ref().or(ing.https_port.as_ref()) {
-                    return Err(spanned_err(
-                        p.span(),
-                        "ports are set, but controller = \"none\" installs no ingress controller to listen on them; remove the ports or the controller line".into(),
-                    ));
-                }
-                None
-            }
-        };
+        let ingress = ingress(&e, &cfg.ingress.clone().unwrap_or_default())?;
 
         // The NFS StorageClass.
         let nfs_cfg = cfg.nfs.clone().unwrap_or_default();
@@ -332,6 +198,171 @@ impl KubernetesPlan {
             None => hostname.to_string(),
         }
     }
+}
+
+/// Errors that point into the config file.
+struct Errors<'a>(&'a LoadedConfig);
+
+impl Errors<'_> {
+    /// Where `[name]` starts, for errors about a whole table.
+    fn table_at(&self, name: &str) -> usize {
+        self.0
+            .text
+            .find(&format!("[{name}]"))
+            .unwrap_or(self.0.text.len())
+    }
+
+    fn at(&self, at: usize, msg: String) -> anyhow::Error {
+        SourceError::at(&self.0.path, &self.0.text, at, msg).into()
+    }
+
+    fn spanned(&self, span: Range<usize>, msg: String) -> anyhow::Error {
+        self.at(span.start, msg)
+    }
+}
+
+/// The version and its binaries: the built-in table for a pinned release,
+/// or the user's `binaries` table, checked against `version`.
+fn binaries_table(e: &Errors, k: &KubernetesConfig) -> Result<Table> {
+    let loaded = e.0;
+    Ok(match &k.binaries {
+        Some(p) => {
+            let path = loaded.resolve(p.get_ref());
+            let text = std::fs::read_to_string(&path).map_err(|io| {
+                e.spanned(
+                    p.span(),
+                    format!(
+                        "cannot read the binaries table {}: {io}; fix the path or remove `binaries`",
+                        path.display()
+                    ),
+                )
+            })?;
+            let t = Table::parse(&path, &text)?;
+            if t.arch != ARCH {
+                return Err(e.spanned(
+                    p.span(),
+                    format!(
+                        "{} lists {} binaries, but the stick boots {ARCH}",
+                        path.display(),
+                        t.arch
+                    ),
+                ));
+            }
+            if let Some(v) = &k.version {
+                if *v.get_ref() != t.kubernetes {
+                    return Err(e.spanned(
+                        v.span(),
+                        format!("version = \"{}\", but the binaries table {} is for {}; make them agree", v.get_ref(), path.display(), t.kubernetes),
+                    ));
+                }
+            }
+            t
+        }
+        None => {
+            let pinned: KubeVersion = crate::os::kubernetes::KUBERNETES_VERSION
+                .parse()
+                .expect("the pinned version parses");
+            let v = k.version.as_ref().map_or(pinned, |v| *v.get_ref());
+            Table::builtin(v, ARCH, &Mirrors::default()).map_err(|m| {
+                let at = k
+                    .version
+                    .as_ref()
+                    .map_or(e.table_at("kubernetes"), |v| v.span().start);
+                e.at(at, m)
+            })?
+        }
+    })
+}
+
+/// The pod and service networks, checked against kubeadm's limits, each
+/// other and the node's address.
+fn networks(e: &Errors, k: &KubernetesConfig) -> Result<(Cidr, Cidr, Option<NodeAddress>)> {
+    let pod_cidr = value_or(&k.pod_cidr, DEFAULT_POD_CIDR);
+    let service_cidr = value_or(&k.service_cidr, DEFAULT_SERVICE_CIDR);
+    let pod_at = span_or(&k.pod_cidr, e.table_at("kubernetes"));
+    let service_at = span_or(&k.service_cidr, e.table_at("kubernetes"));
+    // kubeadm's limits: a pod network between /8 and the node's /24, a
+    // service network of at most 2^20 addresses (/12).
+    check_network("pod-cidr", &pod_cidr, 8..=24, "10.244.0.0/16").map_err(|m| e.at(pod_at, m))?;
+    check_network("service-cidr", &service_cidr, 12..=28, "10.96.0.0/12")
+        .map_err(|m| e.at(service_at, m))?;
+    if pod_cidr.0.contains(&service_cidr.0.network())
+        || service_cidr.0.contains(&pod_cidr.0.network())
+    {
+        return Err(e.at(
+            service_at,
+            format!("service-cidr {service_cidr} overlaps pod-cidr {pod_cidr}; pods and services need separate ranges, like the defaults {DEFAULT_POD_CIDR} and {DEFAULT_SERVICE_CIDR}"),
+        ));
+    }
+    let advertise_address = k.advertise_address.as_ref().map(|a| *a.get_ref());
+    if let (Some(a), Some(s)) = (advertise_address, &k.advertise_address) {
+        if a.0.is_ipv6() {
+            return Err(e.spanned(
+                s.span(),
+                format!("{a} is an IPv6 address; mkstick sets up an IPv4 cluster, so write the server's IPv4 address, like \"192.168.1.10\""),
+            ));
+        }
+        for (name, net) in [("pod-cidr", pod_cidr), ("service-cidr", service_cidr)] {
+            if net.0.contains(&a.0) {
+                return Err(e.spanned(
+                    s.span(),
+                    format!("the node's address {a} is inside {name} {net}: traffic to the node would be routed to pods; change {name} to a range your LAN does not use"),
+                ));
+            }
+        }
+    }
+    Ok((pod_cidr, service_cidr, advertise_address))
+}
+
+/// `[ingress]`: the controller and its two ports.
+fn ingress(e: &Errors, ing: &IngressConfig) -> Result<Option<IngressPlan>> {
+    let controller = match ing.controller.as_ref().map(|c| (c.get_ref().as_str(), c.span())) {
+        None | Some(("traefik", _)) => Some("traefik"),
+        Some(("none", _)) => None,
+        Some((c @ ("ingress-nginx" | "nginx"), span)) => {
+            return Err(e.spanned(
+                span,
+                format!("controller = \"{c}\": ingress-nginx is retired (Kubernetes SIG Network ended its maintenance in March 2026) and gets no security fixes; use \"traefik\" (the default), or \"none\" and bring your own in [extra] manifests"),
+            ))
+        }
+        Some((c, span)) => {
+            return Err(e.spanned(
+                span,
+                format!("unknown ingress controller `{c}`; mkstick installs \"traefik\" (the default), or \"none\" to install none"),
+            ))
+        }
+    };
+    Ok(match controller {
+        Some(controller) => {
+            let http_port = port(&ing.http_port, 80).map_err(|(s, m)| e.spanned(s, m))?;
+            let https_port = port(&ing.https_port, 443).map_err(|(s, m)| e.spanned(s, m))?;
+            if http_port == https_port {
+                let span = ing
+                    .https_port
+                    .as_ref()
+                    .or(ing.http_port.as_ref())
+                    .map_or(e.table_at("ingress")..0, |p| p.span());
+                return Err(e.spanned(
+                    span,
+                    format!("http-port and https-port are both {http_port}; give them different ports, like 80 and 443"),
+                ));
+            }
+            Some(IngressPlan {
+                controller,
+                http_port,
+                https_port,
+            })
+        }
+        None => {
+            if let Some(p) = ing.http_port.as_ref().or(ing.https_port.as_ref()) {
+                return Err(e.spanned(
+                    p.span(),
+                    "ports are set, but controller = \"none\" installs no ingress controller to listen on them; remove the ports or the controller line".into(),
+                ));
+            }
+            None
+        }
+    })
 }
 
 fn value_or<T: Copy + std::str::FromStr>(v: &Option<Spanned<T>>, default: &str) -> T
