@@ -438,6 +438,16 @@ fn prepare_writes_only_to_blank_drives() {
                 trigger.is_some() && trigger < start,
                 "no change event before the mount starts: {ctx}"
             );
+            // One change event, after a new pool's members are scanned: a
+            // second one only makes udev re-run every block device's rules.
+            assert_eq!(run.ran("udevadm trigger").len(), 1, "{ctx}");
+            if case.mkfs.is_some() {
+                let scan = at("btrfs device scan");
+                assert!(
+                    scan.is_some() && scan < trigger,
+                    "scan after the change event: {ctx}"
+                );
+            }
         }
         for line in case.says {
             assert!(run.stdout.contains(line), "{line:?} missing: {ctx}");
