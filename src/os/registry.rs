@@ -574,7 +574,7 @@ impl<'d, 'a> Registry<'d, 'a> {
         let actual = Sha256Digest::of(&got.body);
         if actual != *digest {
             bail!(
-                "{what} of {r} does not match its pin: expected sha256:{digest}, the registry sent bytes with sha256:{actual}; nothing was cached"
+                "{what} does not match its pin: expected sha256:{digest}, the registry sent bytes with sha256:{actual}; nothing was cached"
             );
         }
         Ok(Some((got.body, got.content_type)))
@@ -589,13 +589,13 @@ impl<'d, 'a> Registry<'d, 'a> {
         auth: &RepoAuth,
     ) -> anyhow::Error {
         let missing = anyhow!(
-            "{r} is pinned to sha256:{pin}, but the registry has no manifest with that digest; nothing was cached"
+            "it is pinned to sha256:{pin}, but the registry has no manifest with that digest; nothing was cached"
         );
         let Some(tag) = &r.tag else { return missing };
         let url = format!("{}/manifests/{tag}", r.api_base());
         match self.get_manifest(&url, auth, "the manifest") {
             Ok(Some(got)) => anyhow!(
-                "{r} is pinned to sha256:{pin}, but the registry has no manifest with that digest; its tag {tag} is sha256:{} now. Check the pin (if the tag's digest is the right one, pin that); nothing was cached",
+                "it is pinned to sha256:{pin}, but the registry has no manifest with that digest; its tag {tag} is sha256:{} now. Check the pin (if the tag's digest is the right one, pin that); nothing was cached",
                 Sha256Digest::of(&got.body)
             ),
             _ => missing,
