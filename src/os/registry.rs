@@ -509,13 +509,17 @@ impl<'d, 'a> Registry<'d, 'a> {
             .collect::<Result<Vec<_>>>()?;
         let mut reference = r.clone();
         reference.digest = Some(top.digest);
-        Ok(PulledImage {
+        let image = PulledImage {
             reference,
             top,
             manifest,
             config,
             layers,
-        })
+        };
+        // So that `cache prune` keeps what the image uses.
+        self.cache()
+            .record_image(&image.reference.to_string(), &image.digests())?;
+        Ok(image)
     }
 
     /// What the reference names: by its digest when pinned (from the cache

@@ -448,6 +448,20 @@ fn a_pinned_digest_that_matches_pulls_every_file_into_the_cache() {
     }
     assert_eq!(img.reference.to_string(), reference);
     assert!(partials(cache.path()).is_empty());
+
+    // `cache prune` keeps what a pulled image uses, and drops the rest.
+    let stray = Sha256Digest::of(b"stray");
+    std::fs::write(
+        cache.path().join("blobs/sha256").join(stray.to_string()),
+        b"stray",
+    )
+    .unwrap();
+    let report = Cache::open(Some(cache.path())).unwrap().prune(1).unwrap();
+    assert_eq!(report.blobs, 1, "{report}");
+    assert!(!cached(cache.path(), &stray));
+    for d in [&p.manifest, &p.config, &p.layer] {
+        assert!(cached(cache.path(), &d.digest), "prune removed {d:?}");
+    }
 }
 
 #[test]
