@@ -282,7 +282,8 @@ fn partials(cache_dir: &Path) -> Vec<String> {
 
 /// A reverse proxy in front of a registry, one request per connection:
 /// it logs every request (method, path, Range) and can cut one response's
-/// body in half, or flip the last byte of a body, for the paths asked.
+/// body in half, or change the last digest a manifest names, for the paths
+/// asked.
 struct Proxy {
     addr: String,
     log: Arc<Mutex<Vec<String>>>,
@@ -378,8 +379,13 @@ fn proxy_one(
         return conn.shutdown(std::net::Shutdown::Both);
     }
     if response.starts_with(b"HTTP/1.1 200") && take(flip) {
-        let last = response.len() - 1;
-        response[last] ^= 0x01;
+        // Still valid JSON of the same length: the last digest it names
+        // (a layer's) now names another blob.
+        let body = &response[body_at..];
+        if let Some(i) = body.windows(7).rposition(|w| w == b"sha256:") {
+            let at = body_at + i + 7;
+            response[at] = if response[at] == b'0' { b'1' } else { b'0' };
+        }
     }
     conn.write_all(&response)
 }
