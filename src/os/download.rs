@@ -98,6 +98,11 @@ pub struct RequestOptions<'r> {
     /// The `Accept` header.
     pub accept: Option<&'r str>,
     pub auth: Option<&'r dyn Authorizer>,
+    /// Refuse a body larger than this, before it is written (a blob whose
+    /// size its manifest gives); at most [`MAX_DOWNLOAD_BYTES`].
+    pub max_bytes: Option<u64>,
+    /// What a 404 means, for the error (the default speaks of `[os]`).
+    pub not_found: Option<&'r str>,
 }
 
 /// A small document with the media type its server gave it.
@@ -498,8 +503,28 @@ impl<'a> Downloader<'a> {
                         a.url
                     )));
                 }
+                404 if opts.not_found.is_some() => {
+                    return Err(Failure::Fatal(anyhow!(
+                        "{} answered HTTP 404 for {}: {}",
+                        a.url,
+                        a.name,
+                        opts.not_found.unwrap_or_default()
+                    )))
+                }
                 _ => return Err(status_failure(&a.name, &a.url, status)),
             };
+            let limit = opts
+                .max_bytes
+                .map_or(MAX_DOWNLOAD_BYTES, |m| m.min(MAX_DOWNLOAD_BYTES));
+            if let Some(t) = total.filter(|&t| t > limit) {
+                let _ = std::fs::remove_file(part);
+                return Err(Failure::Fatal(anyhow!(
+                    "{}: the server sends {} for this file, which is {}; refusing it",
+                    a.url,
+                    human_bytes(t),
+                    human_bytes(limit)
+                )));
+            }
             if offset > 0 && attempt == 1 {
                 self.progress.note(&format!(
                     "{}: resuming at {}",
@@ -539,12 +564,12 @@ impl<'a> Downloader<'a> {
                         )));
                     }
                 };
-                if got + n as u64 > MAX_DOWNLOAD_BYTES || total.is_some_and(|t| got + n as u64 > t) {
+                if got + n as u64 > limit || total.is_some_and(|t| got + n as u64 > t) {
                     let _ = std::fs::remove_file(part);
                     return Err(Failure::Fatal(anyhow!(
                         "{}: the server sends more than {} for this file; refusing it",
                         a.url,
-                        human_bytes(total.unwrap_or(MAX_DOWNLOAD_BYTES))
+                        human_bytes(total.unwrap_or(limit))
                     )));
                 }
                 file.write_all(&buf[..n])

@@ -618,6 +618,7 @@ impl<'d, 'a> Registry<'d, 'a> {
             RequestOptions {
                 accept: Some(MANIFEST_ACCEPT),
                 auth: Some(auth),
+                ..Default::default()
             },
         )
     }
@@ -641,20 +642,27 @@ impl<'d, 'a> Registry<'d, 'a> {
                 RequestOptions {
                     accept: None,
                     auth: Some(auth),
+                    max_bytes: Some(d.size),
+                    not_found: Some(
+                        "the registry does not have this blob, which the image's manifest names",
+                    ),
                 },
             )
             .with_context(|| format!("fetching the {what} sha256:{digest}"))?;
-        if got.size_bytes != d.size {
+        let size_bytes = std::fs::metadata(&got.path)
+            .with_context(|| format!("reading {}", got.path.display()))?
+            .len();
+        if size_bytes != d.size {
             // The digest matched, so the descriptor's size is wrong.
             bail!(
                 "the {what} sha256:{digest} is {} bytes, but the manifest says {}",
-                got.size_bytes,
+                size_bytes,
                 d.size
             );
         }
         Ok(BlobFile {
             digest,
-            size_bytes: got.size_bytes,
+            size_bytes,
             media_type: d.media_type.clone(),
             path: got.path,
         })

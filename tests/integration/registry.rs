@@ -494,12 +494,7 @@ fn a_registry_that_sends_other_bytes_is_refused_and_nothing_is_cached() {
     // The layer in the registry's own storage, changed after the push:
     // the registry serves it as it is (distribution does not re-hash).
     let hex = p.layer.digest.to_string();
-    let data = p
-        .store()
-        .join("docker/registry/v2/blobs/sha256")
-        .join(&hex[..2])
-        .join(&hex)
-        .join("data");
+    let data = stored_blob(&p.store(), &p.layer.digest);
     let mut bytes = std::fs::read(&data).unwrap();
     bytes[600] ^= 0xff;
     std::fs::write(&data, &bytes).unwrap();
@@ -539,6 +534,47 @@ fn a_registry_that_sends_other_bytes_is_refused_and_nothing_is_cached() {
         .unwrap()
         .count();
     assert_eq!(blobs, 0, "nothing may be cached");
+}
+
+/// The blob file in a registry's storage (distribution's filesystem
+/// driver: `docker/registry/v2/blobs/sha256/<2>/<hex>/data`).
+fn stored_blob(store: &Path, d: &Sha256Digest) -> PathBuf {
+    let hex = d.to_string();
+    store
+        .join("docker/registry/v2/blobs/sha256")
+        .join(&hex[..2])
+        .join(&hex)
+        .join("data")
+}
+
+#[test]
+fn a_blob_longer_than_its_descriptor_or_missing_is_refused_before_it_is_stored() {
+    let Some(tools) = tools() else { return };
+    let p = push_single(&tools, "test/long", 4);
+    let data = stored_blob(&p.store(), &p.layer.digest);
+    let mut bytes = std::fs::read(&data).unwrap();
+    bytes.extend_from_slice(&[0u8; 100_000]);
+    std::fs::write(&data, &bytes).unwrap();
+    let cache = tempfile::tempdir().unwrap();
+    let reference = format!(
+        "{}/test/long:v1@sha256:{}",
+        p.registry.addr, p.manifest.digest
+    );
+    let e = format!("{:#}", pull(cache.path(), &reference).0.unwrap_err());
+    assert!(e.contains(&p.layer.digest.to_string()), "{e}");
+    assert!(e.contains("refusing it"), "{e}");
+    assert!(!cached(cache.path(), &p.layer.digest));
+    assert!(
+        partials(cache.path()).is_empty(),
+        "{:?}",
+        partials(cache.path())
+    );
+
+    std::fs::remove_file(&data).unwrap();
+    let e = format!("{:#}", pull(cache.path(), &reference).0.unwrap_err());
+    assert!(e.contains("404"), "{e}");
+    assert!(e.contains("the registry does not have this blob"), "{e}");
+    assert!(!e.contains("[os]"), "{e}");
 }
 
 #[test]
