@@ -625,14 +625,21 @@ impl<'a> Downloader<'a> {
                 _ => Failure::Retry(anyhow!("requesting {url}: {e}")),
             })
         };
-        let resp = send(url)?;
+        let mut resp = send(url)?;
         let Some(auth) = opts.auth.filter(|_| resp.status().as_u16() == 401) else {
             return Ok(resp);
         };
         // Redirects drop the Authorization header (ureq's default), so
         // the challenge may come from the host redirected to: answer it
-        // there.
-        let last = resp.get_uri().to_string();
+        // there, with the credentials held for it if there are some.
+        let mut last = resp.get_uri().to_string();
+        if last != url && auth.header(&last).is_some() {
+            resp = send(&last)?;
+            if resp.status().as_u16() != 401 {
+                return Ok(resp);
+            }
+            last = resp.get_uri().to_string();
+        }
         let challenge = resp
             .headers()
             .get("www-authenticate")

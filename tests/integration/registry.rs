@@ -289,6 +289,9 @@ struct Proxy {
     log: Arc<Mutex<Vec<String>>>,
     cut: Arc<Mutex<Vec<String>>>,
     flip: Arc<Mutex<Vec<String>>>,
+    /// Answer every blob request with a redirect to this host, as
+    /// registry.k8s.io sends its clients to a backend.
+    redirect_blobs: Arc<Mutex<Option<String>>>,
 }
 
 impl Proxy {
@@ -300,16 +303,19 @@ impl Proxy {
             log: Arc::default(),
             cut: Arc::default(),
             flip: Arc::default(),
+            redirect_blobs: Arc::default(),
         };
         let (log, cut, flip) = (p.log.clone(), p.cut.clone(), p.flip.clone());
+        let redirect = p.redirect_blobs.clone();
         let upstream = upstream.to_string();
         std::thread::spawn(move || {
             for conn in listener.incoming() {
                 let Ok(conn) = conn else { continue };
                 let (log, cut, flip, upstream) =
                     (log.clone(), cut.clone(), flip.clone(), upstream.clone());
+                let redirect = redirect.lock().unwrap().clone();
                 std::thread::spawn(move || {
-                    let _ = proxy_one(conn, &upstream, &log, &cut, &flip);
+                    let _ = proxy_one(conn, &upstream, &log, &cut, &flip, redirect);
                 });
             }
         });
@@ -327,6 +333,7 @@ fn proxy_one(
     log: &Mutex<Vec<String>>,
     cut: &Mutex<Vec<String>>,
     flip: &Mutex<Vec<String>>,
+    redirect_blobs: Option<String>,
 ) -> std::io::Result<()> {
     let mut reader = BufReader::new(conn.try_clone()?);
     let mut head = Vec::new();
@@ -350,6 +357,13 @@ fn proxy_one(
     log.lock()
         .unwrap()
         .push(format!("{}{range}", head[0].rsplit_once(' ').unwrap().0));
+    let mut conn = conn;
+    if let Some(to) = redirect_blobs.filter(|_| path.contains("/blobs/")) {
+        return write!(
+            conn,
+            "HTTP/1.1 307 Temporary Redirect\r\nLocation: http://{to}{path}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+        );
+    }
     let mut up = TcpStream::connect(upstream)?;
     let mut request = String::new();
     for h in &head {
@@ -371,7 +385,6 @@ fn proxy_one(
         let hit = list.iter().position(|p| path.contains(p.as_str()));
         hit.map(|i| list.remove(i)).is_some()
     };
-    let mut conn = conn;
     if response.starts_with(b"HTTP/1.1 200") && take(cut) {
         let half = body_at + (response.len() - body_at) / 2;
         conn.write_all(&response[..half])?;
@@ -781,5 +794,25 @@ fn docker_hub_style_token_auth_is_answered_with_one_token_per_repository() {
     assert_eq!(
         *tokens.log.lock().unwrap(),
         vec!["service=mkstick-test-registry scope=repository:test/auth:pull".to_string()]
+    );
+
+    // Through a front that redirects blobs to the locked registry, as
+    // registry.k8s.io does: the redirect drops the front's token, the
+    // backend challenges, and the client answers on the backend.
+    let front = Proxy::start(&locked.addr);
+    *front.redirect_blobs.lock().unwrap() = Some(locked.addr.clone());
+    tokens.log.lock().unwrap().clear();
+    let cache = tempfile::tempdir().unwrap();
+    let reference = format!("{}/test/auth:v1@sha256:{}", front.addr, manifest.digest);
+    let (got, token_requests) = pull(cache.path(), &reference);
+    let img = got.unwrap();
+    assert_eq!(img.layers[0].digest, layer.digest);
+    // One token for the front (its manifest), one for the backend.
+    assert_eq!(token_requests, 2);
+    assert_eq!(tokens.log.lock().unwrap().len(), 2);
+    let log = front.requests();
+    assert!(
+        log.iter().any(|l| l.contains("/blobs/sha256:")),
+        "the blobs were not asked of the front: {log:#?}"
     );
 }
