@@ -8,7 +8,10 @@ use crate::common;
 use mkstick::io::Sha256Digest;
 use mkstick::os::cache::Cache;
 use mkstick::os::download::{Downloader, SignaturePolicy};
-use mkstick::os::registry::{PulledImage, Reference, Registry, OCI_INDEX, OCI_MANIFEST};
+use mkstick::os::registry::{
+    PulledImage, Reference, Registry, DOCKER_MANIFEST, DOCKER_MANIFEST_LIST, OCI_INDEX,
+    OCI_MANIFEST,
+};
 use mkstick::progress::Progress;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{TcpListener, TcpStream};
@@ -233,13 +236,18 @@ impl Layout {
 
     /// `skopeo copy` to `addr/repo:tag`, every instance, digests kept.
     fn push(&self, tools: &Tools, tag: &str, addr: &str, repo: &str) {
+        self.push_with(tools, tag, addr, repo, "--preserve-digests")
+    }
+
+    /// `skopeo copy` with one more option (`--format=v2s2`).
+    fn push_with(&self, tools: &Tools, tag: &str, addr: &str, repo: &str, option: &str) {
         let out = Command::new(&tools.skopeo)
             .args([
                 "--insecure-policy",
                 "copy",
                 "--quiet",
                 "--all",
-                "--preserve-digests",
+                option,
                 "--dest-tls-verify=false",
             ])
             .arg(format!("oci:{}:{tag}", self.dir.display()))
@@ -619,6 +627,20 @@ fn a_multi_arch_index_resolves_to_linux_amd64() {
     // Unpinned, by tag: the same resolution, and the digest it found.
     let (got, _) = pull(cache.path(), &format!("{}/test/multi:v1", registry.addr));
     assert_eq!(got.unwrap().reference.digest, Some(index.digest));
+
+    // The same index as a Docker manifest list of Docker manifests
+    // (skopeo converts it): resolved the same way, by tag and then pinned.
+    layout.push_with(&tools, "v1", &registry.addr, "test/docker", "--format=v2s2");
+    let by_tag = format!("{}/test/docker:v1", registry.addr);
+    let img = pull(cache.path(), &by_tag).0.unwrap();
+    assert_eq!(img.top.media_type, DOCKER_MANIFEST_LIST);
+    assert_eq!(img.manifest.media_type, DOCKER_MANIFEST);
+    let config: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&img.config.path).unwrap()).unwrap();
+    assert_eq!(config["architecture"], "amd64");
+    let pinned = format!("{by_tag}@sha256:{}", img.top.digest);
+    let again = pull(cache.path(), &pinned).0.unwrap();
+    assert_eq!(again.manifest.digest, img.manifest.digest);
 }
 
 #[test]
