@@ -6,6 +6,8 @@
 //! partial/<alg>-<hex>.part  a download in progress, resumed with Range
 //! os/<distro>/<version>/    an OS directory (os.json), files hard-linked from blobs
 //! k8s/<version>-<arch>.json which blobs hold one Kubernetes release
+//! images/<sha256>.json      which blobs one pulled container image uses,
+//!                           named by the sha256 of its reference
 //! ```
 //!
 //! A file enters `blobs/` only after its digest (and signature, where the
@@ -35,6 +37,7 @@ impl Cache {
             "partial",
             "os",
             "k8s",
+            "images",
         ] {
             let p = root.join(sub);
             std::fs::create_dir_all(&p)
@@ -213,6 +216,7 @@ impl Cache {
     pub fn blobs(&self) -> Result<Vec<Blob>> {
         let dir = self.root.join("blobs/sha256");
         let mut referenced = self.k8s_blobs()?;
+        referenced.extend(self.image_blobs()?);
         for os in self.os_dirs()? {
             if let Ok(os) = super::OsDir::load(&os.dir) {
                 let m = &os.manifest;
@@ -276,6 +280,7 @@ impl Cache {
             self.root.join("blobs/sha512"),
             self.root.join("blobs/signed"),
             self.root.join("k8s"),
+            self.root.join("images"),
         ];
         for d in read_dir_names(&self.root.join("os"))? {
             dirs.push(self.root.join("os").join(d));
@@ -323,6 +328,34 @@ impl Cache {
         Ok(report)
     }
 
+    /// Record the blobs a pulled image uses (manifests, config, layers), so
+    /// that `prune` keeps them, as it keeps a Kubernetes release's.
+    pub fn record_image(&self, reference: &str, blobs: &[Sha256Digest]) -> Result<()> {
+        let record = ImageRecord {
+            reference: reference.to_string(),
+            blobs: blobs.to_vec(),
+        };
+        let name = format!("{}.json", Sha256Digest::of(reference.as_bytes()));
+        let json = serde_json::to_vec_pretty(&record).context("encoding an image record")?;
+        write_atomic(&self.root.join("images").join(name), &json)
+    }
+
+    /// The sha256 names of the blobs the image records use.
+    fn image_blobs(&self) -> Result<Vec<String>> {
+        let dir = self.root.join("images");
+        let mut out = Vec::new();
+        for name in read_dir_names(&dir)? {
+            let path = dir.join(&name);
+            let text = std::fs::read_to_string(&path)
+                .with_context(|| format!("reading {}", path.display()))?;
+            let record: ImageRecord = serde_json::from_str(&text).with_context(|| {
+                format!("{} is damaged; delete it and pull again", path.display())
+            })?;
+            out.extend(record.blobs.iter().map(|d| d.to_string()));
+        }
+        Ok(out)
+    }
+
     /// The sha256 names of the blobs the Kubernetes records use.
     fn k8s_blobs(&self) -> Result<Vec<String>> {
         let dir = self.root.join("k8s");
@@ -339,6 +372,15 @@ impl Cache {
         }
         Ok(out)
     }
+}
+
+/// `images/<sha256 of the reference>.json`.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ImageRecord {
+    /// With the digest it resolved to: `registry.k8s.io/pause:3.10.2@sha256:…`.
+    reference: String,
+    blobs: Vec<Sha256Digest>,
 }
 
 /// Whose signature a cached file carried, and as which file.

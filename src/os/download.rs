@@ -80,6 +80,39 @@ impl std::fmt::Display for Summary {
     }
 }
 
+/// Credentials for a server that asks for them (a container registry's
+/// bearer tokens): what to send to a URL, and what to do when a URL
+/// answers 401 with a `WWW-Authenticate` challenge.
+pub trait Authorizer {
+    /// The `Authorization` header value for this URL, if there is one.
+    fn header(&self, url: &str) -> Option<String>;
+    /// `url` (the last one, after redirects) answered 401 with this
+    /// challenge. `Ok(true)`: new credentials are in place, so the request
+    /// is sent once more to `url`.
+    fn challenged(&self, url: &str, challenge: &str) -> Result<bool>;
+}
+
+/// What a request sends beyond a plain GET (registries).
+#[derive(Clone, Copy, Default)]
+pub struct RequestOptions<'r> {
+    /// The `Accept` header.
+    pub accept: Option<&'r str>,
+    pub auth: Option<&'r dyn Authorizer>,
+    /// Refuse a body larger than this, before it is written (a blob whose
+    /// size its manifest gives); at most [`MAX_DOWNLOAD_BYTES`].
+    pub max_bytes: Option<u64>,
+    /// What a 404 means, for the error (the default speaks of `[os]`).
+    pub not_found: Option<&'r str>,
+}
+
+/// A small document with the media type its server gave it.
+#[derive(Debug, Clone)]
+pub struct SmallResponse {
+    pub body: Vec<u8>,
+    /// `Content-Type`, without its parameters.
+    pub content_type: Option<String>,
+}
+
 /// Signature policy: never skipped unless the user said so, loudly.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum SignaturePolicy {
@@ -170,12 +203,35 @@ impl<'a> Downloader<'a> {
 
     /// A small document (metadata, a digest list), into memory, retried.
     pub fn get_small(&self, what: &str, url: &str) -> Result<Vec<u8>> {
+        match self.get_small_with(what, url, RequestOptions::default())? {
+            Some(r) => Ok(r.body),
+            None => Err(status_failure(what, url, 404).into_error()),
+        }
+    }
+
+    /// [`Downloader::get_small`] with an `Accept` header and credentials;
+    /// `None` when the server answers 404.
+    pub fn get_small_with(
+        &self,
+        what: &str,
+        url: &str,
+        opts: RequestOptions,
+    ) -> Result<Option<SmallResponse>> {
         self.retrying(url, |_| {
-            let mut resp = self.request(url, None)?;
+            let mut resp = self.request(url, None, opts)?;
             let status = resp.status().as_u16();
+            if status == 404 {
+                return Ok(None);
+            }
             if status != 200 {
                 return Err(status_failure(what, url, status));
             }
+            let content_type = resp
+                .headers()
+                .get("content-type")
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| v.split(';').next())
+                .map(|v| v.trim().to_string());
             let mut body = Vec::new();
             resp.body_mut()
                 .with_config()
@@ -192,7 +248,7 @@ impl<'a> Downloader<'a> {
                     }
                     _ => Failure::Retry(anyhow!("reading {url}: {e}")),
                 })?;
-            Ok(body)
+            Ok(Some(SmallResponse { body, content_type }))
         })
     }
 
@@ -228,6 +284,16 @@ impl<'a> Downloader<'a> {
     /// `--insecure-skip-signature` (or cached for another purpose) is checked
     /// against its signature now, without being downloaded again.
     pub fn fetch(&self, a: &Artifact, keys: Option<&Keyring>) -> Result<Fetched> {
+        self.fetch_with(a, keys, RequestOptions::default())
+    }
+
+    /// [`Downloader::fetch`] with credentials (a registry's blobs).
+    pub fn fetch_with(
+        &self,
+        a: &Artifact,
+        keys: Option<&Keyring>,
+        opts: RequestOptions,
+    ) -> Result<Fetched> {
         let publisher = keys.map(|k| k.publisher.as_str());
         let file = a.file_name();
         if let Some(sha256) = self.cache.lookup(&a.digest)? {
@@ -300,7 +366,7 @@ impl<'a> Downloader<'a> {
         }
         let signature = self.signature(a)?;
         let part = self.cache.part_path(&a.digest);
-        let size_bytes = self.download(a, &part)?;
+        let size_bytes = self.download(a, &part, opts)?;
         let c = check(&part, a, signature.as_ref(), keys);
         let signed_by = match c {
             Ok(c) if c.got == a.digest => self
@@ -406,12 +472,12 @@ impl<'a> Downloader<'a> {
 
     /// Download into `part`, resuming what is there. Returns the bytes fetched
     /// over the network in this run.
-    fn download(&self, a: &Artifact, part: &std::path::Path) -> Result<u64> {
+    fn download(&self, a: &Artifact, part: &std::path::Path, opts: RequestOptions) -> Result<u64> {
         let fetched_before = std::cell::Cell::new(0u64);
         let bar = RefCell::new(None::<crate::progress::Bar>);
         let result = self.retrying(&a.url, |attempt| {
             let have = std::fs::metadata(part).map(|m| m.len()).unwrap_or(0);
-            let mut resp = self.request(&a.url, (have > 0).then_some(have))?;
+            let mut resp = self.request(&a.url, (have > 0).then_some(have), opts)?;
             let status = resp.status().as_u16();
             let (offset, total) = match status {
                 200 => (0, content_length(&resp)),
@@ -437,8 +503,28 @@ impl<'a> Downloader<'a> {
                         a.url
                     )));
                 }
+                404 if opts.not_found.is_some() => {
+                    return Err(Failure::Fatal(anyhow!(
+                        "{} answered HTTP 404 for {}: {}",
+                        a.url,
+                        a.name,
+                        opts.not_found.unwrap_or_default()
+                    )))
+                }
                 _ => return Err(status_failure(&a.name, &a.url, status)),
             };
+            let limit = opts
+                .max_bytes
+                .map_or(MAX_DOWNLOAD_BYTES, |m| m.min(MAX_DOWNLOAD_BYTES));
+            if let Some(t) = total.filter(|&t| t > limit) {
+                let _ = std::fs::remove_file(part);
+                return Err(Failure::Fatal(anyhow!(
+                    "{}: the server sends {} for this file, which is {}; refusing it",
+                    a.url,
+                    human_bytes(t),
+                    human_bytes(limit)
+                )));
+            }
             if offset > 0 && attempt == 1 {
                 self.progress.note(&format!(
                     "{}: resuming at {}",
@@ -478,12 +564,12 @@ impl<'a> Downloader<'a> {
                         )));
                     }
                 };
-                if got + n as u64 > MAX_DOWNLOAD_BYTES || total.is_some_and(|t| got + n as u64 > t) {
+                if got + n as u64 > limit || total.is_some_and(|t| got + n as u64 > t) {
                     let _ = std::fs::remove_file(part);
                     return Err(Failure::Fatal(anyhow!(
                         "{}: the server sends more than {} for this file; refusing it",
                         a.url,
-                        human_bytes(total.unwrap_or(MAX_DOWNLOAD_BYTES))
+                        human_bytes(total.unwrap_or(limit))
                     )));
                 }
                 file.write_all(&buf[..n])
@@ -518,17 +604,53 @@ impl<'a> Downloader<'a> {
         &self,
         url: &str,
         from: Option<u64>,
+        opts: RequestOptions,
     ) -> std::result::Result<ureq::http::Response<ureq::Body>, Failure> {
-        let mut req = self.agent.get(url);
-        if let Some(n) = from {
-            req = req.header("Range", format!("bytes={n}-"));
-        }
-        req.call().map_err(|e| match e {
-            ureq::Error::BadUri(_) | ureq::Error::RequireHttpsOnly(_) => {
-                Failure::Fatal(anyhow!("{url} is not a URL this client can fetch: {e}"))
+        use ureq::ResponseExt;
+        let send = |url: &str| {
+            let mut req = self.agent.get(url);
+            if let Some(n) = from {
+                req = req.header("Range", format!("bytes={n}-"));
             }
-            _ => Failure::Retry(anyhow!("requesting {url}: {e}")),
-        })
+            if let Some(accept) = opts.accept {
+                req = req.header("Accept", accept);
+            }
+            if let Some(value) = opts.auth.and_then(|a| a.header(url)) {
+                req = req.header("Authorization", value);
+            }
+            req.call().map_err(|e| match e {
+                ureq::Error::BadUri(_) | ureq::Error::RequireHttpsOnly(_) => {
+                    Failure::Fatal(anyhow!("{url} is not a URL this client can fetch: {e}"))
+                }
+                _ => Failure::Retry(anyhow!("requesting {url}: {e}")),
+            })
+        };
+        let mut resp = send(url)?;
+        let Some(auth) = opts.auth.filter(|_| resp.status().as_u16() == 401) else {
+            return Ok(resp);
+        };
+        // Redirects drop the Authorization header (ureq's default), so
+        // the challenge may come from the host redirected to: answer it
+        // there, with the credentials held for it if there are some.
+        let mut last = resp.get_uri().to_string();
+        if last != url && auth.header(&last).is_some() {
+            resp = send(&last)?;
+            if resp.status().as_u16() != 401 {
+                return Ok(resp);
+            }
+            last = resp.get_uri().to_string();
+        }
+        let challenge = resp
+            .headers()
+            .get("www-authenticate")
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default()
+            .to_string();
+        if auth.challenged(&last, &challenge).map_err(Failure::Fatal)? {
+            send(&last)
+        } else {
+            Ok(resp)
+        }
     }
 
     /// Run `attempt` up to [`ATTEMPTS`] times while it fails in a way that
@@ -557,6 +679,14 @@ impl<'a> Downloader<'a> {
         Err(e.context(format!(
             "giving up on {url} after {ATTEMPTS} attempts; check the network (and HTTPS_PROXY), then run the command again (a cut download resumes where it stopped)"
         )))
+    }
+}
+
+impl Failure {
+    fn into_error(self) -> anyhow::Error {
+        match self {
+            Failure::Retry(e) | Failure::Fatal(e) => e,
+        }
     }
 }
 

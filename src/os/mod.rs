@@ -14,6 +14,7 @@ pub mod flatcar;
 pub mod iso9660;
 pub mod kubernetes;
 pub mod live;
+pub mod registry;
 pub mod release;
 pub mod source;
 pub mod verify;

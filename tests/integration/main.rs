@@ -18,6 +18,7 @@ mod plan;
 mod progress;
 mod reflash;
 mod refuse;
+mod registry;
 mod shell;
 
 #[cfg(feature = "boot-tests")]
