@@ -1498,3 +1498,63 @@ fn a_server_ignoring_range_still_gives_the_right_streamed_digest() {
     assert_eq!(std::fs::read(&got.path).unwrap(), body);
     assert_eq!(cache_files(&cache), (1, 0));
 }
+
+/// Bytes this thread has read from files (`rchar` of
+/// `/proc/thread-self/io`, which counts read(2) and its kin; a socket read
+/// with recv(2), as Rust's `TcpStream` does, goes around it); `None` where
+/// the kernel keeps no per-task I/O accounting.
+fn thread_read_bytes() -> Option<u64> {
+    let io = std::fs::read_to_string("/proc/thread-self/io").ok()?;
+    io.lines()
+        .find_map(|l| l.strip_prefix("rchar:"))?
+        .trim()
+        .parse()
+        .ok()
+}
+
+/// The download runs on the calling thread, so what that thread reads from
+/// files is, for a fresh download, next to nothing (the cache's own small
+/// files), and for a resumed one the prefix already on disk, once, to hash
+/// it. A second pass over the finished file would read all of it again.
+#[test]
+fn an_unsigned_download_is_not_read_back_after_it_is_written() {
+    if thread_read_bytes().is_none() {
+        eprintln!("skipped: /proc/thread-self/io is not available");
+        return;
+    }
+    let server = Server::start();
+    let size = 8_000_000u64;
+    let body = filler(size as usize, 34);
+    let path = "/blobs/once";
+    server.put(path, body.clone());
+    let tmp = tempfile::tempdir().unwrap();
+    let cache = Cache::open(Some(tmp.path())).unwrap();
+    let a = unsigned(
+        &server,
+        path,
+        Digest::parse_hex(&sha256_hex(&body)).unwrap(),
+    );
+    let dl = downloader(&cache, SignaturePolicy::Require);
+    let before = thread_read_bytes().unwrap();
+    let got = dl.fetch(&a, None).unwrap();
+    let read = thread_read_bytes().unwrap() - before;
+    assert!(
+        read < 1 << 20,
+        "{read} bytes read from files for a {size}-byte download"
+    );
+    assert_eq!(std::fs::read(&got.path).unwrap(), body);
+
+    // Resumed by a later run: the prefix is read once, to hash it.
+    let tmp = tempfile::tempdir().unwrap();
+    let cache = Cache::open(Some(tmp.path())).unwrap();
+    let prefix = leave_a_part(&server, &cache, &a, path, 1_000_000).len() as u64;
+    let dl = downloader(&cache, SignaturePolicy::Require);
+    let before = thread_read_bytes().unwrap();
+    let got = dl.fetch(&a, None).unwrap();
+    let read = thread_read_bytes().unwrap() - before;
+    assert!(
+        read >= prefix && read < prefix + (1 << 20),
+        "{read} bytes read from files for a {size}-byte download resumed at {prefix}"
+    );
+    assert_eq!(std::fs::read(&got.path).unwrap(), body);
+}
