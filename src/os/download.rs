@@ -8,12 +8,15 @@
 //! publisher's bytes, unchanged.
 //!
 //! A download goes to `partial/*.part`, resumes with `Range: bytes=N-`, and
-//! is retried a bounded number of times. Then one pass over the file checks
-//! the digest and, where the publisher signs, the detached signature; only
-//! then is it renamed into the cache. A failed check deletes the file.
+//! is retried a bounded number of times. A file with no signature to check
+//! is hashed while it is written (a resumed `.part` left by an earlier run is
+//! hashed first), so it is not read again. A signed file is checked in one
+//! pass over the finished file: its digest and its detached signature. Only
+//! a file that checks out is renamed into the cache; a failed check deletes
+//! it.
 
 use super::cache::{Cache, Signer};
-use super::verify::{Digest, DigestReader, Keyring, Signature};
+use super::verify::{Digest, DigestReader, Hasher, Keyring, Signature};
 use crate::io::{human_bytes, Sha256Digest, BUFFER_SIZE};
 use crate::progress::Progress;
 use anyhow::{anyhow, Context, Result};
@@ -366,8 +369,13 @@ impl<'a> Downloader<'a> {
         }
         let signature = self.signature(a)?;
         let part = self.cache.part_path(&a.digest);
-        let size_bytes = self.download(a, &part, opts)?;
-        let c = check(&part, a, signature.as_ref(), keys);
+        // A signature is checked over the finished file, which hashes it in
+        // the same pass; without one, the digest is taken as it streams.
+        let (size_bytes, streamed) = self.download(a, &part, opts, signature.is_none())?;
+        let c = match streamed {
+            Some(hasher) => Ok(Checked::new(a, hasher.finish(), None)),
+            None => check(&part, a, signature.as_ref(), keys),
+        };
         let signed_by = match c {
             Ok(c) if c.got == a.digest => self
                 .accept(a, &c, signature.is_some())
@@ -471,12 +479,26 @@ impl<'a> Downloader<'a> {
     }
 
     /// Download into `part`, resuming what is there. Returns the bytes fetched
-    /// over the network in this run.
-    fn download(&self, a: &Artifact, part: &std::path::Path, opts: RequestOptions) -> Result<u64> {
+    /// over the network in this run and, if `hash`, the digests of the whole
+    /// `part`, taken as it was written.
+    fn download(
+        &self,
+        a: &Artifact,
+        part: &std::path::Path,
+        opts: RequestOptions,
+        hash: bool,
+    ) -> Result<(u64, Option<Hasher>)> {
         let fetched_before = std::cell::Cell::new(0u64);
         let bar = RefCell::new(None::<crate::progress::Bar>);
+        let want_sha512 = matches!(a.digest, Digest::Sha512(_));
+        // Kept across attempts: the digests of `part`'s first `bytes` bytes.
+        let mut hasher = hash.then(|| Hasher::new(want_sha512));
         let result = self.retrying(&a.url, |attempt| {
             let have = std::fs::metadata(part).map(|m| m.len()).unwrap_or(0);
+            if let Some(h) = hasher.as_mut().filter(|h| h.bytes != have) {
+                // Left by an earlier run, or started over: hash what is there.
+                *h = hash_prefix(part, have, want_sha512).map_err(Failure::Fatal)?;
+            }
             let mut resp = self.request(&a.url, (have > 0).then_some(have), opts)?;
             let status = resp.status().as_u16();
             let (offset, total) = match status {
@@ -532,6 +554,12 @@ impl<'a> Downloader<'a> {
                     human_bytes(offset)
                 ));
             }
+            if offset == 0 {
+                // The body starts at byte 0 (a server that ignores Range).
+                if let Some(h) = hasher.as_mut() {
+                    *h = Hasher::new(want_sha512);
+                }
+            }
             let mut file = std::fs::OpenOptions::new()
                 .create(true)
                 .write(true)
@@ -575,6 +603,9 @@ impl<'a> Downloader<'a> {
                 file.write_all(&buf[..n])
                     .with_context(|| format!("writing {}", part.display()))
                     .map_err(Failure::Fatal)?;
+                if let Some(h) = hasher.as_mut() {
+                    h.update(&buf[..n]);
+                }
                 got += n as u64;
                 fetched_before.set(fetched_before.get() + n as u64);
                 b.inc(n as u64);
@@ -597,7 +628,7 @@ impl<'a> Downloader<'a> {
         if let Some(b) = bar.borrow().as_ref() {
             b.finish();
         }
-        result.map(|_| fetched_before.get())
+        result.map(|_| (fetched_before.get(), hasher))
     }
 
     fn request(
@@ -744,6 +775,47 @@ struct Checked {
     signature: Option<Result<String>>,
 }
 
+impl Checked {
+    /// From a file's (sha256, sha512 if asked for), in the publisher's
+    /// algorithm.
+    fn new(
+        a: &Artifact,
+        (sha256, sha512): ([u8; 32], Option<[u8; 64]>),
+        signature: Option<Result<String>>,
+    ) -> Checked {
+        let got = match a.digest {
+            Digest::Sha256(_) => Digest::Sha256(sha256),
+            Digest::Sha512(_) => Digest::Sha512(
+                sha512.expect("the digests were taken with sha512 for a sha512 digest"),
+            ),
+        };
+        Checked {
+            sha256: Sha256Digest(sha256),
+            got,
+            signature,
+        }
+    }
+}
+
+/// The digests of the first `len` bytes of `part` (a `.part` to resume).
+fn hash_prefix(part: &std::path::Path, len: u64, want_sha512: bool) -> Result<Hasher> {
+    let mut hasher = Hasher::new(want_sha512);
+    if len == 0 {
+        return Ok(hasher);
+    }
+    let file = std::fs::File::open(part).with_context(|| format!("opening {}", part.display()))?;
+    let mut reader = std::io::BufReader::with_capacity(BUFFER_SIZE, file.take(len));
+    let read = std::io::copy(&mut reader, &mut hasher)
+        .with_context(|| format!("reading {}", part.display()))?;
+    if read != len {
+        return Err(anyhow!(
+            "reading {}: it ended at byte {read} of {len}",
+            part.display()
+        ));
+    }
+    Ok(hasher)
+}
+
 /// One pass over a file: its digests, and its signature where there is one.
 fn check(
     path: &std::path::Path,
@@ -760,18 +832,10 @@ fn check(
         Some(k) => s.verify(k, &mut reader),
         None => Err(anyhow!("no keys were given to check its signature with")),
     });
-    let (sha256, sha512) = reader
+    let digests = reader
         .finish()
         .with_context(|| format!("reading {}", path.display()))?;
-    let got = match a.digest {
-        Digest::Sha256(_) => Digest::Sha256(sha256),
-        Digest::Sha512(_) => Digest::Sha512(sha512.expect("sha512 was asked for")),
-    };
-    Ok(Checked {
-        sha256: Sha256Digest(sha256),
-        got,
-        signature: sig_result,
-    })
+    Ok(Checked::new(a, digests, sig_result))
 }
 
 #[cfg(test)]

@@ -356,46 +356,81 @@ impl std::fmt::Display for Digest {
     }
 }
 
-/// A reader that computes sha256 (for the cache's name) and sha512 (when a
-/// publisher gives only that) of everything read through it.
-pub struct DigestReader<R> {
-    inner: R,
+/// The running sha256 (for the cache's name) and sha512 (when a publisher
+/// gives only that) of the bytes fed to it so far.
+#[derive(Clone)]
+pub struct Hasher {
     sha256: sha2::Sha256,
     sha512: Option<sha2::Sha512>,
     pub bytes: u64,
 }
 
-impl<R: Read> DigestReader<R> {
-    pub fn new(inner: R, want_sha512: bool) -> Self {
+impl Hasher {
+    pub fn new(want_sha512: bool) -> Self {
         use sha2::Digest as _;
-        DigestReader {
-            inner,
+        Hasher {
             sha256: sha2::Sha256::new(),
             sha512: want_sha512.then(sha2::Sha512::new),
             bytes: 0,
         }
     }
 
-    /// Read what is left, then return (sha256, sha512 if asked for).
-    pub fn finish(mut self) -> Result<([u8; 32], Option<[u8; 64]>)> {
+    pub fn update(&mut self, data: &[u8]) {
         use sha2::Digest as _;
-        std::io::copy(&mut self, &mut std::io::sink()).context("reading the file to hash it")?;
-        Ok((
+        self.sha256.update(data);
+        if let Some(h) = &mut self.sha512 {
+            h.update(data);
+        }
+        self.bytes += data.len() as u64;
+    }
+
+    /// (sha256, sha512 if asked for) of everything fed.
+    pub fn finish(self) -> ([u8; 32], Option<[u8; 64]>) {
+        use sha2::Digest as _;
+        (
             self.sha256.finalize().into(),
             self.sha512.map(|h| h.finalize().into()),
-        ))
+        )
+    }
+}
+
+impl std::io::Write for Hasher {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.update(buf);
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+/// A reader that computes sha256 (for the cache's name) and sha512 (when a
+/// publisher gives only that) of everything read through it.
+pub struct DigestReader<R> {
+    inner: R,
+    hasher: Hasher,
+}
+
+impl<R: Read> DigestReader<R> {
+    pub fn new(inner: R, want_sha512: bool) -> Self {
+        DigestReader {
+            inner,
+            hasher: Hasher::new(want_sha512),
+        }
+    }
+
+    /// Read what is left, then return (sha256, sha512 if asked for).
+    pub fn finish(mut self) -> Result<([u8; 32], Option<[u8; 64]>)> {
+        std::io::copy(&mut self, &mut std::io::sink()).context("reading the file to hash it")?;
+        Ok(self.hasher.finish())
     }
 }
 
 impl<R: Read> Read for DigestReader<R> {
     fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
-        use sha2::Digest as _;
         let n = self.inner.read(buf)?;
-        self.sha256.update(&buf[..n]);
-        if let Some(h) = &mut self.sha512 {
-            h.update(&buf[..n]);
-        }
-        self.bytes += n as u64;
+        self.hasher.update(&buf[..n]);
         Ok(n)
     }
 }

@@ -7,10 +7,10 @@
 use crate::common::*;
 use crate::http::{Fault, Server};
 use mkstick::os::cache::Cache;
-use mkstick::os::download::{Downloader, SignaturePolicy, ATTEMPTS};
+use mkstick::os::download::{Artifact, Downloader, SignaturePolicy, ATTEMPTS};
 use mkstick::os::fetch::Keys;
 use mkstick::os::source::Release;
-use mkstick::os::verify::Keyring;
+use mkstick::os::verify::{Digest, Keyring};
 use mkstick::os::OsDir;
 use mkstick::progress::Progress;
 use std::path::Path;
@@ -1327,4 +1327,234 @@ fn a_cached_file_is_trusted_only_while_its_signing_key_is() {
         !paths.contains(&kernel_path(&rel)),
         "checked in place: {paths:?}"
     );
+}
+
+/// An unsigned artifact (as a registry blob or a Kubernetes binary is).
+fn unsigned(server: &Server, path: &str, digest: Digest) -> Artifact {
+    Artifact {
+        name: "blob".into(),
+        url: server.url(path),
+        digest,
+        signature_url: None,
+    }
+}
+
+fn sha512_hex(bytes: &[u8]) -> String {
+    use sha2::Digest as _;
+    sha2::Sha512::digest(bytes)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+/// Run a download that is cut after `cut` bytes on every attempt, so that
+/// it gives up and leaves a `.part` of `ATTEMPTS * cut` bytes behind.
+fn leave_a_part(server: &Server, cache: &Cache, a: &Artifact, path: &str, cut: usize) -> Vec<u8> {
+    server.fault(
+        path,
+        Fault {
+            truncate_at: Some(cut),
+            truncations: ATTEMPTS as usize,
+            ..Fault::default()
+        },
+    );
+    let blobs = cache_files(cache).0;
+    let e = downloader(cache, SignaturePolicy::Require)
+        .fetch(a, None)
+        .unwrap_err();
+    assert!(format!("{e:#}").contains("truncated"), "{e:#}");
+    server.fault(path, Fault::default());
+    let part = std::fs::read(cache.part_path(&a.digest)).unwrap();
+    assert_eq!(part.len(), ATTEMPTS as usize * cut);
+    assert_eq!(cache_files(cache).0, blobs, "nothing is cached unchecked");
+    part
+}
+
+/// A file with no signature is hashed as it is written, not read again:
+/// resumed by a second run, its digest covers the prefix the first run
+/// left on disk, so a byte changed there is caught, and a right prefix
+/// gives the right digest.
+#[test]
+fn an_unsigned_download_resumed_by_a_later_run_is_hashed_from_its_first_byte() {
+    let server = Server::start();
+    let body = filler(2_000_000, 31);
+    let path = "/blobs/one";
+    server.put(path, body.clone());
+    let tmp = tempfile::tempdir().unwrap();
+    let cache = Cache::open(Some(tmp.path())).unwrap();
+    let want = Digest::parse_hex(&sha256_hex(&body)).unwrap();
+    let a = unsigned(&server, path, want);
+
+    // A byte of the first run's prefix changes on disk between the runs.
+    let mut part = leave_a_part(&server, &cache, &a, path, 200_000);
+    assert_eq!(part[..], body[..part.len()]);
+    part[1000] ^= 0xff;
+    std::fs::write(cache.part_path(&want), &part).unwrap();
+    let mut damaged = part.clone();
+    damaged.extend_from_slice(&body[part.len()..]);
+    server.clear_log();
+    let e = downloader(&cache, SignaturePolicy::Require)
+        .fetch(&a, None)
+        .unwrap_err();
+    let msg = format!("{e:#}");
+    assert_eq!(server.ranges(path), vec![Some(part.len() as u64)]);
+    assert!(msg.contains("sha256 mismatch for blob"), "{msg}");
+    assert!(msg.contains(&a.url), "{msg}");
+    assert!(msg.contains(&sha256_hex(&body)), "{msg}");
+    assert!(
+        msg.contains(&format!("the download has {}", sha256_hex(&damaged))),
+        "{msg}"
+    );
+    assert!(!cache.part_path(&want).exists());
+    assert_eq!(cache_files(&cache), (0, 0), "nothing is cached");
+
+    // Right bytes, resumed by a second run: admitted.
+    leave_a_part(&server, &cache, &a, path, 200_000);
+    server.clear_log();
+    let dl = downloader(&cache, SignaturePolicy::Require);
+    let got = dl.fetch(&a, None).unwrap();
+    assert_eq!(server.ranges(path), vec![Some(800_000)]);
+    assert_eq!(std::fs::read(&got.path).unwrap(), body);
+    assert_eq!(got.sha256.to_string(), sha256_hex(&body));
+    assert_eq!(got.size_bytes, 1_200_000, "only the rest was fetched");
+    assert_eq!(cache_files(&cache), (1, 0));
+
+    // The same with a sha512 digest (Flatcar's): both are streamed, the
+    // file is stored by sha256 and found again by sha512.
+    let body = filler(1_000_000, 32);
+    let path = "/blobs/two";
+    server.put(path, body.clone());
+    let want = Digest::parse_hex(&sha512_hex(&body)).unwrap();
+    let a = unsigned(&server, path, want);
+    leave_a_part(&server, &cache, &a, path, 100_000);
+    let got = downloader(&cache, SignaturePolicy::Require)
+        .fetch(&a, None)
+        .unwrap();
+    assert_eq!(std::fs::read(&got.path).unwrap(), body);
+    assert_eq!(got.sha256.to_string(), sha256_hex(&body));
+    assert_eq!(
+        cache.lookup(&want).unwrap().map(|s| s.to_string()),
+        Some(sha256_hex(&body))
+    );
+    let other = Cache::open(Some(&tmp.path().join("other"))).unwrap();
+    let mut part = leave_a_part(&server, &other, &a, path, 100_000);
+    part[10] ^= 1;
+    std::fs::write(other.part_path(&want), &part).unwrap();
+    let e = downloader(&other, SignaturePolicy::Require)
+        .fetch(&a, None)
+        .unwrap_err();
+    let msg = format!("{e:#}");
+    assert!(msg.contains("sha512 mismatch for blob"), "{msg}");
+    assert_eq!(cache_files(&other), (0, 0), "nothing is cached");
+}
+
+/// A server that answers a Range request with the whole file (200): the
+/// streamed digest starts over with the file, whether the `.part` came from
+/// an earlier run (and is not even a prefix) or from a cut attempt.
+#[test]
+fn a_server_ignoring_range_still_gives_the_right_streamed_digest() {
+    let server = Server::start();
+    let body = filler(1_500_000, 33);
+    let path = "/blobs/whole";
+    server.put(path, body.clone());
+    let tmp = tempfile::tempdir().unwrap();
+    let cache = Cache::open(Some(tmp.path())).unwrap();
+    let want = Digest::parse_hex(&sha256_hex(&body)).unwrap();
+    let a = unsigned(&server, path, want);
+
+    // A .part from an earlier run, other bytes altogether.
+    std::fs::write(cache.part_path(&want), filler(300_000, 99)).unwrap();
+    server.fault(
+        path,
+        Fault {
+            ignore_range: true,
+            ..Fault::default()
+        },
+    );
+    let got = downloader(&cache, SignaturePolicy::Require)
+        .fetch(&a, None)
+        .unwrap();
+    assert_eq!(server.ranges(path), vec![Some(300_000)]);
+    assert_eq!(std::fs::read(&got.path).unwrap(), body);
+    assert_eq!(cache_files(&cache), (1, 0));
+
+    // Cut within one run, then the retry's Range is answered with 200.
+    let tmp = tempfile::tempdir().unwrap();
+    let cache = Cache::open(Some(tmp.path())).unwrap();
+    server.fault(
+        path,
+        Fault {
+            ignore_range: true,
+            truncate_at: Some(400_000),
+            truncations: 1,
+            ..Fault::default()
+        },
+    );
+    server.clear_log();
+    let got = downloader(&cache, SignaturePolicy::Require)
+        .fetch(&a, None)
+        .unwrap();
+    assert_eq!(server.ranges(path), vec![None, Some(400_000)]);
+    assert_eq!(std::fs::read(&got.path).unwrap(), body);
+    assert_eq!(cache_files(&cache), (1, 0));
+}
+
+/// Bytes this thread has read from files (`rchar` of
+/// `/proc/thread-self/io`, which counts read(2) and its kin; a socket read
+/// with recv(2), as Rust's `TcpStream` does, goes around it); `None` where
+/// the kernel keeps no per-task I/O accounting.
+fn thread_read_bytes() -> Option<u64> {
+    let io = std::fs::read_to_string("/proc/thread-self/io").ok()?;
+    io.lines()
+        .find_map(|l| l.strip_prefix("rchar:"))?
+        .trim()
+        .parse()
+        .ok()
+}
+
+/// The download runs on the calling thread, so what that thread reads from
+/// files is, for a fresh download, next to nothing (the cache's own small
+/// files), and for a resumed one the prefix already on disk, once, to hash
+/// it. A second pass over the finished file would read all of it again.
+#[test]
+fn an_unsigned_download_is_not_read_back_after_it_is_written() {
+    if thread_read_bytes().is_none() {
+        eprintln!("skipped: /proc/thread-self/io is not available");
+        return;
+    }
+    let server = Server::start();
+    let size = 8_000_000u64;
+    let body = filler(size as usize, 34);
+    let path = "/blobs/once";
+    server.put(path, body.clone());
+    let tmp = tempfile::tempdir().unwrap();
+    let cache = Cache::open(Some(tmp.path())).unwrap();
+    let a = unsigned(
+        &server,
+        path,
+        Digest::parse_hex(&sha256_hex(&body)).unwrap(),
+    );
+    let dl = downloader(&cache, SignaturePolicy::Require);
+    let before = thread_read_bytes().unwrap();
+    let got = dl.fetch(&a, None).unwrap();
+    let read = thread_read_bytes().unwrap() - before;
+    assert!(
+        read < 1 << 20,
+        "{read} bytes read from files for a {size}-byte download"
+    );
+    assert_eq!(std::fs::read(&got.path).unwrap(), body);
+
+    // Resumed by a later run: the prefix is read once, to hash it.
+    let tmp = tempfile::tempdir().unwrap();
+    let cache = Cache::open(Some(tmp.path())).unwrap();
+    let prefix = leave_a_part(&server, &cache, &a, path, 1_000_000).len() as u64;
+    let dl = downloader(&cache, SignaturePolicy::Require);
+    let before = thread_read_bytes().unwrap();
+    let got = dl.fetch(&a, None).unwrap();
+    let read = thread_read_bytes().unwrap() - before;
+    assert!(
+        read >= prefix && read < prefix + (1 << 20),
+        "{read} bytes read from files for a {size}-byte download resumed at {prefix}"
+    );
+    assert_eq!(std::fs::read(&got.path).unwrap(), body);
 }

@@ -668,6 +668,20 @@ fn a_cut_connection_resumes_with_range() {
         .unwrap_or_else(|| panic!("the second request did not resume: {log:#?}"));
     let half: usize = half.parse().unwrap();
     assert!(half > 0 && half < p.layer.size, "{half}");
+    // Hashed across the cut (its first half as it was resumed), and stored
+    // under the digest of what is on disk.
+    let stored = cache
+        .path()
+        .join("blobs/sha256")
+        .join(p.layer.digest.to_string());
+    let bytes = std::fs::read(&stored).unwrap();
+    assert_eq!(bytes.len(), p.layer.size);
+    assert_eq!(Sha256Digest::of(&bytes), p.layer.digest);
+    assert!(
+        partials(cache.path()).is_empty(),
+        "{:?}",
+        partials(cache.path())
+    );
 }
 
 #[test]
