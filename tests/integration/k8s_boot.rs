@@ -131,6 +131,7 @@ check containerd-systemd-cgroup sh -c 'containerd config dump | grep -q "Systemd
 check cni-config test -s /etc/cni/net.d/10-mkstick.conflist
 check apiserver-1.36.4 apiserver_at 1.36.4
 check kubelet-kept test "$(cat /var/lib/kubelet/mkstick/version)" = 1.36.4
+check etcd-state-mode test "$(stat -c %a /var/mnt/data/state/var/lib/etcd)" = 700
 check kubelet-active systemctl is-active --quiet kubelet
 check addons-done journalctl -b -o cat -u mkstick-addons.service --grep "all manifests are applied"
 check whoami-example grep -q ReadWriteMany /etc/mkstick/examples/whoami.yaml
