@@ -166,6 +166,26 @@ fn machine(accel: &str, secure_boot: bool) -> String {
 /// The extra QEMU arguments Secure Boot firmware needs.
 const SECURE_BOOT_ARGS: &[&str] = &["-global", "driver=cfi.pflash01,property=secure,value=on"];
 
+/// The guest's network: QEMU's user-mode network (the guest gets
+/// 10.0.2.15 by DHCP, as on a LAN, and needs no privileges on the host),
+/// with `port` on the host's 127.0.0.1 forwarded to the guest's SSH port, so
+/// the booted server can be logged into as it would be on the LAN.
+fn nic_arg(ssh_port: u16) -> String {
+    format!("user,model=virtio-net-pci,hostfwd=tcp:127.0.0.1:{ssh_port}-:22")
+}
+
+/// A port on 127.0.0.1 that is free now: the one the kernel picks for a
+/// socket bound to port 0. The socket is closed before QEMU binds the port;
+/// were it taken in between, QEMU fails and says so.
+fn free_local_port() -> Result<u16> {
+    let socket = std::net::TcpListener::bind(("127.0.0.1", 0))
+        .context("finding a free port on 127.0.0.1 for SSH")?;
+    Ok(socket
+        .local_addr()
+        .context("reading the free port's number")?
+        .port())
+}
+
 /// QEMU's `file=` option value, with its commas doubled as QEMU requires.
 fn qemu_path(p: &Path) -> String {
     p.display().to_string().replace(',', ",,")
@@ -294,11 +314,14 @@ pub fn run(a: &BootArgs, progress: &Progress) -> Result<ExitCode> {
             "-serial",
             "stdio",
             "-no-reboot",
-            "-nic",
-            "none",
         ]
         .map(String::from),
     );
+    let ssh_port = match a.ssh_port {
+        Some(port) => port,
+        None => free_local_port()?,
+    };
+    args.extend(["-nic".into(), nic_arg(ssh_port)]);
     args.push("-drive".into());
     args.push(format!(
         "if=none,id=stick,format=raw,snapshot=on,file={}",
@@ -337,6 +360,10 @@ pub fn run(a: &BootArgs, progress: &Progress) -> Result<ExitCode> {
             disk.serial
         ));
     }
+
+    progress.note(&format!(
+        "boot: log in with: ssh -p {ssh_port} core@localhost"
+    ));
 
     let watching = a.expect.is_some() || !a.fail_on.is_empty() || a.timeout > 0;
     let mut cmd = Command::new(QEMU);
@@ -499,6 +526,18 @@ mod tests {
             .unwrap_err()
             .to_string()
             .contains("give a size"));
+    }
+
+    #[test]
+    fn the_guest_gets_a_user_network_with_ssh_forwarded_from_localhost() {
+        assert_eq!(
+            nic_arg(2222),
+            "user,model=virtio-net-pci,hostfwd=tcp:127.0.0.1:2222-:22"
+        );
+        let port = free_local_port().unwrap();
+        assert_ne!(port, 0);
+        // Free again once the probe's socket is closed.
+        std::net::TcpListener::bind(("127.0.0.1", port)).unwrap();
     }
 
     #[test]

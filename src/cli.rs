@@ -248,6 +248,10 @@ pub struct BootArgs {
     /// Use KVM, TCG (software) or whichever works
     #[arg(long, value_enum, default_value_t = Accel::Auto)]
     pub accel: Accel,
+    /// Forward this port on 127.0.0.1 to the guest's SSH port (default: a
+    /// free port, printed before the boot)
+    #[arg(long, value_name = "PORT", value_parser = clap::value_parser!(u16).range(1..))]
+    pub ssh_port: Option<u16>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]

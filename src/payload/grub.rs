@@ -32,8 +32,21 @@ pub struct GrubArgs<'a> {
 pub fn config(a: &GrubArgs) -> String {
     let uuid = fat_uuid(a.volume_id);
     let args: Vec<String> = a.kernel_args.iter().map(|k| format!("'{k}'")).collect();
+    // The stick boots only under UEFI, where GRUB's `console` terminal is
+    // the firmware's console (ConOut): the monitor, and the serial port too
+    // wherever the firmware copies its console there (OVMF does; so does a
+    // server with console redirection or Serial-over-LAN). GRUB's own
+    // `serial` terminal beside it prints every line twice there: "Using
+    // console and serial as terminal_output for EFI boot mode causes
+    // doubled output" (truenas/middleware#9761), and Fedora CoreOS has
+    // "GRUB write only to console, which gets copied to the serial port. If
+    // we use serial we get doubled output" (fedora-coreos-config
+    // platforms.yaml, azure) and sets no GRUB terminal for metal. So GRUB
+    // writes to the console only: a monitor always sees it. The cost: a
+    // serial port the firmware does not redirect stays silent until the
+    // kernel starts (console=ttyS0).
     let terminal = if a.serial_console {
-        "serial --unit=0 --speed=115200\nterminal_input console serial\nterminal_output console serial\n"
+        "terminal_output console\n"
     } else {
         ""
     };
@@ -128,6 +141,10 @@ mod tests {
         assert!(cfg.contains("'ignition.firstboot' 'console=ttyS0,115200n8'"));
         assert!(cfg.trim_end().ends_with("halt"));
         assert!(!cfg.contains("'x'"), "titles cannot inject quotes: {cfg}");
+        // Under UEFI the console reaches the serial port wherever the
+        // firmware redirects it; GRUB's own serial terminal would double it.
+        assert!(cfg.contains("\nterminal_output console\n"), "{cfg}");
+        assert!(!cfg.contains("serial"), "no GRUB serial terminal: {cfg}");
         assert_balanced(&cfg);
     }
 

@@ -10,9 +10,13 @@
 //! root, /usr with /usr/local read-only, node scripts in /opt/bin).
 
 use crate::common::*;
+use std::io::{BufRead, BufReader, Write};
+use std::net::TcpStream;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
-use std::sync::{Mutex, OnceLock};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::Duration;
 
 /// One VM at a time: TCG is CPU-bound and the machine has 2 cores.
 pub static VM: Mutex<()> = Mutex::new(());
@@ -140,6 +144,16 @@ check banner-ran test "$(systemctl show -P ExecMainStatus mkstick-banner.service
 check banner-finished test "$(systemctl show -P ExecMainExitTimestampMonotonic mkstick-banner.service)" != 0
 check data-disk-by-id test -b /dev/disk/by-id/virtio-data0
 check usr-read-only sh -c '! touch /usr/lib/mkstick-probe && grep -q " /usr [^ ]* ro[, ]" /proc/mounts'
+check sshd-running systemctl is-active --quiet ssh.service
+check host-keys-made-at-boot test "$(systemctl show -P ExecMainExitTimestampMonotonic mkstick-sshd-keygen.service)" != 0
+check host-key-exists test -s /etc/ssh/ssh_host_ed25519_key
+# The host reads sshd's banner through the port `mkstick boot` forwards;
+# QEMU's user network brings it in from 10.0.2.2. Stay up until sshd has
+# logged that connection (at most 2 minutes).
+host_came() {{ journalctl -u ssh.service -o cat | grep -q 'by 10[.]0[.]2[.]2 port'; }}
+i=0
+while [ $i -lt 120 ] && ! host_came; do sleep 1; i=$((i + 1)); done
+check host-connected-to-sshd host_came
 {flavour_checks}check no-failed-units test -z "$(systemctl list-units --failed --plain --no-legend)"
 if [ -z "$fail" ]; then
     echo "MKSTICK-BOOT-OK" > /dev/ttyS0
@@ -219,6 +233,11 @@ pub fn check_fragment(bin_dir: &str, description: &str, after: &str, script: &st
 /// `<CARGO_TARGET_TMPDIR>/<log>-console.log`.
 pub fn run_vm(s: &Scratch, image: &str, extra: &[&str], log: &str) -> (Output, String) {
     let _vm = VM.lock().unwrap_or_else(|e| e.into_inner());
+    run_vm_holding_lock(s, image, extra, log)
+}
+
+/// [`run_vm`] for a caller that holds [`VM`] already.
+fn run_vm_holding_lock(s: &Scratch, image: &str, extra: &[&str], log: &str) -> (Output, String) {
     let mut args = vec![
         "boot",
         image,
@@ -273,6 +292,43 @@ pub fn boot_vm(s: &Scratch, image: &str, disks: &[&str], log: &str) -> String {
     console
 }
 
+/// A port on 127.0.0.1 that is free now (the kernel's pick for port 0).
+fn free_port() -> u16 {
+    std::net::TcpListener::bind(("127.0.0.1", 0))
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// Until `stop`, read the first line the server on 127.0.0.1:`port` sends:
+/// an SSH server's identification line (RFC 4253 4.2). QEMU accepts on
+/// the forwarded port at once and closes when nothing in the guest listens
+/// yet, so it tries again every half second. Having read it, it sends its
+/// own and hangs up, so sshd logs the connection.
+fn read_ssh_identification(
+    port: u16,
+    stop: Arc<AtomicBool>,
+) -> std::thread::JoinHandle<Option<String>> {
+    std::thread::spawn(move || {
+        while !stop.load(Ordering::Relaxed) {
+            if let Ok(mut conn) = TcpStream::connect(("127.0.0.1", port)) {
+                conn.set_read_timeout(Some(Duration::from_secs(20)))
+                    .unwrap();
+                let mut line = String::new();
+                let _ = BufReader::new(&conn).read_line(&mut line);
+                if line.starts_with("SSH-") {
+                    let _ = conn.write_all(b"SSH-2.0-mkstick-boot-test\r\n");
+                    std::thread::sleep(Duration::from_secs(1));
+                    return Some(line);
+                }
+            }
+            std::thread::sleep(Duration::from_millis(500));
+        }
+        None
+    })
+}
+
 #[test]
 fn image_boots_and_real_ignition_applies_our_config() {
     boots_and_applies_our_config(Flavour::Coreos);
@@ -300,14 +356,57 @@ password-hash = \"{HASH}\"\ntimezone = \"Europe/Berlin\"\n\n[os]\npath = \"{}\"\
     ignition_validate(&embedded_ignition(&img));
     let before = file_sha256(&img);
 
-    let console = boot_vm(&s, "mkstick.img", &["64M"], &flavour.log("boot-test"));
+    // While the guest runs, read sshd's identification line through the
+    // port `mkstick boot` forwards to it.
+    let log = flavour.log("boot-test");
+    let (o, console, ssh_port, identification) = {
+        let _vm = VM.lock().unwrap_or_else(|e| e.into_inner());
+        let port = free_port();
+        let stop = Arc::new(AtomicBool::new(false));
+        let reader = read_ssh_identification(port, Arc::clone(&stop));
+        let port_arg = port.to_string();
+        let mut args = EXPECT_BOOT_OK.to_vec();
+        args.extend(["--data-disk", "64M", "--ssh-port", &port_arg]);
+        let (o, console) = run_vm_holding_lock(&s, "mkstick.img", &args, &log);
+        stop.store(true, Ordering::Relaxed);
+        (o, console, port, reader.join().unwrap())
+    };
+    // Every problem at once, so one failing boot shows them all.
+    let mut problems = Vec::new();
+    if !o.status.success() {
+        problems.push(format!("the boot failed: {}", stderr(&o)));
+    }
+    if !stderr(&o).contains(&format!(
+        "boot: log in with: ssh -p {ssh_port} core@localhost"
+    )) {
+        problems.push(format!("mkstick boot named no login: {}", stderr(&o)));
+    }
+    match &identification {
+        Some(line) if line.starts_with("SSH-2.0-") => {}
+        other => problems.push(format!(
+            "no SSH-2.0 identification from the guest's sshd on 127.0.0.1:{ssh_port}: {other:?}"
+        )),
+    }
+    // GRUB's console reaches the serial port through OVMF; a GRUB serial
+    // terminal beside it would print each line twice.
+    let booting = console.matches("mkstick: booting Debian test OS").count();
+    if booting != 1 {
+        problems.push(format!(
+            "our grub.cfg's `mkstick: booting` line appears {booting} times on the serial console, not once"
+        ));
+    }
+    if !console.contains("mkstick: mkstick-boot is up") {
+        problems.push("the overlay's banner unit printed nothing".into());
+    }
+    // QEMU's user network hands out 10.0.2.15 by DHCP.
+    if !console.contains("mkstick: log in with: ssh core@10.0.2.15") {
+        problems.push("the banner named no address to log in at".into());
+    }
     assert!(
-        console.contains("mkstick: booting Debian test OS"),
-        "our grub.cfg ran"
-    );
-    assert!(
-        console.contains("mkstick: mkstick-boot is up"),
-        "the overlay's banner unit printed"
+        problems.is_empty(),
+        "{log}:\n- {}\nlast console lines:\n{}",
+        problems.join("\n- "),
+        last_lines(&console, 80)
     );
     // 1024 MiB meets the test OS's stated minimum (os.json min-ram-mib).
     assert!(
