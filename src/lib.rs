@@ -1,8 +1,13 @@
 //! mkstick: one mkstick.toml -> a USB stick image that boots a server live.
 //!
 //! ```text
-//! StickConfig -acquire-> OS dir -plan-> Plan -render-> Payload -assemble-> Image -flash-> stick
-//!  config/               os/            plan/       ignition/, payload/   image.rs      device/
+//! stage      makes                  in
+//! parse      StickConfig            config/
+//! acquire    OS dir, binaries       os/
+//! plan       Plan                   plan/
+//! render     Payload                ignition/, payload/
+//! assemble   Image                  image.rs
+//! flash      the stick              device/
 //! ```
 //!
 //! Each stage uses only earlier stages and the shared modules ([`io`],
