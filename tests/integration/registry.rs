@@ -101,19 +101,6 @@ impl Drop for RegistryProc {
     }
 }
 
-/// Deterministic bytes that do not compress, different per `seed`.
-fn noise(seed: u64, len: usize) -> Vec<u8> {
-    let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
-    (0..len)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            x as u8
-        })
-        .collect()
-}
-
 /// A one-file ustar archive (mtime 0, uid 0): an image layer.
 fn tar_one(name: &str, data: &[u8]) -> Vec<u8> {
     let mut h = [0u8; 512];
@@ -181,8 +168,8 @@ impl Layout {
 
     /// One image for `arch`: a layer of `layer_bytes` of noise, a config,
     /// a manifest. Returns (manifest, config, layer).
-    fn image(&self, arch: &str, seed: u64, layer_bytes: usize) -> (Desc, Desc, Desc) {
-        let tar = tar_one("hello", &noise(seed, layer_bytes));
+    fn image(&self, arch: &str, seed: u8, layer_bytes: usize) -> (Desc, Desc, Desc) {
+        let tar = tar_one("hello", &common::filler(layer_bytes, seed));
         let layer = self.blob("application/vnd.oci.image.layer.v1.tar", &tar);
         let config = serde_json::json!({
             "architecture": arch,
@@ -429,7 +416,7 @@ impl Pushed {
 
 /// A single-platform linux/amd64 image with a 300 KB layer, pushed as
 /// `repo:v1` to a registry of its own.
-fn push_single(tools: &Tools, repo: &str, seed: u64) -> Pushed {
+fn push_single(tools: &Tools, repo: &str, seed: u8) -> Pushed {
     let tmp = tempfile::tempdir().unwrap();
     let layout = Layout::new(tmp.path().join("layout"));
     let (manifest, config, layer) = layout.image("amd64", seed, 300_000);
