@@ -221,12 +221,8 @@ pub fn plan(loaded: &LoadedConfig, checked: ConfigChecked, args: &PlanArgs) -> R
     }
     let kubernetes_binaries = args.kubernetes_binaries.clone();
     let table = kubernetes.as_ref().map_or(&[][..], |k| &k.table.files[..]);
-    let acquired = |f: &crate::os::kubernetes::TableFile| {
-        kubernetes_binaries
-            .iter()
-            .any(|b| b.name == f.name && b.sha256 == f.sha256)
-    };
-    if kubernetes_binaries.len() != table.len() || !table.iter().all(acquired) {
+    let pinned = table.iter().map(|f| (&f.name, f.sha256));
+    if !kubernetes_binaries.iter().map(|b| (&b.name, b.sha256)).eq(pinned) {
         bail!("the Kubernetes binaries given to the plan are not the ones [kubernetes] pins; acquire them with the same table");
     }
     let bin_dir = os.manifest.bin_dir.as_str();
