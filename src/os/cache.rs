@@ -16,6 +16,7 @@
 use super::verify::Digest;
 use crate::io::{human_bytes, Sha256Digest};
 use anyhow::{bail, Context, Result};
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 #[derive(Debug, Clone)]
@@ -342,33 +343,35 @@ impl Cache {
 
     /// The sha256 names of the blobs the image records use.
     fn image_blobs(&self) -> Result<Vec<String>> {
-        let dir = self.root.join("images");
-        let mut out = Vec::new();
-        for name in read_dir_names(&dir)? {
-            let path = dir.join(&name);
-            let text = std::fs::read_to_string(&path)
-                .with_context(|| format!("reading {}", path.display()))?;
-            let record: ImageRecord = serde_json::from_str(&text).with_context(|| {
-                format!("{} is damaged; delete it and pull again", path.display())
-            })?;
-            out.extend(record.blobs.iter().map(|d| d.to_string()));
-        }
-        Ok(out)
+        self.recorded_blobs("images", "pull again", |r: ImageRecord| {
+            r.blobs.iter().map(|d| d.to_string()).collect()
+        })
     }
 
     /// The sha256 names of the blobs the Kubernetes records use.
     fn k8s_blobs(&self) -> Result<Vec<String>> {
-        let dir = self.root.join("k8s");
+        self.recorded_blobs("k8s", "fetch again", |r: BTreeMap<String, String>| {
+            r.into_values().collect()
+        })
+    }
+
+    /// The blob names the JSON records under `dir` use, each record read as a
+    /// `T` and passed to `blobs`; a damaged record says to delete it and `redo`.
+    fn recorded_blobs<T: serde::de::DeserializeOwned>(
+        &self,
+        dir: &str,
+        redo: &str,
+        blobs: impl Fn(T) -> Vec<String>,
+    ) -> Result<Vec<String>> {
+        let dir = self.root.join(dir);
         let mut out = Vec::new();
         for name in read_dir_names(&dir)? {
             let path = dir.join(&name);
             let text = std::fs::read_to_string(&path)
                 .with_context(|| format!("reading {}", path.display()))?;
-            let record: std::collections::BTreeMap<String, String> = serde_json::from_str(&text)
-                .with_context(|| {
-                    format!("{} is damaged; delete it and fetch again", path.display())
-                })?;
-            out.extend(record.into_values());
+            let record: T = serde_json::from_str(&text)
+                .with_context(|| format!("{} is damaged; delete it and {redo}", path.display()))?;
+            out.extend(blobs(record));
         }
         Ok(out)
     }

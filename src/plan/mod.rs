@@ -222,7 +222,11 @@ pub fn plan(loaded: &LoadedConfig, checked: ConfigChecked, args: &PlanArgs) -> R
     let kubernetes_binaries = args.kubernetes_binaries.clone();
     let table = kubernetes.as_ref().map_or(&[][..], |k| &k.table.files[..]);
     let pinned = table.iter().map(|f| (&f.name, f.sha256));
-    if !kubernetes_binaries.iter().map(|b| (&b.name, b.sha256)).eq(pinned) {
+    if !kubernetes_binaries
+        .iter()
+        .map(|b| (&b.name, b.sha256))
+        .eq(pinned)
+    {
         bail!("the Kubernetes binaries given to the plan are not the ones [kubernetes] pins; acquire them with the same table");
     }
     let bin_dir = os.manifest.bin_dir.as_str();
