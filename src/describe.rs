@@ -205,6 +205,36 @@ fn ingress_hosts(manifests: &[crate::plan::kubernetes::UserManifest]) -> Vec<Str
     hosts.into_iter().collect()
 }
 
+/// The container images: on the stick, each pinned, or pulled at first boot.
+fn describe_images(s: &mut String, plan: &Plan) {
+    if plan.images.is_empty() {
+        let _ = writeln!(
+            s,
+            "  Container images: none on the stick (the binaries table lists no `images`);\n    the first boot pulls them from their registries, so it needs the internet."
+        );
+        return;
+    }
+    let total: u64 = plan.images.iter().map(|i| i.size_bytes()).sum();
+    let shared: u64 = crate::payload::images::layout(&plan.images)
+        .iter()
+        .map(|f| f.size_bytes)
+        .sum();
+    let _ = writeln!(
+        s,
+        "  Container images on the stick (mkstick/images/, {} in all, {} with shared layers stored once),",
+        plan.images.len(),
+        size(shared)
+    );
+    let _ = writeln!(
+        s,
+        "  each pinned by digest and verified; imported into containerd before kubeadm runs,\n  so the first boot needs no registry ({} before sharing):",
+        size(total)
+    );
+    for i in &plan.images {
+        let _ = writeln!(s, "    {}  {}", i.reference, size(i.size_bytes()));
+    }
+}
+
 fn describe_kubernetes(s: &mut String, plan: &Plan) {
     let Some(k) = &plan.kubernetes else {
         let _ = writeln!(s, "Kubernetes: none ([kubernetes] is not set)");
@@ -221,10 +251,8 @@ fn describe_kubernetes(s: &mut String, plan: &Plan) {
         s,
         "  Its binaries ride on the stick (k8s/), checked against mkstick/manifest.json"
     );
-    let _ = writeln!(
-        s,
-        "    at every boot; container images are pulled from their registries on first use."
-    );
+    let _ = writeln!(s, "    at every boot.");
+    describe_images(s, plan);
     let _ = writeln!(s, "  At every boot, once the data drives are mounted:");
     let _ = writeln!(
         s,

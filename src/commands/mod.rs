@@ -56,6 +56,7 @@ pub fn acquire_os(
     os::fetch::acquire(
         &source,
         k8s.map(|k| &k.table),
+        &k8s.map(|k| k.images()).unwrap_or_default(),
         &fetch_options(&a.fetch, reverify),
         &keys,
         progress,
@@ -86,6 +87,7 @@ pub fn plan_and_render(
         &PlanArgs {
             os_dir: got.dir,
             kubernetes_binaries: got.kubernetes,
+            images: got.images,
             seed,
             source_date_epoch: source_date_epoch()?,
         },

@@ -47,6 +47,12 @@ pub struct NodeRegistration {
     pub taints: Vec<Taint>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub kubelet_extra_args: Vec<Arg>,
+    /// `IfNotPresent` (v1beta4's default, written out): kubeadm's ImagePull
+    /// preflight check then pulls only what containerd lacks, so a stick's
+    /// imported images are used as they are. `Never` would skip the check
+    /// and hide a missing image until the kubelet fails to start it
+    /// (kubernetes `cmd/kubeadm/app/preflight/checks.go` ImagePullCheck).
+    pub image_pull_policy: String,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -72,9 +78,41 @@ pub struct ClusterConfiguration {
     /// `v1.36.4`
     pub kubernetes_version: String,
     pub cluster_name: String,
+    /// Where kubeadm's images come from when the stick carries them: the
+    /// names it then looks up in containerd are the carried ones.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub image_repository: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dns: Option<ImageOverride>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub etcd: Option<Etcd>,
     pub networking: Networking,
     pub api_server: ApiServer,
     pub controller_manager: ControlPlaneComponent,
+}
+
+/// `dns` and `etcd.local`: an image's repository and tag (v1beta4
+/// `ImageMeta`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct ImageOverride {
+    pub image_repository: String,
+    pub image_tag: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Etcd {
+    pub local: ImageOverride,
+}
+
+/// The images of kubeadm's config, from the stick's table: kube-* and
+/// pause under `repository`, CoreDNS and etcd each from its own.
+#[derive(Debug, Clone, PartialEq)]
+pub struct KubeadmImages {
+    pub repository: String,
+    pub dns: ImageOverride,
+    pub etcd: ImageOverride,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -132,6 +170,8 @@ pub struct KubeadmArgs<'a> {
     pub advertise_address: Option<&'a str>,
     /// The hostname, the address and the user's extra names, deduplicated.
     pub cert_sans: Vec<String>,
+    /// `None`: kubeadm's defaults (registry.k8s.io), pulled at first boot.
+    pub images: Option<KubeadmImages>,
 }
 
 impl KubeadmConfig {
@@ -160,6 +200,7 @@ impl KubeadmConfig {
                         })
                         .into_iter()
                         .collect(),
+                    image_pull_policy: "IfNotPresent".into(),
                 },
             },
             cluster: ClusterConfiguration {
@@ -167,6 +208,11 @@ impl KubeadmConfig {
                 kind: "ClusterConfiguration".into(),
                 kubernetes_version: format!("v{}", a.version),
                 cluster_name: a.cluster_name.to_string(),
+                image_repository: a.images.as_ref().map(|i| i.repository.clone()),
+                dns: a.images.as_ref().map(|i| i.dns.clone()),
+                etcd: a.images.as_ref().map(|i| Etcd {
+                    local: i.etcd.clone(),
+                }),
                 networking: Networking {
                     pod_subnet: a.pod_cidr.to_string(),
                     service_subnet: a.service_cidr.to_string(),
@@ -233,7 +279,34 @@ mod tests {
             service_cidr: "10.96.0.0/12",
             advertise_address: Some("192.168.1.10"),
             cert_sans: vec!["kube1".into(), "192.168.1.10".into()],
+            images: None,
         }
+    }
+
+    #[test]
+    fn carried_images_set_the_repositories_kubeadm_derives_its_names_from() {
+        let meta = |r: &str, t: &str| ImageOverride {
+            image_repository: r.into(),
+            image_tag: t.into(),
+        };
+        let mut a = args();
+        a.images = Some(KubeadmImages {
+            repository: "127.0.0.1:5000/k8s".into(),
+            dns: meta("127.0.0.1:5000/k8s/coredns", "v1.14.2"),
+            etcd: meta("127.0.0.1:5000/k8s", "3.6.8-0"),
+        });
+        let yaml = KubeadmConfig::new(&a).to_yaml();
+        for line in [
+            "\nimageRepository: 127.0.0.1:5000/k8s\n",
+            "\ndns:\n  imageRepository: 127.0.0.1:5000/k8s/coredns\n  imageTag: v1.14.2\n",
+            "\netcd:\n  local:\n    imageRepository: 127.0.0.1:5000/k8s\n    imageTag: 3.6.8-0\n",
+            "\n  imagePullPolicy: IfNotPresent\n",
+        ] {
+            assert!(yaml.contains(line), "{line:?} in:\n{yaml}");
+        }
+        assert_eq!(KubeadmConfig::from_yaml(&yaml).unwrap(), KubeadmConfig::new(&a));
+        let plain = KubeadmConfig::new(&args()).to_yaml();
+        assert!(!plain.contains("imageRepository"), "{plain}");
     }
 
     #[test]

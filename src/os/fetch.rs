@@ -8,7 +8,7 @@ use super::download::{Downloader, SignaturePolicy, Summary};
 pub use super::release::Keys;
 use super::source::OsSource;
 use crate::progress::Progress;
-use anyhow::Result;
+use anyhow::{Context, Result};
 use std::path::PathBuf;
 
 /// How to fetch: where the cache is, and whether signatures may be skipped.
@@ -30,13 +30,16 @@ pub struct Acquired {
     pub lock: Option<super::cache::CacheLock>,
     /// The Kubernetes binaries, when a table was given.
     pub kubernetes: Vec<super::kubernetes::CachedBinary>,
+    /// The container images the stick carries, in the order asked for.
+    pub images: Vec<super::registry::PulledImage>,
 }
 
-/// The OS directory for `source`, and the files of `k8s` when given,
-/// fetching what the cache lacks.
+/// The OS directory for `source`, the files of `k8s` when given, and the
+/// `images` (each pinned by tag and digest), fetching what the cache lacks.
 pub fn acquire(
     source: &OsSource,
     k8s: Option<&super::kubernetes::Table>,
+    images: &[&super::kubernetes::TableImage],
     opts: &FetchOptions,
     keys: &Keys,
     progress: &Progress,
@@ -47,6 +50,7 @@ pub fn acquire(
             summary: None,
             lock: None,
             kubernetes: Vec::new(),
+            images: Vec::new(),
         });
     }
     if opts.signatures == SignaturePolicy::InsecureSkip {
@@ -66,10 +70,27 @@ pub fn acquire(
         Some(t) => super::kubernetes::fetch(&dl, t)?,
         None => Vec::new(),
     };
+    let pinned_in = k8s
+        .and_then(|t| t.source.as_ref())
+        .map_or("mkstick's own table (src/os/kubernetes.rs)".to_string(), |p| {
+            p.display().to_string()
+        });
+    let arch = k8s.map_or("amd64", |t| t.arch.as_str());
+    let platform = super::registry::Platform::linux(arch);
+    let registry = super::registry::Registry::new(&dl);
+    let images = images
+        .iter()
+        .map(|i| {
+            registry
+                .pull(&i.reference, &platform)
+                .with_context(|| format!("the image {} is pinned in {pinned_in}", i.reference))
+        })
+        .collect::<Result<Vec<_>>>()?;
     Ok(Acquired {
         dir,
         summary: Some(dl.summary()),
         lock: Some(lock),
         kubernetes,
+        images,
     })
 }

@@ -14,6 +14,7 @@
 
 use super::cache::{write_atomic, Cache};
 use super::download::{Artifact, Downloader};
+use super::registry::Reference;
 use super::verify::Digest;
 use crate::config::kubernetes::KubeVersion;
 use crate::config::SourceError;
@@ -107,6 +108,181 @@ pub const BINARIES: &[Binary] = &[
 /// The names a table must give, in the order they are fetched and listed.
 pub const NAMES: [&str; 5] = ["kubeadm", "kubelet", "kubectl", "crictl", "cni-plugins"];
 
+/// kubeadm's images, named by the last part of their repository, in the
+/// order of kubeadm's `GetControlPlaneImages` (kubernetes/kubernetes
+/// `cmd/kubeadm/app/images/images.go`). kubeadm derives their names from
+/// its config: `<imageRepository>/kube-*:v<version>`,
+/// `<imageRepository>/pause:<its PauseVersion>`, and CoreDNS and etcd from
+/// their own `imageRepository` and `imageTag` (set from the table).
+pub const KUBEADM_IMAGES: [&str; 7] = [
+    "kube-apiserver",
+    "kube-controller-manager",
+    "kube-scheduler",
+    "kube-proxy",
+    "coredns",
+    "pause",
+    "etcd",
+];
+
+/// The four images whose tag is the Kubernetes version itself.
+const KUBE_TAGGED: [&str; 4] = [
+    "kube-apiserver",
+    "kube-controller-manager",
+    "kube-scheduler",
+    "kube-proxy",
+];
+
+/// The images `manifests/` uses, by the last part of their repository,
+/// with mkstick's pins; the manifests take their references from here
+/// (`{{image_<name>}}`, dashes as underscores). Traefik's digest was checked
+/// against Docker Hub, the csi-driver-nfs ones copied from its release's
+/// manifests (manifests/RESEARCH.md §1a).
+pub const ADDON_IMAGES: [(&str, &str); 6] = [
+    ("traefik", "docker.io/library/traefik:v3.7.13@sha256:24841fe2de7304c149343d877d2923b4c8800a38ba015dea9174c23b20e344a0"),
+    ("csi-provisioner", "registry.k8s.io/sig-storage/csi-provisioner:v6.3.0@sha256:a4b0b1a37605b7b04a293e136edf7006ec1786a8eb3f4e5a945f81d667dcc371"),
+    ("csi-resizer", "registry.k8s.io/sig-storage/csi-resizer:v2.2.0@sha256:a2d40c1c3ccb0c48b467125a6652c4dd5dcbf0d295641c9989581cfc690f6cf3"),
+    ("livenessprobe", "registry.k8s.io/sig-storage/livenessprobe:v2.19.0@sha256:06da0d5b8908072f2e4522692aee8dc119fba7247a9658497e1153992cd777e9"),
+    ("nfsplugin", "registry.k8s.io/sig-storage/nfsplugin:v4.13.4@sha256:1eb5a85180a4ad0193a31d319b163f35c8c1857794ebaac71d8abcdd5a0516d3"),
+    ("csi-node-driver-registrar", "registry.k8s.io/sig-storage/csi-node-driver-registrar:v2.17.0@sha256:f9de845b170155199f2a2a3f9531cf13d78e31235e9db6b6582a8b0db0a50dad"),
+];
+
+/// kubeadm's images for [`KUBERNETES_VERSION`], pinned by the digest of the
+/// index each tag names. The tags are kubeadm 1.36's (`kubeadm config
+/// images list`; etcd and pause agree with kubespray @46dbdd39
+/// `download.yml`). The digests could not be read from the registry here;
+/// each was found pinned by at least two independent public projects
+/// (etcd and pause by four or more; kube-proxy by one, plus a `docker
+/// images` listing showing its prefix). The build checks every one: the
+/// registry's bytes for the tag must hash to it, so a wrong pin fails the
+/// build on the builder's machine, never on the server.
+pub const KUBEADM_IMAGE_PINS: [&str; 7] = [
+    "registry.k8s.io/kube-apiserver:v1.36.4@sha256:cfcdb01653308b975d589b528bfafe54011dfae925d85059177d95963a622748",
+    "registry.k8s.io/kube-controller-manager:v1.36.4@sha256:232878d552ad5395562c8a9091a6c963f897ffbcf08f39be8f57ba8776bb3821",
+    "registry.k8s.io/kube-scheduler:v1.36.4@sha256:7d84d58f091f16399673c87ccf579de50ac6ede39a2d6b82946c2dd5d7838ffc",
+    "registry.k8s.io/kube-proxy:v1.36.4@sha256:b33fcdd8319290736e566f5fc2225ca07d3c2dfc025fb006342791aa31be4603",
+    "registry.k8s.io/coredns/coredns:v1.14.2@sha256:e7e6440cfd1e919280958f5b5a6ab2b184d385bba774c12ad2a9e1e4183f90d9",
+    "registry.k8s.io/pause:3.10.2@sha256:f548e0e8e3dc1896ca956272154dde3314e8cc4fde0a57577ee9fa1c63f5baf4",
+    "registry.k8s.io/etcd:3.6.8-0@sha256:397189418d1a00e500c0605ad18d1baf3b541a1004d768448c367e48071622e5",
+];
+
+/// kubeadm 1.36's pause image (kubeadm `constants.PauseVersion`; also
+/// containerd's own default since 2.2, `internal/cri/config/config.go`).
+/// containerd's sandbox image is set to it when the table carries no
+/// images, so the CRI and kubeadm agree on one pause.
+pub const DEFAULT_PAUSE_IMAGE: &str = "registry.k8s.io/pause:3.10.2";
+
+/// One pinned image of a table: `NAME:TAG@sha256:DIGEST`.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub struct TableImage {
+    pub reference: Reference,
+}
+
+impl TableImage {
+    /// The last part of the repository: `kube-apiserver`, `traefik`.
+    pub fn role(&self) -> &str {
+        image_role(&self.reference)
+    }
+
+    /// `NAME:TAG`: the name containerd and kubeadm look the image up by.
+    pub fn tagged(&self) -> String {
+        format!(
+            "{}:{}",
+            self.reference.name(),
+            self.reference.tag.as_deref().unwrap_or_default()
+        )
+    }
+
+    /// The repository the image sits under, without its last part:
+    /// kubeadm's `imageRepository` for it.
+    pub fn repository_prefix(&self) -> String {
+        let name = self.reference.name();
+        name.rsplit_once('/').map_or(name.clone(), |(p, _)| p.to_string())
+    }
+
+    pub fn digest(&self) -> Sha256Digest {
+        self.reference.digest.expect("table images are pinned")
+    }
+}
+
+fn image_role(r: &Reference) -> &str {
+    r.repository.rsplit('/').next().unwrap_or_default()
+}
+
+/// Check a table's `images`: each pinned by tag and digest, no role twice,
+/// kubeadm's and the manifests' every one, the kube-* tags the version,
+/// and kube-* and pause under one repository (kubeadm's one
+/// `imageRepository`). `at(i, msg)` makes the error for entry `i`.
+fn check_images<E>(
+    refs: &[String],
+    version: KubeVersion,
+    at: impl Fn(Option<usize>, String) -> E,
+) -> Result<Vec<TableImage>, E> {
+    let mut out: Vec<TableImage> = Vec::new();
+    for (i, text) in refs.iter().enumerate() {
+        let r: Reference = text.parse().map_err(|e| at(Some(i), format!("{e:#}")))?;
+        if r.tag.is_none() || r.digest.is_none() {
+            return Err(at(
+                Some(i),
+                format!("`{text}` must name a tag and a digest, as NAME:TAG@sha256:DIGEST; the digest is the sha256 of the manifest or index the tag names (`skopeo inspect --raw docker://NAME:TAG | sha256sum`)"),
+            ));
+        }
+        let image = TableImage { reference: r };
+        let role = image.role().to_string();
+        if let Some(o) = out.iter().find(|o| o.role() == role) {
+            return Err(at(
+                Some(i),
+                format!("`{text}` is a second `{role}` image (the first is `{}`); list each once", o.reference),
+            ));
+        }
+        if !KUBEADM_IMAGES.contains(&role.as_str()) && !ADDON_IMAGES.iter().any(|(n, _)| *n == role)
+        {
+            return Err(at(
+                Some(i),
+                format!(
+                    "`{text}` is not an image mkstick uses; the table lists {} and {}",
+                    KUBEADM_IMAGES.join(", "),
+                    ADDON_IMAGES.map(|(n, _)| n).join(", ")
+                ),
+            ));
+        }
+        if KUBE_TAGGED.contains(&role.as_str())
+            && image.reference.tag.as_deref() != Some(&format!("v{version}"))
+        {
+            return Err(at(
+                Some(i),
+                format!("`{text}`: kubeadm {version} runs {role} tagged v{version}; use that tag"),
+            ));
+        }
+        out.push(image);
+    }
+    let missing: Vec<&str> = KUBEADM_IMAGES
+        .iter()
+        .copied()
+        .chain(ADDON_IMAGES.map(|(n, _)| n))
+        .filter(|n| !out.iter().any(|o| o.role() == *n))
+        .collect();
+    if !missing.is_empty() {
+        return Err(at(
+            None,
+            format!("`images` lacks {}; a table that lists images lists every one mkstick uses, so that no built-in pin is mixed in", missing.join(", ")),
+        ));
+    }
+    let find = |role: &str| out.iter().find(|o| o.role() == role).expect("checked above");
+    let repo = find("kube-apiserver").repository_prefix();
+    for role in ["kube-controller-manager", "kube-scheduler", "kube-proxy", "pause"] {
+        let other = find(role);
+        if other.repository_prefix() != repo {
+            let i = out.iter().position(|o| o.role() == role);
+            return Err(at(
+                i,
+                format!("`{}` is not under {repo}, where kube-apiserver is: kubeadm takes the control plane's images and pause from one imageRepository", other.reference),
+            ));
+        }
+    }
+    out.sort();
+    Ok(out)
+}
+
 /// One release's files for one architecture: what goes onto the stick.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Table {
@@ -114,6 +290,11 @@ pub struct Table {
     pub arch: String,
     /// In [`NAMES`] order.
     pub files: Vec<TableFile>,
+    /// Every image the stick may carry, sorted; empty when the table lists
+    /// none (the first boot then pulls them from their registries).
+    pub images: Vec<TableImage>,
+    /// The file the table came from; `None` for mkstick's own.
+    pub source: Option<std::path::PathBuf>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -195,7 +376,15 @@ impl Table {
                 "mkstick pins the binaries of Kubernetes {pinned} only, not {version}; use version = \"{pinned}\", or name a table of {version}'s binaries (URL and sha256 each) with binaries = \"k8s-{version}.toml\" (see README.md, \"Other Kubernetes versions\")"
             ));
         }
-        Self::from_static(BINARIES, arch, m).map_err(|e| format!("{e:#}"))
+        let mut table = Self::from_static(BINARIES, arch, m).map_err(|e| format!("{e:#}"))?;
+        let refs: Vec<String> = KUBEADM_IMAGE_PINS
+            .iter()
+            .copied()
+            .chain(ADDON_IMAGES.map(|(_, r)| r))
+            .map(str::to_string)
+            .collect();
+        table.images = check_images(&refs, pinned, |_, msg| format!("mkstick's own image pins: {msg}"))?;
+        Ok(table)
     }
 
     /// A table of `&'static` entries (the pinned one, or a test's).
@@ -214,6 +403,8 @@ impl Table {
                 .iter()
                 .map(|b| b.table_file(arch, m))
                 .collect::<Result<_>>()?,
+            images: Vec::new(),
+            source: None,
         })
     }
 
@@ -230,6 +421,7 @@ impl Table {
             kubectl: Entry,
             crictl: Entry,
             cni_plugins: Entry,
+            images: Option<Spanned<Vec<Spanned<String>>>>,
         }
         #[derive(Deserialize)]
         #[serde(deny_unknown_fields)]
@@ -275,10 +467,22 @@ impl Table {
                 sha256: Sha256Digest(sha),
             });
         }
+        let images = match &f.images {
+            None => Vec::new(),
+            Some(list) => {
+                let refs: Vec<String> = list.get_ref().iter().map(|s| s.get_ref().clone()).collect();
+                check_images(&refs, f.kubernetes, |i, msg| {
+                    let span = i.map_or(list.span(), |i| list.get_ref()[i].span());
+                    at(span, msg)
+                })?
+            }
+        };
         Ok(Table {
             kubernetes: f.kubernetes,
             arch: f.arch.into_inner(),
             files,
+            images,
+            source: Some(path.to_path_buf()),
         })
     }
 }

@@ -232,9 +232,14 @@ pub struct Platform {
 impl Platform {
     /// The one platform mkstick builds for (x86_64 UEFI).
     pub fn linux_amd64() -> Platform {
+        Platform::linux("amd64")
+    }
+
+    /// `linux/<architecture>`, in Go's names (`amd64`, `arm64`).
+    pub fn linux(architecture: &str) -> Platform {
         Platform {
             os: "linux".into(),
-            architecture: "amd64".into(),
+            architecture: architecture.into(),
             variant: None,
         }
     }

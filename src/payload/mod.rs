@@ -4,6 +4,7 @@
 //! streams them.
 
 pub mod grub;
+pub mod images;
 
 use crate::formats::initrd;
 use crate::ignition;
@@ -186,6 +187,8 @@ pub fn render(plan: &Plan) -> Result<Payload> {
             region: Region::Os,
         });
     }
+    // The container images, imported into containerd at boot.
+    own.extend(images::layout(&plan.images));
     for (path, f) in os_files
         .into_iter()
         .filter_map(|(path, f)| f.map(|f| (path, f)))

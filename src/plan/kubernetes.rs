@@ -731,6 +731,7 @@ mod tests {
                 ("version", to.to_string()),
                 ("upgrades_from", upgrades_from(v).to_string()),
                 ("k8s_files", "kubeadm".to_string()),
+                ("images", String::new()),
                 ("stick_label", "mkstick".to_string()),
                 ("storage_class", "nfs".to_string()),
                 ("storage_class_file", STORAGE_CLASS_FILE.to_string()),

@@ -11,6 +11,7 @@ use crate::config::types::{KernelArg, PasswordHash};
 use crate::config::{LoadedConfig, MainConsole, NodeConfig, SourceError};
 use crate::io::{hex, Sha256Digest};
 use crate::os::kubernetes::CachedBinary;
+use crate::os::registry::PulledImage;
 use crate::os::{EfiFile, OsDir, OsFile};
 pub use crate::overlays::OverlayFile;
 use anyhow::{bail, Result};
@@ -46,6 +47,8 @@ pub struct PlanArgs {
     pub os_dir: PathBuf,
     /// The Kubernetes binaries the same call fetched, in the table's order.
     pub kubernetes_binaries: Vec<CachedBinary>,
+    /// The images the same call pulled, in [`kubernetes::KubernetesPlan::images`]' order.
+    pub images: Vec<PulledImage>,
     pub seed: SeedChoice,
     /// `SOURCE_DATE_EPOCH`, read by the caller.
     pub source_date_epoch: Option<i64>,
@@ -87,6 +90,8 @@ pub struct Plan {
     pub kubernetes: Option<kubernetes::KubernetesPlan>,
     /// The files of `kubernetes`'s table, acquired like the OS.
     pub kubernetes_binaries: Vec<CachedBinary>,
+    /// The container images on the stick, each verified, in the cache.
+    pub images: Vec<PulledImage>,
     pub extra_ignition: Vec<ExtraIgnition>,
     pub ids: Ids,
     pub source_date_epoch: Option<i64>,
@@ -229,6 +234,15 @@ pub fn plan(loaded: &LoadedConfig, checked: ConfigChecked, args: &PlanArgs) -> R
     {
         bail!("the Kubernetes binaries given to the plan are not the ones [kubernetes] pins; acquire them with the same table");
     }
+    let images = args.images.clone();
+    let wanted = kubernetes.as_ref().map(|k| k.images()).unwrap_or_default();
+    if !images
+        .iter()
+        .map(|i| (&i.reference, i.top.digest))
+        .eq(wanted.iter().map(|w| (&w.reference, w.digest())))
+    {
+        bail!("the images given to the plan are not the ones the table pins; acquire them with the same table");
+    }
     let bin_dir = os.manifest.bin_dir.as_str();
     let mut overlay = crate::overlays::group_files("base", bin_dir)?;
     if let Some(s) = &storage {
@@ -263,6 +277,7 @@ pub fn plan(loaded: &LoadedConfig, checked: ConfigChecked, args: &PlanArgs) -> R
         storage,
         kubernetes,
         kubernetes_binaries,
+        images,
         extra_ignition,
         ids: Ids::from_seed([0; 32]),
         source_date_epoch: args.source_date_epoch,
@@ -312,6 +327,9 @@ impl Plan {
         }
         for b in &self.kubernetes_binaries {
             field(&b.name, &b.sha256.0);
+        }
+        for i in &self.images {
+            field(&i.reference.to_string(), &i.manifest.digest.0);
         }
         for o in &self.overlay {
             let (name, bytes) = match o {

@@ -3,7 +3,8 @@
 //! and `manifests/` rendered with a few typed values.
 
 use super::{KubernetesPlan, NFS_SERVER, STORAGE_CLASS_FILE};
-use crate::k8s::kubeadm::{KubeadmArgs, KubeadmConfig};
+use crate::k8s::kubeadm::{ImageOverride, KubeadmArgs, KubeadmConfig, KubeadmImages};
+use crate::os::kubernetes::{TableImage, ADDON_IMAGES, DEFAULT_PAUSE_IMAGE};
 use crate::overlays::{
     render_overlay, render_template, EmbeddedFile, OverlayFile, MANIFESTS, OVERLAYS,
 };
@@ -23,7 +24,55 @@ impl KubernetesPlan {
             service_cidr: &self.service_cidr.to_string(),
             advertise_address: addr.as_deref(),
             cert_sans: self.cert_sans.clone(),
+            images: self.kubeadm_images(),
         })
+    }
+
+    /// The images the stick carries, sorted: kubeadm's, csi-driver-nfs's,
+    /// and Traefik's when the ingress is on. Empty when the table lists
+    /// no images.
+    pub fn images(&self) -> Vec<&TableImage> {
+        self.table
+            .images
+            .iter()
+            .filter(|i| i.role() != "traefik" || self.ingress.is_some())
+            .collect()
+    }
+
+    fn table_image(&self, role: &str) -> Option<&TableImage> {
+        self.table.images.iter().find(|i| i.role() == role)
+    }
+
+    /// Where kubeadm takes its images from: the table's, when it lists them.
+    fn kubeadm_images(&self) -> Option<KubeadmImages> {
+        let meta = |role: &str| {
+            let i = self.table_image(role)?;
+            Some(ImageOverride {
+                image_repository: i.repository_prefix(),
+                image_tag: i.reference.tag.clone()?,
+            })
+        };
+        Some(KubeadmImages {
+            repository: self.table_image("kube-apiserver")?.repository_prefix(),
+            dns: meta("coredns")?,
+            etcd: meta("etcd")?,
+        })
+    }
+
+    /// containerd's sandbox image: the pause kubeadm uses.
+    pub fn sandbox_image(&self) -> String {
+        self.table_image("pause")
+            .map_or(DEFAULT_PAUSE_IMAGE.to_string(), |i| i.tagged())
+    }
+
+    /// `NAME:TAG@sha256:DIGEST` of every carried image, space-separated:
+    /// what the node imports and checks.
+    pub fn images_env(&self) -> String {
+        self.images()
+            .iter()
+            .map(|i| i.reference.to_string())
+            .collect::<Vec<_>>()
+            .join(" ")
     }
 
     /// The values `manifests/` templates use.
@@ -32,7 +81,7 @@ impl KubernetesPlan {
             .ingress
             .as_ref()
             .map_or((0, 0), |i| (i.http_port, i.https_port));
-        BTreeMap::from([
+        let mut vars = BTreeMap::from([
             ("pod_cidr", self.pod_cidr.to_string()),
             ("http_port", http.to_string()),
             ("https_port", https.to_string()),
@@ -41,7 +90,15 @@ impl KubernetesPlan {
             ("reclaim_policy", self.nfs.reclaim.policy().to_string()),
             ("on_delete", self.nfs.reclaim.on_delete().to_string()),
             ("nfs_server", NFS_SERVER.to_string()),
-        ])
+        ]);
+        // The manifests' images: the table's, or mkstick's pins.
+        for (role, pinned) in ADDON_IMAGES {
+            let r = self
+                .table_image(role)
+                .map_or(pinned.to_string(), |i| i.reference.to_string());
+            vars.insert(image_var(role), r);
+        }
+        vars
     }
 
     /// mkstick's manifests in the order the addons unit applies them, as
@@ -115,6 +172,8 @@ impl KubernetesPlan {
                 crate::k8s::version::upgrades_from(self.version).to_string(),
             ),
             ("k8s_files", self.stick_files()),
+            ("images", self.images_env()),
+            ("sandbox_image", self.sandbox_image()),
             ("stick_label", stick_label.to_string()),
             ("stick_device_unit", device_unit(&stick_device)),
             ("persist_units", storage.persist_units()),
@@ -139,6 +198,19 @@ impl KubernetesPlan {
             });
         }
         Ok(out)
+    }
+}
+
+/// `image_csi_provisioner`: the template variable of an addon image.
+fn image_var(role: &str) -> &'static str {
+    match role {
+        "traefik" => "image_traefik",
+        "csi-provisioner" => "image_csi_provisioner",
+        "csi-resizer" => "image_csi_resizer",
+        "livenessprobe" => "image_livenessprobe",
+        "nfsplugin" => "image_nfsplugin",
+        "csi-node-driver-registrar" => "image_csi_node_driver_registrar",
+        other => unreachable!("{other} is not in ADDON_IMAGES"),
     }
 }
 

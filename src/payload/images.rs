@@ -1,0 +1,90 @@
+//! The container images a stick carries -> one OCI image layout under
+//! `mkstick/images/` (opencontainers/image-spec `image-layout.md`):
+//! `oci-layout`, `index.json` and `blobs/sha256/<hex>`. Every file is named
+//! by its sha256, so a layer several images share is stored once.
+//!
+//! Per image the layout holds the top-level manifest the pin names (usually
+//! a multi-arch index, as the registry served it), the manifest for the
+//! stick's platform, its config and its layers. Other platforms' manifests
+//! are left out: containerd's import walks only the platform it runs on
+//! (containerd `core/images/archive/importer.go`, `images.FilterPlatforms`).
+//!
+//! `index.json` names each image twice, by tag and by digest, in the
+//! `io.containerd.image.name` annotation that `ctr images import` makes the
+//! image's name from, and in `org.opencontainers.image.ref.name`. The
+//! digest name matters: the CRI looks `NAME:TAG@sha256:…` up as
+//! `NAME@sha256:…` (containerd `internal/cri/server/images/service.go`
+//! `LocalResolve` via `docker.ParseDockerRef`), and the tag name is what
+//! kubeadm's ImagePull check asks for.
+
+use super::{bytes_file, EspFile, Region, Source};
+use crate::os::registry::{PulledImage, OCI_INDEX};
+use serde_json::json;
+use std::collections::BTreeMap;
+
+/// The layout's directory on the EFI partition.
+pub const IMAGES_DIR: &str = "mkstick/images";
+
+fn blob_path(hex: &crate::io::Sha256Digest) -> String {
+    format!("{IMAGES_DIR}/blobs/sha256/{hex}")
+}
+
+/// Every file of the layout, each once.
+pub fn layout(images: &[PulledImage]) -> Vec<EspFile> {
+    if images.is_empty() {
+        return Vec::new();
+    }
+    let mut files: BTreeMap<String, EspFile> = BTreeMap::new();
+    let mut entries = Vec::new();
+    for image in images {
+        for m in [&image.top, &image.manifest] {
+            let path = blob_path(&m.digest);
+            files
+                .entry(path.clone())
+                .or_insert_with(|| bytes_file(&path, m.bytes.clone(), Region::Os));
+        }
+        for b in std::iter::once(&image.config).chain(&image.layers) {
+            let path = blob_path(&b.digest);
+            files.entry(path.clone()).or_insert_with(|| EspFile {
+                path,
+                size_bytes: b.size_bytes,
+                sha256: b.digest,
+                source: Source::Os(b.path.clone()),
+                region: Region::Os,
+            });
+        }
+        let r = &image.reference;
+        let names = [
+            format!("{}:{}", r.name(), r.tag.as_deref().unwrap_or_default()),
+            format!("{}@sha256:{}", r.name(), image.top.digest),
+        ];
+        for name in names {
+            entries.push(json!({
+                "mediaType": image.top.media_type,
+                "digest": format!("sha256:{}", image.top.digest),
+                "size": image.top.bytes.len(),
+                "annotations": {
+                    "io.containerd.image.name": name,
+                    "org.opencontainers.image.ref.name": name,
+                },
+            }));
+        }
+    }
+    let index = json!({
+        "schemaVersion": 2,
+        "mediaType": OCI_INDEX,
+        "manifests": entries,
+    });
+    let mut index = serde_json::to_vec_pretty(&index).expect("JSON values serialize");
+    index.push(b'\n');
+    let mut out = vec![
+        bytes_file(
+            &format!("{IMAGES_DIR}/oci-layout"),
+            b"{\"imageLayoutVersion\":\"1.0.0\"}\n".to_vec(),
+            Region::Os,
+        ),
+        bytes_file(&format!("{IMAGES_DIR}/index.json"), index, Region::Os),
+    ];
+    out.extend(files.into_values());
+    out
+}
