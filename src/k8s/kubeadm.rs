@@ -304,7 +304,10 @@ mod tests {
         ] {
             assert!(yaml.contains(line), "{line:?} in:\n{yaml}");
         }
-        assert_eq!(KubeadmConfig::from_yaml(&yaml).unwrap(), KubeadmConfig::new(&a));
+        assert_eq!(
+            KubeadmConfig::from_yaml(&yaml).unwrap(),
+            KubeadmConfig::new(&a)
+        );
         let plain = KubeadmConfig::new(&args()).to_yaml();
         assert!(!plain.contains("imageRepository"), "{plain}");
     }

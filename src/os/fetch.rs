@@ -70,11 +70,10 @@ pub fn acquire(
         Some(t) => super::kubernetes::fetch(&dl, t)?,
         None => Vec::new(),
     };
-    let pinned_in = k8s
-        .and_then(|t| t.source.as_ref())
-        .map_or("mkstick's own table (src/os/kubernetes.rs)".to_string(), |p| {
-            p.display().to_string()
-        });
+    let pinned_in = k8s.and_then(|t| t.source.as_ref()).map_or(
+        "mkstick's own table (src/os/kubernetes.rs)".to_string(),
+        |p| p.display().to_string(),
+    );
     let arch = k8s.map_or("amd64", |t| t.arch.as_str());
     let platform = super::registry::Platform::linux(arch);
     let registry = super::registry::Registry::new(&dl);

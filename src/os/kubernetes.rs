@@ -196,7 +196,8 @@ impl TableImage {
     /// kubeadm's `imageRepository` for it.
     pub fn repository_prefix(&self) -> String {
         let name = self.reference.name();
-        name.rsplit_once('/').map_or(name.clone(), |(p, _)| p.to_string())
+        name.rsplit_once('/')
+            .map_or(name.clone(), |(p, _)| p.to_string())
     }
 
     pub fn digest(&self) -> Sha256Digest {
@@ -231,7 +232,10 @@ fn check_images<E>(
         if let Some(o) = out.iter().find(|o| o.role() == role) {
             return Err(at(
                 Some(i),
-                format!("`{text}` is a second `{role}` image (the first is `{}`); list each once", o.reference),
+                format!(
+                    "`{text}` is a second `{role}` image (the first is `{}`); list each once",
+                    o.reference
+                ),
             ));
         }
         if !KUBEADM_IMAGES.contains(&role.as_str()) && !ADDON_IMAGES.iter().any(|(n, _)| *n == role)
@@ -267,9 +271,18 @@ fn check_images<E>(
             format!("`images` lacks {}; a table that lists images lists every one mkstick uses, so that no built-in pin is mixed in", missing.join(", ")),
         ));
     }
-    let find = |role: &str| out.iter().find(|o| o.role() == role).expect("checked above");
+    let find = |role: &str| {
+        out.iter()
+            .find(|o| o.role() == role)
+            .expect("checked above")
+    };
     let repo = find("kube-apiserver").repository_prefix();
-    for role in ["kube-controller-manager", "kube-scheduler", "kube-proxy", "pause"] {
+    for role in [
+        "kube-controller-manager",
+        "kube-scheduler",
+        "kube-proxy",
+        "pause",
+    ] {
         let other = find(role);
         if other.repository_prefix() != repo {
             let i = out.iter().position(|o| o.role() == role);
@@ -383,7 +396,9 @@ impl Table {
             .chain(ADDON_IMAGES.map(|(_, r)| r))
             .map(str::to_string)
             .collect();
-        table.images = check_images(&refs, pinned, |_, msg| format!("mkstick's own image pins: {msg}"))?;
+        table.images = check_images(&refs, pinned, |_, msg| {
+            format!("mkstick's own image pins: {msg}")
+        })?;
         Ok(table)
     }
 
@@ -470,7 +485,8 @@ impl Table {
         let images = match &f.images {
             None => Vec::new(),
             Some(list) => {
-                let refs: Vec<String> = list.get_ref().iter().map(|s| s.get_ref().clone()).collect();
+                let refs: Vec<String> =
+                    list.get_ref().iter().map(|s| s.get_ref().clone()).collect();
                 check_images(&refs, f.kubernetes, |i, msg| {
                     let span = i.map_or(list.span(), |i| list.get_ref()[i].span());
                     at(span, msg)
@@ -567,6 +583,108 @@ mod tests {
             "no hash is repeated"
         );
         assert!(BINARIES[0].artifact("riscv64", &m).is_err());
+    }
+
+    #[test]
+    fn the_builtin_table_pins_every_image_by_tag_and_digest() {
+        let v = KUBERNETES_VERSION.parse().unwrap();
+        let t = Table::builtin(v, "amd64", &Mirrors::default()).unwrap();
+        assert_eq!(t.images.len(), KUBEADM_IMAGES.len() + ADDON_IMAGES.len());
+        let mut sorted = t.images.clone();
+        sorted.sort();
+        assert_eq!(sorted, t.images, "sorted");
+        for i in &t.images {
+            assert!(i.reference.tag.is_some() && i.reference.digest.is_some());
+        }
+    }
+
+    fn table_with_images(images: &[&str]) -> String {
+        let entry = |n: &str| {
+            format!(
+                "[{n}]\nurl = \"http://127.0.0.1:1/{n}\"\nsha256 = \"{}\"\n",
+                "ab".repeat(32)
+            )
+        };
+        let list: Vec<String> = images.iter().map(|i| format!("  \"{i}\",\n")).collect();
+        format!(
+            "kubernetes = \"1.37.0\"\narch = \"amd64\"\nimages = [\n{}]\n{}",
+            list.concat(),
+            NAMES.map(entry).concat()
+        )
+    }
+
+    fn mirror_images() -> Vec<String> {
+        let d = "cd".repeat(32);
+        KUBEADM_IMAGES
+            .iter()
+            .map(|n| match *n {
+                "coredns" => format!("127.0.0.1:5000/k8s/coredns/coredns:v1.14.2@sha256:{d}"),
+                "etcd" => format!("127.0.0.1:5000/k8s/etcd:3.6.8-0@sha256:{d}"),
+                "pause" => format!("127.0.0.1:5000/k8s/pause:3.10.2@sha256:{d}"),
+                n => format!("127.0.0.1:5000/k8s/{n}:v1.37.0@sha256:{d}"),
+            })
+            .chain(
+                ADDON_IMAGES
+                    .iter()
+                    .map(|(n, _)| format!("127.0.0.1:5000/addons/{n}:v1@sha256:{d}")),
+            )
+            .collect()
+    }
+
+    #[test]
+    fn a_tables_images_are_checked_and_mistakes_point_at_the_entry() {
+        let path = Path::new("k8s.toml");
+        let good = mirror_images();
+        let refs: Vec<&str> = good.iter().map(String::as_str).collect();
+        let t = Table::parse(path, &table_with_images(&refs)).unwrap();
+        assert_eq!(t.images.len(), refs.len());
+        assert_eq!(t.source.as_deref(), Some(path));
+
+        let err = |images: Vec<String>| {
+            let refs: Vec<&str> = images.iter().map(String::as_str).collect();
+            Table::parse(path, &table_with_images(&refs))
+                .unwrap_err()
+                .to_string()
+        };
+        // Line 4 is the first entry (kube-apiserver).
+        let mut tag_only = good.clone();
+        tag_only[0] = "127.0.0.1:5000/k8s/kube-apiserver:v1.37.0".into();
+        let e = err(tag_only);
+        assert!(
+            e.contains("k8s.toml:4") && e.contains("NAME:TAG@sha256:DIGEST"),
+            "{e}"
+        );
+
+        let mut wrong_tag = good.clone();
+        wrong_tag[1] = wrong_tag[1].replace("v1.37.0", "v1.36.4");
+        let e = err(wrong_tag);
+        assert!(
+            e.contains("k8s.toml:5") && e.contains("tagged v1.37.0"),
+            "{e}"
+        );
+
+        let mut missing = good.clone();
+        missing.retain(|i| !i.contains("/etcd:"));
+        let e = err(missing);
+        assert!(e.contains("lacks etcd"), "{e}");
+
+        let mut twice = good.clone();
+        twice.push(good[0].replace("/k8s/", "/other/"));
+        let e = err(twice);
+        assert!(e.contains("second `kube-apiserver`"), "{e}");
+
+        let mut elsewhere = good.clone();
+        elsewhere[5] = elsewhere[5].replace("/k8s/pause", "/other/pause");
+        let e = err(elsewhere);
+        assert!(e.contains("one imageRepository"), "{e}");
+
+        let mut unknown = good.clone();
+        unknown.push(format!(
+            "127.0.0.1:5000/x/busybox:1@sha256:{}",
+            "cd".repeat(32)
+        ));
+        let e = err(unknown);
+        assert!(e.contains("not an image mkstick uses"), "{e}");
     }
 
     #[test]
