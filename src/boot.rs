@@ -3,7 +3,7 @@
 //! With --expect, the serial console is watched for a marker: the tests use
 //! this to prove an image boots.
 
-use crate::cli::{Accel, BootArgs};
+use crate::cli::{Accel, BootArgs, Network};
 use crate::progress::Progress;
 use anyhow::{bail, Context, Result};
 use std::io::{Read, Write};
@@ -174,6 +174,46 @@ fn nic_arg(ssh_port: u16) -> String {
     format!("user,model=virtio-net-pci,hostfwd=tcp:127.0.0.1:{ssh_port}-:22")
 }
 
+/// How the booted guest can be reached from the host.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Reach {
+    /// By SSH to this port on 127.0.0.1 (QEMU's user-mode network).
+    Ssh(u16),
+    /// Not at all: no network device, as a server with no cable.
+    Unplugged,
+}
+
+impl Reach {
+    /// From `--network` and `--ssh-port`; a free port when none is given.
+    fn new(network: Network, ssh_port: Option<u16>) -> Result<Reach> {
+        match (network, ssh_port) {
+            (Network::User, Some(port)) => Ok(Reach::Ssh(port)),
+            (Network::User, None) => Ok(Reach::Ssh(free_local_port()?)),
+            (Network::None, Some(port)) => bail!(
+                "--ssh-port {port} needs a network, but --network none gives the guest none; drop one of them"
+            ),
+            (Network::None, None) => Ok(Reach::Unplugged),
+        }
+    }
+
+    /// QEMU's `-nic` arguments.
+    fn qemu_args(self) -> [String; 2] {
+        let nic = match self {
+            Reach::Ssh(port) => nic_arg(port),
+            Reach::Unplugged => "none".into(),
+        };
+        ["-nic".into(), nic]
+    }
+
+    /// The line printed before the boot.
+    fn note(self) -> String {
+        match self {
+            Reach::Ssh(port) => format!("boot: log in with: ssh -p {port} core@localhost"),
+            Reach::Unplugged => "boot: no network (-nic none)".into(),
+        }
+    }
+}
+
 /// A port on 127.0.0.1 that is free now: the one the kernel picks for a
 /// socket bound to port 0. The socket is closed before QEMU binds the port;
 /// were it taken in between, QEMU fails and says so.
@@ -317,11 +357,8 @@ pub fn run(a: &BootArgs, progress: &Progress) -> Result<ExitCode> {
         ]
         .map(String::from),
     );
-    let ssh_port = match a.ssh_port {
-        Some(port) => port,
-        None => free_local_port()?,
-    };
-    args.extend(["-nic".into(), nic_arg(ssh_port)]);
+    let reach = Reach::new(a.network, a.ssh_port)?;
+    args.extend(reach.qemu_args());
     args.push("-drive".into());
     args.push(format!(
         "if=none,id=stick,format=raw,snapshot=on,file={}",
@@ -361,9 +398,7 @@ pub fn run(a: &BootArgs, progress: &Progress) -> Result<ExitCode> {
         ));
     }
 
-    progress.note(&format!(
-        "boot: log in with: ssh -p {ssh_port} core@localhost"
-    ));
+    progress.note(&reach.note());
 
     let watching = a.expect.is_some() || !a.fail_on.is_empty() || a.timeout > 0;
     let mut cmd = Command::new(QEMU);
@@ -538,6 +573,56 @@ mod tests {
         assert_ne!(port, 0);
         // Free again once the probe's socket is closed.
         std::net::TcpListener::bind(("127.0.0.1", port)).unwrap();
+    }
+
+    #[test]
+    fn network_none_gives_the_guest_no_network_device_and_no_ssh() {
+        let reach = Reach::new(Network::None, None).unwrap();
+        assert_eq!(reach, Reach::Unplugged);
+        assert_eq!(reach.qemu_args(), ["-nic", "none"]);
+        assert_eq!(reach.note(), "boot: no network (-nic none)");
+        let e = Reach::new(Network::None, Some(2222))
+            .unwrap_err()
+            .to_string();
+        assert_eq!(
+            e,
+            "--ssh-port 2222 needs a network, but --network none gives the guest none; drop one of them"
+        );
+
+        let reach = Reach::new(Network::User, Some(2222)).unwrap();
+        assert_eq!(
+            reach.qemu_args(),
+            [
+                "-nic",
+                "user,model=virtio-net-pci,hostfwd=tcp:127.0.0.1:2222-:22"
+            ]
+        );
+        assert_eq!(
+            reach.note(),
+            "boot: log in with: ssh -p 2222 core@localhost"
+        );
+        assert!(matches!(
+            Reach::new(Network::User, None).unwrap(),
+            Reach::Ssh(port) if port != 0
+        ));
+    }
+
+    #[test]
+    fn network_defaults_to_user_and_parses_none() {
+        use crate::cli::{Cli, Command};
+        use clap::Parser;
+        let boot = |extra: &[&str]| {
+            let args = [&["mkstick", "boot", "x.img"], extra].concat();
+            match Cli::try_parse_from(args).unwrap().command {
+                Command::Boot(a) => a,
+                other => panic!("not boot: {other:?}"),
+            }
+        };
+        assert_eq!(boot(&[]).network, Network::User);
+        assert_eq!(boot(&["--network", "none"]).network, Network::None);
+        let both = boot(&["--network", "user", "--ssh-port", "2222"]);
+        assert_eq!((both.network, both.ssh_port), (Network::User, Some(2222)));
+        assert!(Cli::try_parse_from(["mkstick", "boot", "x.img", "--network", "wifi"]).is_err());
     }
 
     #[test]

@@ -249,9 +249,19 @@ pub struct BootArgs {
     #[arg(long, value_enum, default_value_t = Accel::Auto)]
     pub accel: Accel,
     /// Forward this port on 127.0.0.1 to the guest's SSH port (default: a
-    /// free port, printed before the boot)
+    /// free port, printed before the boot; not with --network none)
     #[arg(long, value_name = "PORT", value_parser = clap::value_parser!(u16).range(1..))]
     pub ssh_port: Option<u16>,
+    /// The guest's network: QEMU's user-mode network with SSH forwarded,
+    /// or none at all (no network device, as a server with no cable)
+    #[arg(long, value_enum, default_value_t = Network::User)]
+    pub network: Network,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Network {
+    User,
+    None,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]

@@ -9,6 +9,7 @@ mod flash_safety;
 mod golden;
 mod http;
 mod image;
+mod images;
 mod inspect;
 mod kubernetes;
 mod layout;
