@@ -10,6 +10,7 @@
 
 use crate::common::*;
 use crate::http::Server;
+use crate::images::{TestImage, TestRegistry};
 use std::path::Path;
 use std::process::Command;
 
@@ -80,9 +81,26 @@ pub fn doubles(version: &str) -> Vec<(&'static str, Vec<u8>)> {
 
 /// Serve a release's files and return a binaries table naming them.
 pub fn publish(server: &Server, version: &str, files: &[(&str, Vec<u8>)]) -> String {
+    publish_carrying(server, version, files, &[])
+}
+
+/// [`publish`], with the table listing `images` (pinned references).
+pub fn publish_carrying(
+    server: &Server,
+    version: &str,
+    files: &[(&str, Vec<u8>)],
+    images: &[String],
+) -> String {
     let mut table = format!(
         "# Kubernetes {version}: TEST DOUBLES served by the test\nkubernetes = \"{version}\"\narch = \"amd64\"\n"
     );
+    if !images.is_empty() {
+        table.push_str("images = [\n");
+        for i in images {
+            table.push_str(&format!("  \"{i}\",\n"));
+        }
+        table.push_str("]\n");
+    }
     for (name, bytes) in files {
         let path = format!("/k8s/v{version}/{name}");
         server.put(&path, bytes.clone());
@@ -93,6 +111,32 @@ pub fn publish(server: &Server, version: &str, files: &[(&str, Vec<u8>)]) -> Str
         ));
     }
     table
+}
+
+/// Push a hello TEST image (tests/integration/images.rs) for every image
+/// a stick of Kubernetes `version` carries, under the names a mirror would
+/// use: kubeadm's under `k8s/`, the addons' under `addons/`. Each image is
+/// its own (its config names it), and all share one layer. Returns the
+/// pinned references, for the table's `images`.
+pub fn publish_images(reg: &TestRegistry, version: &str) -> Vec<String> {
+    use mkstick::os::kubernetes::{ADDON_IMAGES, KUBEADM_IMAGES};
+    KUBEADM_IMAGES
+        .iter()
+        .map(|role| {
+            let (repo, tag) = match *role {
+                "coredns" => ("k8s/coredns/coredns".to_string(), "v1.14.2".to_string()),
+                "etcd" => ("k8s/etcd".to_string(), "3.6.8-0".to_string()),
+                "pause" => ("k8s/pause".to_string(), "3.10.2".to_string()),
+                r => (format!("k8s/{r}"), format!("v{version}")),
+            };
+            // The kube-* images of each version differ, as real ones do.
+            reg.push(&repo, &tag, &TestImage::hello(&format!("{repo}:{tag}")))
+        })
+        .chain(ADDON_IMAGES.iter().map(|(role, _)| {
+            let repo = format!("addons/{role}");
+            reg.push(&repo, "test", &TestImage::hello(&repo))
+        }))
+        .collect()
 }
 
 pub const APP: &str = "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: hello\n  namespace: default\ndata:\n  greeting: hi\n";
@@ -405,4 +449,160 @@ fn golden_kubernetes() {
     let ign = embedded_ignition(&s.path("mkstick.img"));
     let config: mkstick::ignition::Config = serde_json::from_slice(&ign).unwrap();
     crate::golden::check_rendered(&case, &config);
+}
+
+/// A table that lists images: `plan` lists each, the build pulls each by
+/// its pin into the cache and lays them out once on the stick, and kubeadm,
+/// containerd and the manifests name the carried images. A cached rebuild
+/// needs no registry; a wrong pin fails the build, naming the image, the
+/// table and both digests, and leaves the old image as it was.
+#[test]
+fn a_table_that_lists_images_carries_them_pinned_verified_and_stored_once() {
+    let Some(reg) = TestRegistry::start() else {
+        return;
+    };
+    let server = Server::start();
+    let files = doubles("1.36.4");
+    let images = publish_images(&reg, "1.36.4");
+    let s = k8s_scratch(&server, &files);
+    s.write(
+        "k8s.toml",
+        &publish_carrying(&server, "1.36.4", &files, &images),
+    );
+    let cache = s.path("cache");
+    let env = [("XDG_CACHE_HOME", cache.to_str().unwrap())];
+
+    let plan = ok(s.run_env(&["plan"], &env));
+    assert!(
+        plan.contains("Container images on the stick (mkstick/images/, 13 in all"),
+        "{plan}"
+    );
+    let listed: Vec<&str> = plan
+        .lines()
+        .filter_map(|l| l.trim().split_once("  ").map(|(r, _)| r))
+        .filter(|r| r.contains("@sha256:"))
+        .collect();
+    let mut sorted = images.clone();
+    sorted.sort();
+    assert_eq!(listed, sorted, "one line per image, sorted:\n{plan}");
+
+    ok(s.run_env(&["build", "-q"], &env));
+    let img = s.path("mkstick.img");
+    let manifest: serde_json::Value =
+        serde_json::from_slice(&esp_file(&img, "mkstick/manifest.json")).unwrap();
+    let on_stick: Vec<(String, Vec<u8>)> = esp_files(&img)
+        .into_iter()
+        .filter(|(p, _)| p.starts_with("mkstick/images/"))
+        .collect();
+    let mut blobs = 0;
+    for (path, bytes) in &on_stick {
+        assert_eq!(
+            manifest["files"][path]["sha256"].as_str(),
+            Some(sha256_hex(bytes).as_str()),
+            "{path} is in manifest.json"
+        );
+        if let Some(hex) = path.strip_prefix("mkstick/images/blobs/sha256/") {
+            assert_eq!(hex, sha256_hex(bytes), "a blob is named by its sha256");
+            blobs += 1;
+        }
+    }
+    // 13 manifests and 13 configs, and the one layer they all share.
+    assert_eq!(
+        blobs,
+        27,
+        "{:?}",
+        on_stick.iter().map(|f| &f.0).collect::<Vec<_>>()
+    );
+    let index: serde_json::Value =
+        serde_json::from_slice(&esp_file(&img, "mkstick/images/index.json")).unwrap();
+    let mut named: Vec<(String, String)> = index["manifests"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| {
+            (
+                m["annotations"]["io.containerd.image.name"]
+                    .as_str()
+                    .unwrap()
+                    .to_string(),
+                m["digest"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect();
+    named.sort();
+    // Each image by tag and by digest, both pointing at the pinned digest.
+    let mut want: Vec<(String, String)> = images
+        .iter()
+        .flat_map(|i| {
+            let (tagged, digest) = i.split_once('@').unwrap();
+            let name = tagged.rsplit_once(':').unwrap().0;
+            [
+                (tagged.to_string(), digest.to_string()),
+                (format!("{name}@{digest}"), digest.to_string()),
+            ]
+        })
+        .collect();
+    want.sort();
+    assert_eq!(named, want);
+
+    // The node is told to import them, and kubeadm, containerd and the
+    // manifests name them.
+    let config: mkstick::ignition::Config =
+        serde_json::from_slice(&embedded_ignition(&img)).unwrap();
+    let file = |p: &str| ignition_file(&config, p).unwrap_or_else(|| panic!("{p}"));
+    let env_file = file("/etc/mkstick/kubernetes.env");
+    assert!(
+        env_file.contains(&format!("\nIMAGES=\"{}\"\n", sorted.join(" "))),
+        "{env_file}"
+    );
+    let addr = reg.addr();
+    let kubeadm = file("/etc/mkstick/kubeadm.yaml");
+    for line in [
+        format!("\nimageRepository: {addr}/k8s\n"),
+        format!("\ndns:\n  imageRepository: {addr}/k8s/coredns\n  imageTag: v1.14.2\n"),
+        format!("\netcd:\n  local:\n    imageRepository: {addr}/k8s\n    imageTag: 3.6.8-0\n"),
+    ] {
+        assert!(kubeadm.contains(&line), "{line:?} in\n{kubeadm}");
+    }
+    let containerd = file("/etc/containerd/config.toml");
+    assert!(
+        containerd.contains(&format!("sandbox_image = \"{addr}/k8s/pause:3.10.2\"")),
+        "{containerd}"
+    );
+    let traefik = file("/etc/mkstick/manifests/20-ingress-traefik.yaml");
+    let pinned = images
+        .iter()
+        .find(|i| i.contains("/addons/traefik:"))
+        .unwrap();
+    assert!(traefik.contains(&format!("image: {pinned}\n")), "{traefik}");
+
+    // Offline from the cache: the registry is gone, the build still works.
+    drop(reg);
+    ok(s.run_env(&["build", "-q", "--force"], &env));
+
+    // A wrong pin: refused before the image is written, naming the image,
+    // the table and both digests; nothing of it is cached.
+    let reg = TestRegistry::start().unwrap();
+    let images = publish_images(&reg, "1.36.4");
+    let victim = images.iter().find(|i| i.contains("/k8s/etcd:")).unwrap();
+    let real = victim.split_once("@sha256:").unwrap().1.to_string();
+    let wrong = format!(
+        "{}@sha256:{}",
+        victim.split_once('@').unwrap().0,
+        "0".repeat(64)
+    );
+    let table = publish_carrying(&server, "1.36.4", &files, &images).replace(victim, &wrong);
+    s.write("k8s.toml", &table);
+    let before = file_sha256(&img);
+    let e = fails(s.run_env(&["build", "-q", "--force"], &env));
+    eprintln!("the wrong pin's error:\n{e}");
+    for want in [
+        format!("{}/k8s/etcd:3.6.8-0", reg.addr()),
+        "k8s.toml".to_string(),
+        "0".repeat(64),
+        real,
+    ] {
+        assert!(e.contains(&want), "{want:?} in:\n{e}");
+    }
+    assert_eq!(file_sha256(&img), before, "the old image is left as it was");
 }
