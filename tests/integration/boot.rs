@@ -278,10 +278,16 @@ pub const EXPECT_BOOT_OK: [&str; 6] = [
 ];
 
 pub fn boot_vm(s: &Scratch, image: &str, disks: &[&str], log: &str) -> String {
+    boot_vm_with(s, image, disks, &[], log)
+}
+
+/// [`boot_vm`] with more `mkstick boot` arguments (`--network none`).
+pub fn boot_vm_with(s: &Scratch, image: &str, disks: &[&str], extra: &[&str], log: &str) -> String {
     let mut args = EXPECT_BOOT_OK.to_vec();
     for d in disks {
         args.extend(["--data-disk", d]);
     }
+    args.extend(extra);
     let (o, console) = run_vm(s, image, &args, log);
     assert!(
         o.status.success(),

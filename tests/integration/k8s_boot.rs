@@ -30,17 +30,50 @@
 //! only the main boot runs, init and the manifests on a blank drive
 //! (step 1 without step 0), to keep the boot time modest.
 //!
+//! Every boot has no network at all (`mkstick boot --network none`). Each
+//! stick carries its 13 images (hello TEST images, tests/integration/
+//! images.rs, pushed to a real Debian `docker-registry` on 127.0.0.1 and
+//! named as a mirror would name them), and the kubeadm double checks, as
+//! kubeadm's ImagePull preflight check does, that every image its config
+//! names is in containerd, failing when one is missing and there is no
+//! network. Boot 0 imports them; boots 1 and 2 find them kept on the drive
+//! and import nothing; boot 3's 1.37.0 images are imported before the
+//! upgrade. Boot 1 also checks each pinned digest in `ctr images ls`,
+//! containerd's sandbox image, and runs one image with `ctr run`.
+//!
 //! Not proven here (real hardware only): that the real kubeadm, kubelet and
 //! images bring up a Ready node, that Traefik answers, that a PVC binds.
 
-use crate::boot::{boot_vm, Flavour};
+use crate::boot::{boot_vm_with, Flavour};
 use crate::common::*;
 use crate::http::Server;
-use crate::kubernetes::{doubles, publish, APP};
+use crate::images::{TestRegistry, HELLO_MESSAGE};
+use crate::kubernetes::{doubles, publish_carrying, publish_images, APP};
+
+/// Every boot here has no network at all (`-nic none`), as a server with
+/// no cable: the images come from the stick or not at all.
+fn boot_vm(s: &Scratch, image: &str, disks: &[&str], log: &str) -> String {
+    boot_vm_with(s, image, disks, &["--network", "none"], log)
+}
 
 const PRELUDE: &str = r#"boot=$(head -c 8 /proc/sys/kernel/random/boot_id)
 failed_units() { systemctl list-units --failed --plain --no-legend | awk '{print $1}' | sort | paste -sd' '; }
-apiserver_at() { grep -q "image: registry.k8s.io/kube-apiserver:v$1\$" /etc/kubernetes/manifests/kube-apiserver.yaml; }
+apiserver_at() { grep -q "image: .*/k8s/kube-apiserver:v$1\$" /etc/kubernetes/manifests/kube-apiserver.yaml; }
+# Each image of IMAGES is in containerd, by tag and by digest, at its pin.
+images_at_pins() {
+    local ref tagged name digest listing
+    listing=$(ctr -n k8s.io images ls) || return 1
+    . /etc/mkstick/kubernetes.env
+    [ -n "$IMAGES" ] || return 1
+    for ref in $IMAGES; do
+        tagged=${ref%@*} name=${ref%:*@*} digest=${ref#*@}
+        for n in "$tagged" "$name@$digest"; do
+            echo "$listing" | awk -v n="$n" -v d="$digest" '$1 == n && $3 == d { found = 1 } END { exit !found }' || { echo "missing: $n at $digest"; return 1; }
+        done
+    done
+}
+pause_ref() { (. /etc/mkstick/kubernetes.env; for r in $IMAGES; do case $r in */k8s/pause:*) echo "${r%@*}";; esac; done); }
+first_image() { (. /etc/mkstick/kubernetes.env; set -- $IMAGES; echo "${1%@*}"); }
 finish() {
     grep "^boot=$boot " /var/mnt/data/mkstick-test/calls.log 2>/dev/null | sed "s/^boot=$boot /MKSTICK-CALL /" > /dev/ttyS0
     say "--- failed units: $(failed_units)"
@@ -64,7 +97,7 @@ fn fragment(bin_dir: &str, script: &str) -> String {
 fn build(
     s: &Scratch,
     flavour: Flavour,
-    server: &Server,
+    (server, reg): (&Server, &TestRegistry),
     version: &str,
     nfs: &str,
     fail_init: bool,
@@ -72,7 +105,12 @@ fn build(
 ) {
     s.write(
         &format!("k8s-{version}.toml"),
-        &publish(server, version, &doubles(version)),
+        &publish_carrying(
+            server,
+            version,
+            &doubles(version),
+            &publish_images(reg, version),
+        ),
     );
     // A device timeout shorter than mkfs: on the first boot the mount gives
     // up before the pool exists, so the Kubernetes units fail their
@@ -90,7 +128,7 @@ device-timeout-secs = 3\n\n[kubernetes]\nbinaries = \"k8s-{version}.toml\"\n\n\
     s.write("hello.yaml", APP);
     let mut fragment: serde_json::Value = serde_json::from_str(&fragment(
         &flavour.bin_dir(),
-        &format!("{PRELUDE}{checks}finish\n"),
+        &format!("{PRELUDE}{checks}finish\n").replace("@HELLO@", HELLO_MESSAGE),
     ))
     .unwrap();
     if fail_init {
@@ -119,6 +157,16 @@ fn calls(console: &str) -> Vec<String> {
 }
 
 /// Boot 1's checks: init succeeded, then the manifests.
+/// Boot 0 imported the same images into the containerd the drive keeps.
+const KEPT_IMAGES: &str = r#"
+check images-kept journalctl -b -o cat -u mkstick-images.service --grep "all 13 images are already in containerd; nothing imported"
+"#;
+
+/// The import on a data drive whose containerd holds none of the images.
+const IMPORTED: &str = r#"
+check images-imported journalctl -b -o cat -u mkstick-images.service --grep "imported 13 images from the stick into containerd"
+"#;
+
 const INIT_CHECKS: &str = r#"
 check binaries-installed test "$(/opt/bin/kubeadm version)" = v1.36.4
 check crictl-installed test -x /opt/bin/crictl
@@ -135,8 +183,15 @@ check etcd-state-mode test "$(stat -c %a /var/mnt/data/state/var/lib/etcd)" = 70
 check kubelet-active systemctl is-active --quiet kubelet
 check addons-done journalctl -b -o cat -u mkstick-addons.service --grep "all manifests are applied"
 check whoami-example grep -q ReadWriteMany /etc/mkstick/examples/whoami.yaml
+check no-network test -z "$(ip route show default)"
+check images-at-pins images_at_pins
+check sandbox-image-carried sh -c "containerd config dump | grep -qF 'sandbox_image = \"$(pause_ref)\"'"
+check image-runs-offline sh -c "ctr -n k8s.io run --rm $(first_image) mkstick-hello | grep -qx '@HELLO@'"
 check no-failed-units test -z "$(failed_units)"
 "#;
+
+/// The kubeadm double's ImagePull check found all seven of its images.
+const PRESENT: &str = "kubeadm images present: 7";
 
 const KUBECTL: &str = "kubectl --kubeconfig /etc/kubernetes/admin.conf";
 const APPLY: &str =
@@ -181,6 +236,7 @@ fn with(first: &[String], rest: Vec<String>) -> Vec<String> {
 #[test]
 fn kubeadm_inits_once_keeps_upgrades_one_minor_and_refuses_a_skip() {
     let server = Server::start();
+    let reg = TestRegistry::start().expect("docker-registry and skopeo (scripts/setup)");
     let s = Scratch::new("");
     let d0 = blank_drive(&s, "d0");
     let init = format!("kubeadm init --config /etc/mkstick/kubeadm.yaml |{KEPT}");
@@ -190,7 +246,7 @@ fn kubeadm_inits_once_keeps_upgrades_one_minor_and_refuses_a_skip() {
     build(
         &s,
         Flavour::Coreos,
-        &server,
+        (&server, &reg),
         "1.36.4",
         "",
         true,
@@ -199,13 +255,18 @@ check requeued-after-late-pool journalctl -b -o cat --grep "Dependency failed fo
 check reset-cleared not test -e /etc/kubernetes/admin.conf -o -e /var/lib/etcd/member
 check kubelet-not-started not systemctl is-active --quiet kubelet
 check only-kubeadm-failed test "$(failed_units)" = mkstick-kubeadm.service
+check images-imported journalctl -b -o cat -u mkstick-images.service --grep "imported 13 images from the stick into containerd"
 "#,
     );
     let c0 = boot_vm(&s, "mkstick.img", &[&d0], "k8s-0-init-fails");
     assert_eq!(
         calls(&c0),
-        [init.clone(), "kubeadm reset --force".to_string()],
-        "boot 0: init once, then reset"
+        [
+            init.clone(),
+            PRESENT.to_string(),
+            "kubeadm reset --force".to_string()
+        ],
+        "boot 0: init once, every image already imported, then reset"
     );
     // The guest checked that the unit gave up once while the pool was made
     // (requeued-after-late-pool); it ran after all, as the calls show:
@@ -217,18 +278,21 @@ check only-kubeadm-failed test "$(failed_units)" = mkstick-kubeadm.service
     build(
         &s,
         Flavour::Coreos,
-        &server,
+        (&server, &reg),
         "1.36.4",
         "",
         false,
-        INIT_CHECKS,
+        &format!("{INIT_CHECKS}{KEPT_IMAGES}"),
     );
     let c1 = boot_vm(&s, "mkstick.img", &[&d0], "k8s-1-init");
     let kubelet = |v: &str| format!("kubelet version={v} config=yes");
     assert_eq!(
         calls(&c1),
-        with(&[init, kubelet("1.36.4")], applies(false)),
-        "boot 1: init once, then every manifest in order"
+        with(
+            &[init, PRESENT.to_string(), kubelet("1.36.4")],
+            applies(false)
+        ),
+        "boot 1: init once, with every image present, then every manifest in order"
     );
 
     // 2. Reboot, same stick: no init.
@@ -239,6 +303,10 @@ check only-kubeadm-failed test "$(failed_units)" = mkstick-kubeadm.service
         "boot 2: the kept cluster starts; no init"
     );
     assert!(c2.contains("runs Kubernetes 1.36.4, as this stick does: starting the kubelet"));
+    assert!(
+        c2.contains("all 13 images are already in containerd; nothing imported"),
+        "boot 2: nothing imported anew"
+    );
     // The test OS states 1024 MiB, Kubernetes adds 2048; the boots get 1024.
     assert!(
         c2.contains("mkstick: WARNING: this server has")
@@ -251,7 +319,7 @@ check only-kubeadm-failed test "$(failed_units)" = mkstick-kubeadm.service
     build(
         &s,
         Flavour::Coreos,
-        &server,
+        (&server, &reg),
         "1.37.0",
         "reclaim-policy = \"retain\"",
         false,
@@ -264,12 +332,17 @@ check no-failed-units test -z "$(failed_units)"
 "#,
     );
     let c3 = boot_vm(&s, "mkstick.img", &[&d0], "k8s-3-upgrade");
+    assert!(
+        c3.contains("imported 13 images from the stick into containerd"),
+        "boot 3: the 1.37.0 stick's images are imported, with no network"
+    );
     assert_eq!(
         calls(&c3),
         with(
             &[
                 kubelet("1.36.4"),
                 format!("kubeadm upgrade apply v1.37.0 --yes |{KEPT}"),
+                PRESENT.to_string(),
                 kubelet("1.37.0"),
             ],
             applies(true)
@@ -281,7 +354,7 @@ check no-failed-units test -z "$(failed_units)"
     build(
         &s,
         Flavour::Coreos,
-        &server,
+        (&server, &reg),
         "1.39.0",
         "reclaim-policy = \"retain\"",
         false,
@@ -309,6 +382,7 @@ check only-kubeadm-failed test "$(failed_units)" = mkstick-kubeadm.service
 fn kubeadm_inits_and_applies_the_manifests_on_flatcar() {
     let flavour = Flavour::Flatcar;
     let server = Server::start();
+    let reg = TestRegistry::start().expect("docker-registry and skopeo (scripts/setup)");
     let s = Scratch::new("");
     let d0 = blank_drive(&s, "d0");
     let bin_dir = flavour.bin_dir();
@@ -316,12 +390,12 @@ fn kubeadm_inits_and_applies_the_manifests_on_flatcar() {
     build(
         &s,
         flavour,
-        &server,
+        (&server, &reg),
         "1.36.4",
         "",
         false,
         &format!(
-            "{INIT_CHECKS}check scripts-in-opt-bin test -x {bin_dir}/mkstick-kubernetes -a -x {bin_dir}/mkstick-storage\n\
+            "{INIT_CHECKS}{IMPORTED}check scripts-in-opt-bin test -x {bin_dir}/mkstick-kubernetes -a -x {bin_dir}/mkstick-storage\n\
 check no-script-in-usr-local test -z \"$(ls -A /usr/local/bin)\"\n\
 check usr-local-read-only sh -c '! touch /usr/local/bin/mkstick-probe'\n"
         ),
@@ -331,7 +405,11 @@ check usr-local-read-only sh -c '! touch /usr/local/bin/mkstick-probe'\n"
     assert_eq!(
         calls(&c1),
         with(
-            &[init, "kubelet version=1.36.4 config=yes".to_string()],
+            &[
+                init,
+                PRESENT.to_string(),
+                "kubelet version=1.36.4 config=yes".to_string(),
+            ],
             applies(false)
         ),
         "init once, then every manifest in order"

@@ -105,7 +105,12 @@ pub fn check_text(text: &str) -> Result<()> {
 /// `mkstick check`, as `lib.rs` runs it, with `--os-dir` and no downloads.
 fn check(env: &Env) -> Result<()> {
     let loaded = mkstick::config::load(&env.config)?;
-    let checked = mkstick::plan::check_config(&loaded)?;
+    let mut checked = mkstick::plan::check_config(&loaded)?;
+    // No registry here: the images are left out (as a table without
+    // `images` does), so the rest of a Kubernetes plan is still rendered.
+    if let Some(k) = checked.kubernetes.as_mut() {
+        k.table.images.clear();
+    }
     // `--os-dir` skips `[os]`; check it anyway, as a run without it would.
     let _ = mkstick::os::source::OsSource::from_config(&loaded, None);
     let kubernetes_binaries = match &checked.kubernetes {
@@ -129,6 +134,7 @@ fn check(env: &Env) -> Result<()> {
         &PlanArgs {
             os_dir: env.os_dir.clone(),
             kubernetes_binaries,
+            images: Vec::new(),
             seed: SeedChoice::Derived,
             source_date_epoch: None,
         },
