@@ -185,9 +185,15 @@ impl Layout {
             "config": {},
             "rootfs": {"type": "layers", "diff_ids": [format!("sha256:{}", layer.digest)]},
         });
+        self.config_and_manifest(&config, layer)
+    }
+
+    /// Store `config` and an OCI manifest of it and `layer`: (manifest,
+    /// config, layer).
+    fn config_and_manifest(&self, config: &serde_json::Value, layer: Desc) -> (Desc, Desc, Desc) {
         let config = self.blob(
             "application/vnd.oci.image.config.v1+json",
-            &serde_json::to_vec(&config).unwrap(),
+            &serde_json::to_vec(config).unwrap(),
         );
         let manifest = serde_json::json!({
             "schemaVersion": 2,
@@ -357,18 +363,7 @@ impl Layout {
             },
             "rootfs": {"type": "layers", "diff_ids": [format!("sha256:{diff_id}")]},
         });
-        let config = self.blob(
-            "application/vnd.oci.image.config.v1+json",
-            &serde_json::to_vec(&config).unwrap(),
-        );
-        let manifest = serde_json::json!({
-            "schemaVersion": 2,
-            "mediaType": OCI_MANIFEST,
-            "config": config.json(),
-            "layers": [layer.json()],
-        });
-        let manifest = self.blob(OCI_MANIFEST, &serde_json::to_vec(&manifest).unwrap());
-        (manifest, config, layer)
+        self.config_and_manifest(&config, layer)
     }
 }
 
