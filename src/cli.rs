@@ -29,7 +29,7 @@ pub enum Command {
     /// Write a commented starter mkstick.toml
     Init(InitArgs),
     /// Check the config and the OS files, build nothing
-    Check(ConfigArgs),
+    Check(CheckArgs),
     /// Say in plain words what the stick will do
     Plan(PlanArgs),
     /// Build the stick image
@@ -116,6 +116,15 @@ pub struct InitArgs {
     /// Replace an existing file
     #[arg(long)]
     pub force: bool,
+}
+
+#[derive(Debug, Args, Clone)]
+pub struct CheckArgs {
+    #[command(flatten)]
+    pub config: ConfigArgs,
+    /// An image of [extra] manifests that is not on the stick is an error
+    #[arg(long)]
+    pub strict: bool,
 }
 
 #[derive(Debug, Args, Clone)]

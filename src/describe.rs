@@ -230,8 +230,16 @@ fn describe_images(s: &mut String, plan: &Plan) {
         "  each pinned by digest and verified; imported into containerd before kubeadm runs,\n  so the first boot needs no registry ({} before sharing):",
         size(total)
     );
-    for i in &plan.images {
-        let _ = writeln!(s, "    {}  {}", i.reference, size(i.size_bytes()));
+    for (w, i) in plan.carried_images() {
+        let _ = write!(s, "    {}  {}", i.reference, size(i.size_bytes()));
+        if !w.pinned {
+            let _ = write!(
+                s,
+                "  NOT PINNED: {} names a tag only; resolved now",
+                w.named_in
+            );
+        }
+        let _ = writeln!(s);
     }
 }
 
@@ -919,6 +927,7 @@ mod tests {
             node_path: "/etc/mkstick/manifests/50-extra-00-x.yaml".into(),
             contents: contents.into(),
             documents: 1,
+            images: Vec::new(),
         };
         let ingress = "apiVersion: networking.k8s.io/v1\nkind: Ingress\nmetadata:\n  name: a\nspec:\n  rules:\n    - host: b.lan\n      http: {}\n    - host: a.lan\n    - http: {}\n---\napiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: c\ndata:\n  host: not-a-route.lan\n";
         let route = "apiVersion: traefik.io/v1alpha1\nkind: IngressRoute\nmetadata:\n  name: r\nspec:\n  routes:\n    - match: Host(`c.lan`) || Host(`a.lan`)\n      kind: Rule\n";

@@ -1,15 +1,32 @@
-//! `mkstick check`: the config and the OS files, without building.
+//! `mkstick check`: the config and the OS files, without building, and
+//! that the stick is air-gap complete: every image an applied manifest
+//! names is on it.
 
 use super::plan_and_render;
-use crate::cli::ConfigArgs;
+use crate::cli::CheckArgs;
+use crate::plan::Plan;
 use crate::plan::SeedChoice;
 use crate::progress::Progress;
 use anyhow::Result;
 use std::io::Write;
 use std::process::ExitCode;
 
-pub fn check(a: &ConfigArgs, progress: &Progress, out: &mut impl Write) -> Result<ExitCode> {
+pub fn check(args: &CheckArgs, progress: &Progress, out: &mut impl Write) -> Result<ExitCode> {
+    let a = &args.config;
     let (plan, payload, _lock) = plan_and_render(a, SeedChoice::Derived, progress)?;
+    let missing = missing_images(&plan)?;
+    let (errors, warnings): (Vec<_>, Vec<_>) =
+        missing.into_iter().partition(|m| m.ours || args.strict);
+    for w in &warnings {
+        progress.note(&format!("warning: {}", w.message));
+    }
+    if !errors.is_empty() {
+        let list: Vec<String> = errors.iter().map(|e| e.message.clone()).collect();
+        anyhow::bail!(
+            "the stick is not air-gap complete: the server would need a registry at boot:\n  {}",
+            list.join("\n  ")
+        );
+    }
     let total = plan.kernel.size_bytes
         + plan.initramfs.size_bytes
         + plan.rootfs.as_ref().map_or(0, |r| r.size_bytes);
@@ -26,4 +43,67 @@ pub fn check(a: &ConfigArgs, progress: &Progress, out: &mut impl Write) -> Resul
         payload.files.len()
     )?;
     Ok(ExitCode::SUCCESS)
+}
+
+/// An image an applied manifest names that the stick does not carry.
+struct Missing {
+    /// In mkstick's own manifests (always an error), or the user's.
+    ours: bool,
+    message: String,
+}
+
+/// Every image that an applied manifest names and the stick lacks, at the
+/// manifest's file and line.
+fn missing_images(plan: &Plan) -> Result<Vec<Missing>> {
+    let Some(k) = &plan.kubernetes else {
+        return Ok(Vec::new());
+    };
+    let carried = |image: &str| {
+        let Ok(r) = image.parse::<crate::os::registry::Reference>() else {
+            return false;
+        };
+        plan.images.iter().any(|p| {
+            p.reference.name() == r.name()
+                && match (r.digest, &r.tag) {
+                    (Some(d), _) => d == p.top.digest,
+                    (None, tag) => *tag == p.reference.tag,
+                }
+        })
+    };
+    let how = if plan.images.is_empty() {
+        "the binaries table lists no `images`, so the stick carries none; list them (README: \"Other Kubernetes versions\") or use mkstick's own table"
+    } else {
+        "it is not in the stick's image list; name it in the binaries table's `images`"
+    };
+    let mut out = Vec::new();
+    let storage = plan
+        .storage
+        .as_ref()
+        .expect("check_config refuses [kubernetes] without [storage]");
+    let user: std::collections::BTreeMap<&str, &str> = k
+        .extra_manifests
+        .iter()
+        .map(|m| (m.node_path.as_str(), m.name.as_str()))
+        .collect();
+    for (node_path, text) in k.manifests(storage.nfs.share())? {
+        let (ours, file) = match user.get(node_path.as_str()) {
+            Some(name) => (false, name.to_string()),
+            None => (true, format!("mkstick's {node_path}")),
+        };
+        if !node_path.ends_with(".yaml") || node_path.starts_with("/etc/mkstick/examples/") {
+            continue;
+        }
+        for (at, image) in
+            crate::plan::kubernetes::manifest_images(std::path::Path::new(&file), &text)?
+        {
+            if !carried(&image) {
+                let line = text[..at].matches('\n').count() + 1;
+                out.push(Missing {
+                    ours,
+                    message: format!("{file}:{line}: {image}: {how}"),
+                });
+            }
+        }
+    }
+    Ok(out)
 }

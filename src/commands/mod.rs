@@ -56,7 +56,7 @@ pub fn acquire_os(
     os::fetch::acquire(
         &source,
         k8s.map(|k| &k.table),
-        &k8s.map(|k| k.images()).unwrap_or_default(),
+        &k8s.map(|k| k.wanted_images()).unwrap_or_default(),
         &fetch_options(&a.fetch, reverify),
         &keys,
         progress,

@@ -35,11 +35,11 @@ pub struct Acquired {
 }
 
 /// The OS directory for `source`, the files of `k8s` when given, and the
-/// `images` (each pinned by tag and digest), fetching what the cache lacks.
+/// `images`, fetching what the cache lacks.
 pub fn acquire(
     source: &OsSource,
     k8s: Option<&super::kubernetes::Table>,
-    images: &[&super::kubernetes::TableImage],
+    images: &[super::registry::WantedImage],
     opts: &FetchOptions,
     keys: &Keys,
     progress: &Progress,
@@ -70,19 +70,20 @@ pub fn acquire(
         Some(t) => super::kubernetes::fetch(&dl, t)?,
         None => Vec::new(),
     };
-    let pinned_in = k8s.and_then(|t| t.source.as_ref()).map_or(
-        "mkstick's own table (src/os/kubernetes.rs)".to_string(),
-        |p| p.display().to_string(),
-    );
     let arch = k8s.map_or("amd64", |t| t.arch.as_str());
     let platform = super::registry::Platform::linux(arch);
     let registry = super::registry::Registry::new(&dl);
     let images = images
         .iter()
-        .map(|i| {
+        .map(|w| {
+            let how = if w.pinned {
+                "pinned"
+            } else {
+                "named by its tag alone (resolved at every build; pin it as NAME:TAG@sha256:DIGEST to build offline)"
+            };
             registry
-                .pull(&i.reference, &platform)
-                .with_context(|| format!("the image {} is pinned in {pinned_in}", i.reference))
+                .pull(&w.reference, &platform)
+                .with_context(|| format!("the image {} is {how} in {}", w.reference, w.named_in))
         })
         .collect::<Result<Vec<_>>>()?;
     Ok(Acquired {

@@ -366,6 +366,28 @@ pub struct BlobFile {
     pub path: PathBuf,
 }
 
+/// An image a stick carries, and where it is named: what the acquire stage
+/// pulls.
+#[derive(Debug, Clone, PartialEq)]
+pub struct WantedImage {
+    /// With a digest when pinned; a tag alone is resolved when pulled.
+    pub reference: Reference,
+    pub pinned: bool,
+    /// The binaries table, or the user's manifest and line.
+    pub named_in: String,
+}
+
+impl WantedImage {
+    /// Is `pulled` this image: the same name and tag, and, when pinned,
+    /// the pinned digest?
+    pub fn is(&self, pulled: &PulledImage) -> bool {
+        let r = &pulled.reference;
+        r.name() == self.reference.name()
+            && r.tag == self.reference.tag
+            && (!self.pinned || self.reference.digest == Some(pulled.top.digest))
+    }
+}
+
 /// One image for one platform, every file verified and in the cache.
 #[derive(Debug, Clone)]
 pub struct PulledImage {

@@ -62,6 +62,21 @@ pub struct StickManifest {
     pub os: ManifestOs,
     pub seed: String,
     pub files: BTreeMap<String, ManifestFile>,
+    /// The container images under `mkstick/images/`, each with the digest
+    /// it was pulled at, and whether a pin named that digest (a tag alone
+    /// in a user's manifest is resolved at build time).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub images: Vec<ManifestImage>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case", deny_unknown_fields)]
+pub struct ManifestImage {
+    /// `NAME:TAG@sha256:DIGEST`.
+    pub reference: String,
+    pub pinned: bool,
+    /// The binaries table, or the manifest and line that names it.
+    pub named_in: String,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -229,6 +244,15 @@ pub fn render(plan: &Plan) -> Result<Payload> {
                         sha256: f.sha256,
                     },
                 )
+            })
+            .collect(),
+        images: plan
+            .carried_images()
+            .into_iter()
+            .map(|(w, p)| ManifestImage {
+                reference: p.reference.to_string(),
+                pinned: w.pinned,
+                named_in: w.named_in,
             })
             .collect(),
     };

@@ -21,7 +21,9 @@ use crate::config::{LoadedConfig, SourceError};
 use crate::os::kubernetes::{Mirrors, Table};
 use anyhow::Result;
 use manifests::user_manifests;
-pub use manifests::{check_manifest, UserManifest, MAX_DATA_BYTES, MAX_OBJECT_BYTES};
+pub use manifests::{
+    check_manifest, manifest_images, UserManifest, MAX_DATA_BYTES, MAX_OBJECT_BYTES,
+};
 use std::ops::Range;
 use toml::Spanned;
 

@@ -235,12 +235,11 @@ pub fn plan(loaded: &LoadedConfig, checked: ConfigChecked, args: &PlanArgs) -> R
         bail!("the Kubernetes binaries given to the plan are not the ones [kubernetes] pins; acquire them with the same table");
     }
     let images = args.images.clone();
-    let wanted = kubernetes.as_ref().map(|k| k.images()).unwrap_or_default();
-    if !images
-        .iter()
-        .map(|i| (&i.reference, i.top.digest))
-        .eq(wanted.iter().map(|w| (&w.reference, w.digest())))
-    {
+    let wanted = kubernetes
+        .as_ref()
+        .map(|k| k.wanted_images())
+        .unwrap_or_default();
+    if images.len() != wanted.len() || !wanted.iter().zip(&images).all(|(w, p)| w.is(p)) {
         bail!("the images given to the plan are not the ones the table pins; acquire them with the same table");
     }
     let bin_dir = os.manifest.bin_dir.as_str();
@@ -257,6 +256,7 @@ pub fn plan(loaded: &LoadedConfig, checked: ConfigChecked, args: &PlanArgs) -> R
             s,
             crate::formats::gpt::ESP_NAME,
             bin_dir,
+            &images,
         )?);
     }
 
@@ -297,6 +297,16 @@ pub fn plan(loaded: &LoadedConfig, checked: ConfigChecked, args: &PlanArgs) -> R
 }
 
 impl Plan {
+    /// Each image on the stick with what asked for it.
+    pub fn carried_images(&self) -> Vec<(crate::os::registry::WantedImage, &PulledImage)> {
+        let wanted = self
+            .kubernetes
+            .as_ref()
+            .map(|k| k.wanted_images())
+            .unwrap_or_default();
+        wanted.into_iter().zip(&self.images).collect()
+    }
+
     /// The least RAM the server needs, in MiB: the OS's documented minimum
     /// for running from RAM, plus the control plane's. `None` when the OS
     /// states none.

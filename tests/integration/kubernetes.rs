@@ -139,6 +139,13 @@ pub fn publish_images(reg: &TestRegistry, version: &str) -> Vec<String> {
         .collect()
 }
 
+/// A Deployment of `image`, whose `image:` is on line 17.
+pub fn web_app(image: &str) -> String {
+    format!(
+        "apiVersion: apps/v1\nkind: Deployment\nmetadata:\n  name: web\n  namespace: default\nspec:\n  selector:\n    matchLabels:\n      app: web\n  template:\n    metadata:\n      labels:\n        app: web\n    spec:\n      containers:\n        - name: web\n          image: {image}\n"
+    )
+}
+
 pub const APP: &str = "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: hello\n  namespace: default\ndata:\n  greeting: hi\n";
 
 /// A config with [storage], [kubernetes] (a binaries table), [ingress],
@@ -428,10 +435,34 @@ fn mistakes_are_reported_before_anything_is_downloaded() {
         assert!(e.contains(want), "{want:?} in {e}");
     }
     assert_eq!(server.requests(), vec![], "nothing was fetched");
-    // The good config passes, and only then downloads.
+    // The good config passes its checks, and only then downloads. Its
+    // table lists no images, so the stick is not air-gap complete: check
+    // says where the server would need a registry, and fails.
     s.write("mkstick.toml", &base);
-    ok(s.run_env(&["check"], &env));
+    let e = fails(s.run_env(&["check"], &env));
     assert_eq!(server.requests().len(), 5);
+    for want in [
+        "the stick is not air-gap complete",
+        "mkstick's /etc/mkstick/manifests/20-ingress-traefik.yaml:155: docker.io/library/traefik:v3.7.13@sha256:",
+        "mkstick's /etc/mkstick/manifests/30-nfs-csi-driver-nfs.yaml:209: registry.k8s.io/sig-storage/csi-provisioner:v6.3.0@sha256:",
+        "the binaries table lists no `images`",
+    ] {
+        assert!(e.contains(want), "{want:?} in {e}");
+    }
+    // The user's manifests: a warning, and an error with --strict.
+    s.write("web.yaml", &web_app("docker.io/library/nginx:1.27"));
+    s.write(
+        "mkstick.toml",
+        &base.replace("[\"ok.yaml\"]", "[\"web.yaml\"]"),
+    );
+    let user = "./web.yaml:17: docker.io/library/nginx:1.27: the binaries table lists no `images`";
+    let e = fails(s.run_env(&["check"], &env));
+    let (warnings, errors) = e.split_once("the stick is not air-gap complete").unwrap();
+    assert!(warnings.contains(&format!("warning: {user}")), "{e}");
+    assert!(!errors.contains("web.yaml"), "{e}");
+    let e = fails(s.run_env(&["check", "--strict"], &env));
+    let (_, errors) = e.split_once("the stick is not air-gap complete").unwrap();
+    assert!(errors.contains(user), "{e}");
 }
 
 /// A pinned `plan`, `build` and readable copies of the rendered Kubernetes
@@ -469,14 +500,27 @@ fn a_table_that_lists_images_carries_them_pinned_verified_and_stored_once() {
         "k8s.toml",
         &publish_carrying(&server, "1.36.4", &files, &images),
     );
+    // The user's own app, named by tag only: resolved now and carried.
+    let app = reg.push("apps/web", "1.0", &TestImage::hello("apps/web"));
+    let app_tag = app.split_once('@').unwrap().0.to_string();
+    s.write("apps/web.yaml", &web_app(&app_tag));
     let cache = s.path("cache");
     let env = [("XDG_CACHE_HOME", cache.to_str().unwrap())];
 
     let plan = ok(s.run_env(&["plan"], &env));
     assert!(
-        plan.contains("Container images on the stick (mkstick/images/, 13 in all"),
+        plan.contains("Container images on the stick (mkstick/images/, 14 in all"),
         "{plan}"
     );
+    assert!(
+        plan.contains(&format!("    {app}  "))
+            && plan.contains("NOT PINNED: ./apps/web.yaml:17 names a tag only"),
+        "{plan}"
+    );
+    // Every image an applied manifest names is on the stick.
+    ok(s.run_env(&["check", "--strict"], &env));
+    let mut images = images;
+    images.push(app.clone());
     let listed: Vec<&str> = plan
         .lines()
         .filter_map(|l| l.trim().split_once("  ").map(|(r, _)| r))
@@ -506,10 +550,10 @@ fn a_table_that_lists_images_carries_them_pinned_verified_and_stored_once() {
             blobs += 1;
         }
     }
-    // 13 manifests and 13 configs, and the one layer they all share.
+    // 14 manifests and 14 configs, and the one layer they all share.
     assert_eq!(
         blobs,
-        27,
+        29,
         "{:?}",
         on_stick.iter().map(|f| &f.0).collect::<Vec<_>>()
     );
@@ -576,8 +620,17 @@ fn a_table_that_lists_images_carries_them_pinned_verified_and_stored_once() {
         .unwrap();
     assert!(traefik.contains(&format!("image: {pinned}\n")), "{traefik}");
 
-    // Offline from the cache: the registry is gone, the build still works.
+    // Offline from the cache: the registry is gone. A tag alone cannot be
+    // resolved then; pinned, the app builds from the cache.
     drop(reg);
+    let e = fails(s.run_env(&["build", "-q", "--force"], &env));
+    assert!(
+        e.contains(&format!("the image {app_tag} is named by its tag alone"))
+            && e.contains("./apps/web.yaml:17")
+            && e.contains("to build offline"),
+        "{e}"
+    );
+    s.write("apps/web.yaml", &web_app(&app));
     ok(s.run_env(&["build", "-q", "--force"], &env));
 
     // A wrong pin: refused before the image is written, naming the image,

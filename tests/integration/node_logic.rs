@@ -39,7 +39,10 @@ fn rendered() -> Vec<OverlayFile> {
     let storage = checked.storage.as_ref().unwrap();
     let k8s = checked.kubernetes.as_ref().unwrap();
     let mut files = storage.overlay(BIN_DIR).unwrap();
-    files.extend(k8s.overlay("kube1", storage, "MKSTICK", BIN_DIR).unwrap());
+    files.extend(
+        k8s.overlay("kube1", storage, "MKSTICK", BIN_DIR, &[])
+            .unwrap(),
+    );
     files
 }
 

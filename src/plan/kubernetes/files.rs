@@ -5,6 +5,7 @@
 use super::{KubernetesPlan, NFS_SERVER, STORAGE_CLASS_FILE};
 use crate::k8s::kubeadm::{ImageOverride, KubeadmArgs, KubeadmConfig, KubeadmImages};
 use crate::os::kubernetes::{TableImage, ADDON_IMAGES, DEFAULT_PAUSE_IMAGE};
+use crate::os::registry::{PulledImage, WantedImage};
 use crate::overlays::{
     render_overlay, render_template, EmbeddedFile, OverlayFile, MANIFESTS, OVERLAYS,
 };
@@ -39,6 +40,47 @@ impl KubernetesPlan {
             .collect()
     }
 
+    /// Every image the stick carries, sorted: the table's (pinned) and, when
+    /// the table carries images, those the user's manifests name (pinned
+    /// when they name a digest; a tag alone is resolved at build time).
+    /// Empty when the table lists no images.
+    pub fn wanted_images(&self) -> Vec<WantedImage> {
+        let images = self.images();
+        if images.is_empty() {
+            return Vec::new();
+        }
+        let table = self.table.source.as_ref().map_or(
+            "mkstick's own table (src/os/kubernetes.rs)".to_string(),
+            |p| p.display().to_string(),
+        );
+        let mut out: Vec<WantedImage> = images
+            .iter()
+            .map(|i| WantedImage {
+                reference: i.reference.clone(),
+                pinned: true,
+                named_in: table.clone(),
+            })
+            .collect();
+        for m in &self.extra_manifests {
+            for (line, r) in &m.images {
+                let same = |w: &WantedImage| {
+                    w.reference.name() == r.name()
+                        && (r.digest.is_some() && w.reference.digest == r.digest
+                            || r.digest.is_none() && w.reference.tag == r.tag)
+                };
+                if !out.iter().any(same) {
+                    out.push(WantedImage {
+                        reference: r.clone(),
+                        pinned: r.digest.is_some(),
+                        named_in: format!("{}:{line}", m.name),
+                    });
+                }
+            }
+        }
+        out.sort_by(|a, b| a.reference.cmp(&b.reference));
+        out
+    }
+
     fn table_image(&self, role: &str) -> Option<&TableImage> {
         self.table.images.iter().find(|i| i.role() == role)
     }
@@ -67,8 +109,8 @@ impl KubernetesPlan {
 
     /// `NAME:TAG@sha256:DIGEST` of every carried image, space-separated:
     /// what the node imports and checks.
-    pub fn images_env(&self) -> String {
-        self.images()
+    pub fn images_env(images: &[PulledImage]) -> String {
+        images
             .iter()
             .map(|i| i.reference.to_string())
             .collect::<Vec<_>>()
@@ -162,6 +204,7 @@ impl KubernetesPlan {
         storage: &StoragePlan,
         stick_label: &str,
         bin_dir: &str,
+        images: &[PulledImage],
     ) -> Result<Vec<OverlayFile>> {
         let stick_device = format!("/dev/disk/by-partlabel/{stick_label}");
         let vars = BTreeMap::from([
@@ -172,7 +215,7 @@ impl KubernetesPlan {
                 crate::k8s::version::upgrades_from(self.version).to_string(),
             ),
             ("k8s_files", self.stick_files()),
-            ("images", self.images_env()),
+            ("images", Self::images_env(images)),
             ("sandbox_image", self.sandbox_image()),
             ("stick_label", stick_label.to_string()),
             ("stick_device_unit", device_unit(&stick_device)),

@@ -2,6 +2,7 @@
 //! objects the API server would take, before anything is downloaded.
 
 use crate::config::{LoadedConfig, SourceError};
+use crate::os::registry::Reference;
 use anyhow::{bail, Context, Result};
 
 /// One of the user's manifest files, checked to be Kubernetes YAML.
@@ -13,6 +14,8 @@ pub struct UserManifest {
     pub node_path: String,
     pub contents: String,
     pub documents: usize,
+    /// The container images it names, each with the line it is on.
+    pub images: Vec<(usize, Reference)>,
 }
 
 /// The files of `[extra] manifests`, each checked to hold Kubernetes objects.
@@ -61,6 +64,19 @@ pub(super) fn user_manifests(loaded: &LoadedConfig) -> Result<Vec<UserManifest>>
             format!("reading {} (a manifest must be UTF-8 text)", path.display())
         })?;
         let documents = check_manifest(path, &text)?;
+        let mut images = Vec::new();
+        for (at, image) in manifest_images(path, &text)? {
+            let bad = |msg: String| SourceError::at(path, &text, at, msg);
+            let r: Reference = image.parse().map_err(|e| bad(format!("{e:#}")))?;
+            if r.tag.as_deref() == Some("latest") && r.digest.is_none() {
+                return Err(bad(format!(
+                    "`{image}`: `latest` moves, so the stick cannot carry it and the kubelet pulls it at every start; name a version tag (or a digest) instead"
+                ))
+                .into());
+            }
+            let line = text[..at].matches('\n').count() + 1;
+            images.push((line, r));
+        }
         let stem = path
             .file_stem()
             .and_then(|s| s.to_str())
@@ -79,6 +95,7 @@ pub(super) fn user_manifests(loaded: &LoadedConfig) -> Result<Vec<UserManifest>>
             node_path: format!("/etc/mkstick/manifests/50-extra-{:04}-{stem}.yaml", i + 1),
             contents: text,
             documents,
+            images,
         });
     }
     Ok(out)
@@ -103,6 +120,62 @@ pub const MAX_DATA_BYTES: usize = 1 << 20;
 /// a stream of JSON objects, strictly: a trailing comma that YAML would
 /// forgive fails `kubectl apply` on the server.
 pub fn check_manifest(path: &std::path::Path, text: &str) -> Result<usize> {
+    let documents = documents(path, text)?;
+    check_objects(path, text, &documents)
+}
+
+/// Every container image a manifest names (`containers`,
+/// `initContainers` and `ephemeralContainers`, at any depth, so Pods,
+/// workloads' templates and CronJobs alike), in order, each with the byte
+/// offset where it is written.
+pub fn manifest_images(path: &std::path::Path, text: &str) -> Result<Vec<(usize, String)>> {
+    fn walk(v: &serde_json::Value, out: &mut Vec<String>) {
+        match v {
+            serde_json::Value::Object(m) => {
+                for (k, child) in m {
+                    if matches!(
+                        k.as_str(),
+                        "containers" | "initContainers" | "ephemeralContainers"
+                    ) {
+                        for c in child.as_array().into_iter().flatten() {
+                            if let Some(image) = c.get("image").and_then(|i| i.as_str()) {
+                                out.push(image.to_string());
+                            }
+                        }
+                    }
+                    walk(child, out);
+                }
+            }
+            serde_json::Value::Array(a) => a.iter().for_each(|c| walk(c, out)),
+            _ => {}
+        }
+    }
+    let mut out = Vec::new();
+    for (at, value) in documents(path, text)? {
+        let mut images = Vec::new();
+        walk(&value, &mut images);
+        // The JSON map is in key order, not the file's: find each image's
+        // text in its document, a repeated one at its next place.
+        let mut found: Vec<(usize, String)> = Vec::new();
+        for image in images {
+            let mut from = at;
+            let pos = loop {
+                match text[from..].find(&image) {
+                    Some(i) if found.iter().any(|(p, _)| *p == from + i) => from += i + 1,
+                    Some(i) => break from + i,
+                    None => break at,
+                }
+            };
+            found.push((pos, image));
+        }
+        found.sort();
+        out.extend(found);
+    }
+    Ok(out)
+}
+
+/// The documents of a manifest as JSON values, each with its byte offset.
+fn documents(path: &std::path::Path, text: &str) -> Result<Vec<(usize, serde_json::Value)>> {
     use serde::Deserialize;
     let mut documents: Vec<(usize, serde_json::Value)> = Vec::new();
     if text.trim_start().starts_with('{') {
@@ -142,8 +215,17 @@ pub fn check_manifest(path: &std::path::Path, text: &str) -> Result<usize> {
             documents.push((at, value));
         }
     }
+    Ok(documents)
+}
+
+/// [`check_manifest`] on parsed documents.
+fn check_objects(
+    path: &std::path::Path,
+    text: &str,
+    documents: &[(usize, serde_json::Value)],
+) -> Result<usize> {
     let mut objects = 0;
-    for (at, value) in &documents {
+    for (at, value) in documents {
         if value.is_null() {
             continue;
         }
@@ -246,4 +328,30 @@ fn yaml_document_starts(text: &str) -> Vec<usize> {
         offset += line.len();
     }
     starts
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn images_are_found_in_every_container_list_at_their_line() {
+        let text = "apiVersion: v1\nkind: Pod\nmetadata:\n  name: p\nspec:\n  initContainers:\n    - name: i\n      image: busybox:1.36\n  containers:\n    - name: c\n      image: \"nginx:1.27\"\n---\napiVersion: batch/v1\nkind: CronJob\nmetadata:\n  name: j\nspec:\n  schedule: \"@daily\"\n  jobTemplate:\n    spec:\n      template:\n        spec:\n          containers:\n            - name: j\n              image: ghcr.io/a/b@sha256:0000000000000000000000000000000000000000000000000000000000000000\n---\napiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: c\ndata:\n  image: not-an-image:1\n";
+        let found = manifest_images(std::path::Path::new("x.yaml"), text).unwrap();
+        let lines: Vec<(usize, &str)> = found
+            .iter()
+            .map(|(at, i)| (text[..*at].matches('\n').count() + 1, i.as_str()))
+            .collect();
+        assert_eq!(
+            lines,
+            [
+                (8, "busybox:1.36"),
+                (11, "nginx:1.27"),
+                (
+                    25,
+                    "ghcr.io/a/b@sha256:0000000000000000000000000000000000000000000000000000000000000000"
+                ),
+            ]
+        );
+    }
 }
