@@ -620,6 +620,21 @@ fn a_table_that_lists_images_carries_them_pinned_verified_and_stored_once() {
         .unwrap();
     assert!(traefik.contains(&format!("image: {pinned}\n")), "{traefik}");
 
+    // inspect --verify reads every image file against manifest.json: one
+    // changed byte in a config blob is found and named.
+    ok(s.run(&["inspect", "-q", "--verify", "mkstick.img"]));
+    let mut bytes = std::fs::read(&img).unwrap();
+    let label = b"\"mkstick.test.name\":\"k8s/etcd:3.6.8-0\"";
+    let at = bytes
+        .windows(label.len())
+        .position(|w| w == label)
+        .expect("etcd's config blob is on the stick");
+    bytes[at + label.len() - 2] ^= 1;
+    std::fs::write(s.path("damaged.img"), &bytes).unwrap();
+    drop(bytes);
+    let e = fails(s.run(&["inspect", "-q", "--verify", "damaged.img"]));
+    assert!(e.contains("mkstick/images/blobs/sha256/"), "{e}");
+
     // Offline from the cache: the registry is gone. A tag alone cannot be
     // resolved then; pinned, the app builds from the cache.
     drop(reg);
