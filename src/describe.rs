@@ -691,8 +691,22 @@ pub struct KubernetesJson {
     pub storage_class_default: bool,
     pub reclaim_policy: &'static str,
     pub manifests: Vec<ManifestJson>,
+    /// The container images on the stick; empty when the first boot pulls
+    /// them from their registries.
+    pub images: Vec<ContainerImageJson>,
     pub api_url: String,
     pub kubeconfig_command: String,
+}
+
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub struct ContainerImageJson {
+    /// `NAME:TAG@sha256:DIGEST`.
+    pub reference: String,
+    pub size_bytes: u64,
+    /// false: a tag alone in the user's manifest, resolved at build time.
+    pub pinned: bool,
+    pub named_in: String,
 }
 
 #[derive(Debug, Serialize)]
@@ -784,6 +798,16 @@ pub fn describe_json(plan: &Plan, payload: &Payload) -> PlanJson {
             service_cidr: k.service_cidr.to_string(),
             advertise_address: k.advertise_address.map(|a| a.to_string()),
             cert_sans: k.cert_sans.clone(),
+            images: plan
+                .carried_images()
+                .into_iter()
+                .map(|(w, p)| ContainerImageJson {
+                    reference: p.reference.to_string(),
+                    size_bytes: p.size_bytes(),
+                    pinned: w.pinned,
+                    named_in: w.named_in,
+                })
+                .collect(),
             ingress: k.ingress.as_ref().map(|i| IngressJson {
                 controller: i.controller.to_string(),
                 http_port: i.http_port,

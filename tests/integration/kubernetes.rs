@@ -517,6 +517,17 @@ fn a_table_that_lists_images_carries_them_pinned_verified_and_stored_once() {
             && plan.contains("NOT PINNED: ./apps/web.yaml:17 names a tag only"),
         "{plan}"
     );
+    let json: serde_json::Value =
+        serde_json::from_str(&ok(s.run_env(&["plan", "--json"], &env))).unwrap();
+    let listed = json["kubernetes"]["images"].as_array().unwrap();
+    assert_eq!(listed.len(), 14);
+    let unpinned: Vec<&serde_json::Value> = listed
+        .iter()
+        .filter(|i| i["pinned"] == serde_json::json!(false))
+        .collect();
+    assert_eq!(unpinned.len(), 1, "{listed:?}");
+    assert_eq!(unpinned[0]["reference"].as_str(), Some(app.as_str()));
+    assert_eq!(unpinned[0]["named-in"].as_str(), Some("./apps/web.yaml:17"));
     // Every image an applied manifest names is on the stick.
     ok(s.run_env(&["check", "--strict"], &env));
     let mut images = images;
