@@ -93,14 +93,19 @@ fn missing_images(plan: &Plan) -> Result<Vec<Missing>> {
         if !node_path.ends_with(".yaml") || node_path.starts_with("/etc/mkstick/examples/") {
             continue;
         }
-        for (at, image) in
-            crate::plan::kubernetes::manifest_images(std::path::Path::new(&file), &text)?
-        {
+        let containers =
+            crate::plan::kubernetes::manifest_containers(std::path::Path::new(&file), &text)?;
+        for (at, image, policy) in containers {
+            let line = text[..at].matches('\n').count() + 1;
             if !carried(&image) {
-                let line = text[..at].matches('\n').count() + 1;
                 out.push(Missing {
                     ours,
                     message: format!("{file}:{line}: {image}: {how}"),
+                });
+            } else if policy.as_deref() == Some("Always") {
+                out.push(Missing {
+                    ours,
+                    message: format!("{file}:{line}: {image}: imagePullPolicy: Always pulls it at every start, although the stick carries it; use IfNotPresent"),
                 });
             }
         }

@@ -22,7 +22,8 @@ use crate::os::kubernetes::{Mirrors, Table};
 use anyhow::Result;
 use manifests::user_manifests;
 pub use manifests::{
-    check_manifest, manifest_images, UserManifest, MAX_DATA_BYTES, MAX_OBJECT_BYTES,
+    check_manifest, manifest_containers, manifest_images, UserManifest, MAX_DATA_BYTES,
+    MAX_OBJECT_BYTES,
 };
 use std::ops::Range;
 use toml::Spanned;

@@ -530,6 +530,25 @@ fn a_table_that_lists_images_carries_them_pinned_verified_and_stored_once() {
     assert_eq!(unpinned[0]["named-in"].as_str(), Some("./apps/web.yaml:17"));
     // Every image an applied manifest names is on the stick.
     ok(s.run_env(&["check", "--strict"], &env));
+    // Carried, but pulled anyway at every start: a warning, an error with
+    // --strict.
+    s.write(
+        "apps/web.yaml",
+        &format!("{}          imagePullPolicy: Always\n", web_app(&app_tag)),
+    );
+    let always = "./apps/web.yaml:17: ".to_string() + &app_tag + ": imagePullPolicy: Always";
+    let o = s.run_env(&["check"], &env);
+    assert!(
+        o.status.success() && stderr(&o).contains(&format!("warning: {always}")),
+        "{}",
+        stderr(&o)
+    );
+    let e = fails(s.run_env(&["check", "--strict"], &env));
+    assert!(
+        e.contains("not air-gap complete") && e.contains(&always),
+        "{e}"
+    );
+    s.write("apps/web.yaml", &web_app(&app_tag));
     let mut images = images;
     images.push(app.clone());
     let listed: Vec<&str> = plan

@@ -129,7 +129,19 @@ pub fn check_manifest(path: &std::path::Path, text: &str) -> Result<usize> {
 /// workloads' templates and CronJobs alike), in order, each with the byte
 /// offset where it is written.
 pub fn manifest_images(path: &std::path::Path, text: &str) -> Result<Vec<(usize, String)>> {
-    fn walk(v: &serde_json::Value, out: &mut Vec<String>) {
+    Ok(manifest_containers(path, text)?
+        .into_iter()
+        .map(|(at, image, _)| (at, image))
+        .collect())
+}
+
+/// [`manifest_images`], each with the container's `imagePullPolicy` when
+/// it sets one.
+pub fn manifest_containers(
+    path: &std::path::Path,
+    text: &str,
+) -> Result<Vec<(usize, String, Option<String>)>> {
+    fn walk(v: &serde_json::Value, out: &mut Vec<(String, Option<String>)>) {
         match v {
             serde_json::Value::Object(m) => {
                 for (k, child) in m {
@@ -139,7 +151,11 @@ pub fn manifest_images(path: &std::path::Path, text: &str) -> Result<Vec<(usize,
                     ) {
                         for c in child.as_array().into_iter().flatten() {
                             if let Some(image) = c.get("image").and_then(|i| i.as_str()) {
-                                out.push(image.to_string());
+                                let policy = c
+                                    .get("imagePullPolicy")
+                                    .and_then(|p| p.as_str())
+                                    .map(str::to_string);
+                                out.push((image.to_string(), policy));
                             }
                         }
                     }
@@ -156,17 +172,17 @@ pub fn manifest_images(path: &std::path::Path, text: &str) -> Result<Vec<(usize,
         walk(&value, &mut images);
         // The JSON map is in key order, not the file's: find each image's
         // text in its document, a repeated one at its next place.
-        let mut found: Vec<(usize, String)> = Vec::new();
-        for image in images {
+        let mut found: Vec<(usize, String, Option<String>)> = Vec::new();
+        for (image, policy) in images {
             let mut from = at;
             let pos = loop {
                 match text[from..].find(&image) {
-                    Some(i) if found.iter().any(|(p, _)| *p == from + i) => from += i + 1,
+                    Some(i) if found.iter().any(|(p, _, _)| *p == from + i) => from += i + 1,
                     Some(i) => break from + i,
                     None => break at,
                 }
             };
-            found.push((pos, image));
+            found.push((pos, image, policy));
         }
         found.sort();
         out.extend(found);
