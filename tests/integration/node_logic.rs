@@ -1,5 +1,5 @@
 //! The node scripts' decisions in seconds: `mkstick-storage` (prepare, grow,
-//! status) and `mkstick-kubernetes kubeadm`, as mkstick renders them for a
+//! status) and `mkstick-kubernetes kubeadm` and `images`, as mkstick renders them for a
 //! real config, run under `MKSTICK_ROOT` with the TEST DOUBLES of
 //! `tests/fixtures/node-doubles/` first on PATH. The doubles answer from
 //! files each case writes and record every call, so a case asserts what
@@ -973,4 +973,158 @@ fn kubeadm_inits_keeps_upgrades_or_refuses() {
             }
         }
     }
+}
+
+/// Two pinned images: (IMAGES entry, the `ctr images ls` lines of both its
+/// names at its digest).
+fn two_images() -> Vec<(String, String)> {
+    [("k8s/pause", "3.10.2", 'a'), ("addons/traefik", "v3", 'b')]
+        .iter()
+        .map(|(repo, tag, c)| {
+            let digest = format!("sha256:{}", c.to_string().repeat(64));
+            let name = format!("127.0.0.1:5000/{repo}");
+            (
+                format!("{name}:{tag}@{digest}"),
+                format!(
+                    "{name}:{tag} application/vnd.oci.image.manifest.v1+json {digest} 1.0 KiB linux/amd64 -\n\
+{name}@{digest} application/vnd.oci.image.manifest.v1+json {digest} 1.0 KiB linux/amd64 -\n"
+                ),
+            )
+        })
+        .collect()
+}
+
+/// A node whose kubernetes.env lists `images`, with a stick (its device
+/// node, and the files the mount double shows) whose manifest.json names
+/// `seed` and index.json's sha256 (`index_sha256`, or the real one).
+fn images_node(images: &[String], seed: &str, index_sha256: Option<&str>) -> Node {
+    let node = Node::new();
+    let env_path = node.rootfile("/etc/mkstick/kubernetes.env");
+    let env = std::fs::read_to_string(&env_path).unwrap();
+    assert!(env.contains("\nIMAGES=\"\"\n"), "{env}");
+    write(
+        &env_path,
+        &env.replace(
+            "\nIMAGES=\"\"\n",
+            &format!("\nIMAGES=\"{}\"\n", images.join(" ")),
+        ),
+    );
+    write(&node.rootfile("/dev/disk/by-partlabel/MKSTICK"), "");
+    let stick = node.state.join("stick/mkstick");
+    let index = "{\"schemaVersion\":2,\"manifests\":[]}\n";
+    write(&stick.join("images/index.json"), index);
+    write(
+        &stick.join("images/oci-layout"),
+        "{\"imageLayoutVersion\":\"1.0.0\"}\n",
+    );
+    write(&stick.join("images/blobs/sha256/aaaa"), "blob");
+    let sha = index_sha256.map_or(crate::common::sha256_hex(index.as_bytes()), str::to_string);
+    write(
+        &stick.join("manifest.json"),
+        &format!("{{\"seed\":\"{seed}\",\"files\":{{\"mkstick/images/index.json\":{{\"sha256\":\"{sha}\"}}}}}}"),
+    );
+    node
+}
+
+#[test]
+fn images_are_imported_from_the_checked_stick_once() {
+    let images = two_images();
+    let refs: Vec<String> = images.iter().map(|(r, _)| r.clone()).collect();
+    let all: String = images.iter().map(|(_, l)| l.as_str()).collect();
+    const SEED: &str = "0123456789abcdef";
+    const IMPORT: &str = "ctr -n k8s.io images import - blobs/ blobs/sha256/ blobs/sha256/aaaa index.json oci-layout";
+
+    // Nothing in containerd: the stick is mounted, checked, streamed in.
+    let node = images_node(&refs, SEED, None);
+    node.set("ctr-import", &all);
+    let r = node.run("mkstick-kubernetes", &["images"]);
+    assert!(r.ok, "{}", r.context());
+    assert!(
+        r.stdout.contains(
+            "imported 2 images from the stick into containerd (k8s.io), each digest checked"
+        ),
+        "{}",
+        r.context()
+    );
+    assert_eq!(
+        r.ran("ctr -n k8s.io images import"),
+        [IMPORT],
+        "{}",
+        r.context()
+    );
+    assert_eq!(r.ran("mount -t vfat").len(), 1, "{}", r.context());
+    assert_eq!(
+        r.ran("umount").len(),
+        1,
+        "unmounted when done: {}",
+        r.context()
+    );
+
+    // The next boot: all there, nothing mounted or imported.
+    let r = node.run("mkstick-kubernetes", &["images"]);
+    assert!(r.ok, "{}", r.context());
+    assert!(r
+        .stdout
+        .contains("all 2 images are already in containerd; nothing imported"));
+    assert!(r.ran("mount").is_empty() && r.ran("ctr -n k8s.io images import").is_empty());
+
+    // One name lost (only the digest name of the first is listed): imported again.
+    let lines: Vec<&str> = all.lines().collect();
+    node.set("ctr-images", &format!("{}\n", lines[1..].join("\n")));
+    let r = node.run("mkstick-kubernetes", &["images"]);
+    assert!(
+        r.ok && r.ran("ctr -n k8s.io images import").len() == 1,
+        "{}",
+        r.context()
+    );
+
+    // An import that leaves one out: refused, naming it.
+    let node = images_node(&refs, SEED, None);
+    node.set("ctr-import", images[0].1.as_str());
+    let r = node.run("mkstick-kubernetes", &["images"]);
+    assert!(!r.ok, "{}", r.context());
+    let traefik = refs[1].split_once('@').unwrap().0;
+    assert!(
+        r.stderr
+            .contains("lacks these images at their pinned digests")
+            && r.stderr.contains(traefik),
+        "{}",
+        r.context()
+    );
+
+    // A damaged index.json: refused before anything is imported.
+    let node = images_node(&refs, SEED, Some(&"0".repeat(64)));
+    let r = node.run("mkstick-kubernetes", &["images"]);
+    assert!(!r.ok, "{}", r.context());
+    assert!(
+        r.stderr.contains(&format!(
+            "but mkstick/manifest.json says {}",
+            "0".repeat(64)
+        )) && r.stderr.contains("write it again (mkstick flash)"),
+        "{}",
+        r.context()
+    );
+    assert!(r.ran("ctr -n k8s.io images import").is_empty());
+
+    // Another mkstick stick: refused, nothing imported.
+    let node = images_node(&refs, "fedcba9876543210", None);
+    let r = node.run("mkstick-kubernetes", &["images"]);
+    assert!(
+        !r.ok
+            && r.stderr
+                .contains("is not the one this server booted from (id 0123456789ab)"),
+        "{}",
+        r.context()
+    );
+    assert!(r.ran("ctr -n k8s.io images import").is_empty());
+
+    // A stick that carries none: nothing to do.
+    let node = images_node(&[], SEED, None);
+    let r = node.run("mkstick-kubernetes", &["images"]);
+    assert!(
+        r.ok && r.stdout.contains("carries no container images"),
+        "{}",
+        r.context()
+    );
+    assert!(r.calls.is_empty(), "{}", r.context());
 }
