@@ -735,6 +735,7 @@ mod tests {
                 ("upgrades_from", upgrades_from(v).to_string()),
                 ("k8s_files", "kubeadm".to_string()),
                 ("images", String::new()),
+                ("node_name", "kube1".to_string()),
                 ("stick_label", "mkstick".to_string()),
                 ("storage_class", "nfs".to_string()),
                 ("storage_class_file", STORAGE_CLASS_FILE.to_string()),

@@ -941,6 +941,13 @@ fn kubeadm_inits_keeps_upgrades_or_refuses() {
                 };
                 assert!(run.ok, "{ctx}");
                 assert_eq!(kubeadm, ["kubeadm upgrade apply v1.36.4 --yes"], "{ctx}");
+                // The node was seen Ready first.
+                let at = |prefix: &str| run.calls.iter().position(|c| c.starts_with(prefix));
+                let ready = at("kubectl --kubeconfig /etc/kubernetes/admin.conf get node kube1 -o");
+                assert!(
+                    matches!((ready, at("kubeadm upgrade")), (Some(r), Some(u)) if r < u),
+                    "{ctx}"
+                );
                 assert!(
                     run.stdout
                         .contains(&format!("running the kept kubelet {from}")),
@@ -1127,4 +1134,44 @@ fn images_are_imported_from_the_checked_stick_once() {
         r.context()
     );
     assert!(r.calls.is_empty(), "{}", r.context());
+}
+
+/// A node that stays NotReady: the upgrade is not started, and the wait
+/// is bounded.
+#[test]
+fn an_upgrade_waits_for_the_node_and_gives_up_when_it_stays_not_ready() {
+    let node = Node::new();
+    let env_path = node.rootfile("/etc/mkstick/kubernetes.env");
+    let env = std::fs::read_to_string(&env_path).unwrap();
+    assert!(env.contains("\nNODE_READY_WAIT_SECS=600\n"), "{env}");
+    write(
+        &env_path,
+        &env.replace("\nNODE_READY_WAIT_SECS=600\n", "\nNODE_READY_WAIT_SECS=1\n"),
+    );
+    write(&node.rootfile("/opt/bin/kubelet"), "kubelet 1.36.4\n");
+    set_mode(&node.rootfile("/opt/bin/kubelet"), 0o755);
+    write(&node.rootfile("/etc/kubernetes/admin.conf"), "admin");
+    write(
+        &node.rootfile("/etc/kubernetes/manifests/kube-apiserver.yaml"),
+        &apiserver(Some("1.35.2")),
+    );
+    let kept = node.rootfile("/var/lib/kubelet/mkstick");
+    write(&kept.join("kubelet"), "kubelet 1.35.2\n");
+    set_mode(&kept.join("kubelet"), 0o755);
+    write(&kept.join("version"), "1.35.2\n");
+    std::fs::create_dir_all(node.rootfile("/var/lib/etcd/member")).unwrap();
+    node.set("not-ready", "");
+    let started = std::time::Instant::now();
+    let run = node.run("mkstick-kubernetes", &["kubeadm"]);
+    assert!(!run.ok, "{}", run.context());
+    assert!(
+        run.stderr
+            .contains("the node kube1 did not report Ready within 1s")
+            && run.stderr.contains("nothing was upgraded")
+            && run.stderr.contains("describe node kube1"),
+        "{}",
+        run.context()
+    );
+    assert!(run.ran("kubeadm upgrade").is_empty(), "{}", run.context());
+    assert!(started.elapsed() < std::time::Duration::from_secs(30));
 }
