@@ -206,7 +206,7 @@ fn ingress_hosts(manifests: &[crate::plan::kubernetes::UserManifest]) -> Vec<Str
 }
 
 /// The container images: on the stick, each pinned, or pulled at first boot.
-fn describe_images(s: &mut String, plan: &Plan) {
+fn describe_images(s: &mut String, plan: &Plan, payload: &Payload) {
     if plan.images.is_empty() {
         let _ = writeln!(
             s,
@@ -215,8 +215,11 @@ fn describe_images(s: &mut String, plan: &Plan) {
         return;
     }
     let total: u64 = plan.images.iter().map(|i| i.size_bytes()).sum();
-    let shared: u64 = crate::payload::images::layout(&plan.images)
+    let dir = format!("{}/", crate::payload::images::IMAGES_DIR);
+    let shared: u64 = payload
+        .files
         .iter()
+        .filter(|f| f.path.starts_with(&dir))
         .map(|f| f.size_bytes)
         .sum();
     let _ = writeln!(
@@ -243,7 +246,7 @@ fn describe_images(s: &mut String, plan: &Plan) {
     }
 }
 
-fn describe_kubernetes(s: &mut String, plan: &Plan) {
+fn describe_kubernetes(s: &mut String, plan: &Plan, payload: &Payload) {
     let Some(k) = &plan.kubernetes else {
         let _ = writeln!(s, "Kubernetes: none ([kubernetes] is not set)");
         return;
@@ -260,7 +263,7 @@ fn describe_kubernetes(s: &mut String, plan: &Plan) {
         "  Its binaries ride on the stick (k8s/), checked against mkstick/manifest.json"
     );
     let _ = writeln!(s, "    at every boot.");
-    describe_images(s, plan);
+    describe_images(s, plan, payload);
     let _ = writeln!(s, "  At every boot, once the data drives are mounted:");
     let _ = writeln!(
         s,
@@ -533,7 +536,7 @@ pub fn describe(plan: &Plan, payload: &Payload) -> String {
     let _ = writeln!(s);
     describe_storage(&mut s, plan);
     let _ = writeln!(s);
-    describe_kubernetes(&mut s, plan);
+    describe_kubernetes(&mut s, plan, payload);
     let _ = writeln!(s);
     let _ = writeln!(s, "Boot");
     let args: Vec<String> = plan.kernel_args.iter().map(|a| a.to_string()).collect();

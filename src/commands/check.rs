@@ -62,13 +62,7 @@ fn missing_images(plan: &Plan) -> Result<Vec<Missing>> {
         let Ok(r) = image.parse::<crate::os::registry::Reference>() else {
             return false;
         };
-        plan.images.iter().any(|p| {
-            p.reference.name() == r.name()
-                && match (r.digest, &r.tag) {
-                    (Some(d), _) => d == p.top.digest,
-                    (None, tag) => *tag == p.reference.tag,
-                }
-        })
+        plan.images.iter().any(|p| p.reference.answers(&r))
     };
     let how = if plan.images.is_empty() {
         "the binaries table lists no `images`, so the stick carries none; list them (README: \"Other Kubernetes versions\") or use mkstick's own table"

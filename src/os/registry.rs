@@ -93,6 +93,18 @@ impl Reference {
     pub fn name(&self) -> String {
         format!("{}/{}", self.registry, self.repository)
     }
+
+    /// Does a lookup by `r` find the image this reference names: the same
+    /// name, and `r`'s digest when it has one, else its tag? containerd's
+    /// CRI looks `NAME:TAG@DIGEST` up by the digest alone
+    /// (`internal/cri/server/images/service.go` LocalResolve).
+    pub fn answers(&self, r: &Reference) -> bool {
+        self.name() == r.name()
+            && match r.digest {
+                Some(d) => self.digest == Some(d),
+                None => self.tag == r.tag,
+            }
+    }
 }
 
 impl std::fmt::Display for Reference {
@@ -379,12 +391,10 @@ pub struct WantedImage {
 
 impl WantedImage {
     /// Is `pulled` this image: the same name and tag, and, when pinned,
-    /// the pinned digest?
+    /// the pinned digest? (A pulled reference carries the digest it
+    /// resolved to.)
     pub fn is(&self, pulled: &PulledImage) -> bool {
-        let r = &pulled.reference;
-        r.name() == self.reference.name()
-            && r.tag == self.reference.tag
-            && (!self.pinned || self.reference.digest == Some(pulled.top.digest))
+        pulled.reference.answers(&self.reference) && pulled.reference.tag == self.reference.tag
     }
 }
 
@@ -915,6 +925,22 @@ mod tests {
         assert!(path_component("a__b.c-d---e"));
         assert!(!path_component("a___b"));
         assert!(!path_component("a-"));
+    }
+
+    #[test]
+    fn a_lookup_finds_an_image_by_its_digest_or_else_its_tag() {
+        let d = "ab".repeat(32);
+        let pinned: Reference = format!("quay.io/a/b:1.0@sha256:{d}").parse().unwrap();
+        let r = |s: &str| s.parse::<Reference>().unwrap();
+        assert!(pinned.answers(&r("quay.io/a/b:1.0")));
+        assert!(pinned.answers(&r(&format!("quay.io/a/b@sha256:{d}"))));
+        // The digest decides, as the CRI drops the tag of NAME:TAG@DIGEST.
+        assert!(pinned.answers(&r(&format!("quay.io/a/b:2.0@sha256:{d}"))));
+        assert!(!pinned.answers(&r(&format!("quay.io/a/b:1.0@sha256:{}", "cd".repeat(32)))));
+        assert!(!pinned.answers(&r("quay.io/a/b:2.0")));
+        assert!(!pinned.answers(&r("quay.io/a/c:1.0")));
+        let tag_only = r("quay.io/a/b:1.0");
+        assert!(!tag_only.answers(&r(&format!("quay.io/a/b@sha256:{d}"))));
     }
 
     #[test]

@@ -47,7 +47,8 @@ pub struct PlanArgs {
     pub os_dir: PathBuf,
     /// The Kubernetes binaries the same call fetched, in the table's order.
     pub kubernetes_binaries: Vec<CachedBinary>,
-    /// The images the same call pulled, in [`kubernetes::KubernetesPlan::images`]' order.
+    /// The images the same call pulled, in
+    /// [`kubernetes::KubernetesPlan::wanted_images`]' order.
     pub images: Vec<PulledImage>,
     pub seed: SeedChoice,
     /// `SOURCE_DATE_EPOCH`, read by the caller.

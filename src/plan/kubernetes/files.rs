@@ -63,12 +63,7 @@ impl KubernetesPlan {
             .collect();
         for m in &self.extra_manifests {
             for (line, r) in &m.images {
-                let same = |w: &WantedImage| {
-                    w.reference.name() == r.name()
-                        && (r.digest.is_some() && w.reference.digest == r.digest
-                            || r.digest.is_none() && w.reference.tag == r.tag)
-                };
-                if !out.iter().any(same) {
+                if !out.iter().any(|w| w.reference.answers(r)) {
                     out.push(WantedImage {
                         reference: r.clone(),
                         pinned: r.digest.is_some(),
