@@ -490,18 +490,8 @@ impl TestRegistry {
 
     /// Does the registry have this blob in `repo` (`HEAD .../blobs/...`)?
     pub fn has_blob(&self, repo: &str, digest: &Sha256Digest) -> bool {
-        ureq::head(format!(
-            "http://{}/v2/{repo}/blobs/sha256:{digest}",
-            self.addr()
-        ))
-        .config()
-        .http_status_as_error(false)
-        .build()
-        .call()
-        .unwrap()
-        .status()
-        .as_u16()
-            == 200
+        let url = format!("http://{}/v2/{repo}/blobs/sha256:{digest}", self.addr());
+        status(ureq::head(url)) == 200
     }
 }
 
@@ -627,4 +617,16 @@ fn a_multi_arch_hello_image_pulls_its_amd64_manifest() {
     assert_eq!(img.top.digest, image.top.digest);
     assert_eq!(img.manifest.digest, image.manifest.digest);
     assert_eq!(img.layers[0].digest, image.layer.digest);
+}
+
+/// The HTTP status a request gets, an error status included.
+pub fn status(request: ureq::RequestBuilder<ureq::typestate::WithoutBody>) -> u16 {
+    request
+        .config()
+        .http_status_as_error(false)
+        .build()
+        .call()
+        .unwrap()
+        .status()
+        .as_u16()
 }

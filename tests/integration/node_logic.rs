@@ -147,6 +147,16 @@ impl Node {
         write(&p, text);
     }
 
+    /// Change one setting line of the rendered kubernetes.env, which must
+    /// hold `from` as it is.
+    fn set_env(&self, from: &str, to: &str) {
+        let path = self.rootfile("/etc/mkstick/kubernetes.env");
+        let env = std::fs::read_to_string(&path).unwrap();
+        let (from, to) = (format!("\n{from}\n"), format!("\n{to}\n"));
+        assert!(env.contains(&from), "{from:?} in {env}");
+        write(&path, &env.replace(&from, &to));
+    }
+
     fn rootfile(&self, path: &str) -> PathBuf {
         self.root.join(path.trim_start_matches('/'))
     }
@@ -1006,16 +1016,7 @@ fn two_images() -> Vec<(String, String)> {
 /// `seed` and index.json's sha256 (`index_sha256`, or the real one).
 fn images_node(images: &[String], seed: &str, index_sha256: Option<&str>) -> Node {
     let node = Node::new();
-    let env_path = node.rootfile("/etc/mkstick/kubernetes.env");
-    let env = std::fs::read_to_string(&env_path).unwrap();
-    assert!(env.contains("\nIMAGES=\"\"\n"), "{env}");
-    write(
-        &env_path,
-        &env.replace(
-            "\nIMAGES=\"\"\n",
-            &format!("\nIMAGES=\"{}\"\n", images.join(" ")),
-        ),
-    );
+    node.set_env("IMAGES=\"\"", &format!("IMAGES=\"{}\"", images.join(" ")));
     write(&node.rootfile("/dev/disk/by-partlabel/MKSTICK"), "");
     let stick = node.state.join("stick/mkstick");
     let index = "{\"schemaVersion\":2,\"manifests\":[]}\n";
@@ -1141,13 +1142,7 @@ fn images_are_imported_from_the_checked_stick_once() {
 #[test]
 fn an_upgrade_waits_for_the_node_and_gives_up_when_it_stays_not_ready() {
     let node = Node::new();
-    let env_path = node.rootfile("/etc/mkstick/kubernetes.env");
-    let env = std::fs::read_to_string(&env_path).unwrap();
-    assert!(env.contains("\nNODE_READY_WAIT_SECS=600\n"), "{env}");
-    write(
-        &env_path,
-        &env.replace("\nNODE_READY_WAIT_SECS=600\n", "\nNODE_READY_WAIT_SECS=1\n"),
-    );
+    node.set_env("NODE_READY_WAIT_SECS=600", "NODE_READY_WAIT_SECS=1");
     write(&node.rootfile("/opt/bin/kubelet"), "kubelet 1.36.4\n");
     set_mode(&node.rootfile("/opt/bin/kubelet"), 0o755);
     write(&node.rootfile("/etc/kubernetes/admin.conf"), "admin");

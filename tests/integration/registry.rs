@@ -4,7 +4,7 @@
 //! Without both tools the tests are skipped with a message, unless
 //! MKSTICK_REQUIRE_TOOLS=1 (CI) makes that a failure.
 
-use crate::images::{tools, Desc, Layout, RegistryProc, Tools};
+use crate::images::{status, tools, Desc, Layout, RegistryProc, Tools};
 use mkstick::io::Sha256Digest;
 use mkstick::os::cache::Cache;
 use mkstick::os::download::{Downloader, SignaturePolicy};
@@ -568,14 +568,10 @@ fn docker_hub_style_token_auth_is_answered_with_one_token_per_repository() {
     layout.push(&tools, "v1", &open.addr, "test/auth");
     let tokens = TokenServer::start();
     let locked = RegistryProc::start(&tools, tmp.path(), &store, Some(&tokens.realm));
-    let status = ureq::get(format!("http://{}/v2/test/auth/manifests/v1", locked.addr))
-        .config()
-        .http_status_as_error(false)
-        .build()
-        .call()
-        .unwrap()
-        .status()
-        .as_u16();
+    let status = status(ureq::get(format!(
+        "http://{}/v2/test/auth/manifests/v1",
+        locked.addr
+    )));
     assert_eq!(status, 401, "the registry must ask for a token");
 
     let cache = tempfile::tempdir().unwrap();
