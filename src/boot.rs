@@ -170,45 +170,88 @@ const SECURE_BOOT_ARGS: &[&str] = &["-global", "driver=cfi.pflash01,property=sec
 /// 10.0.2.15 by DHCP, as on a LAN, and needs no privileges on the host),
 /// with `port` on the host's 127.0.0.1 forwarded to the guest's SSH port, so
 /// the booted server can be logged into as it would be on the LAN.
-fn nic_arg(ssh_port: u16) -> String {
-    format!("user,model=virtio-net-pci,hostfwd=tcp:127.0.0.1:{ssh_port}-:22")
+/// `restrict=on` keeps DHCP and the forwarded port but lets no packet out of
+/// the guest (QEMU's `-netdev user` documentation: the guest "will not be
+/// able to contact the host and no guest IP packets will be routed over the
+/// host to the outside"); `net=` picks the range the address comes from.
+fn nic_arg(ssh_port: u16, isolated: bool, subnet: Option<&str>) -> String {
+    let mut nic = "user,model=virtio-net-pci".to_string();
+    if isolated {
+        nic.push_str(",restrict=on");
+    }
+    if let Some(net) = subnet {
+        nic.push_str(&format!(",net={net}"));
+    }
+    nic.push_str(&format!(",hostfwd=tcp:127.0.0.1:{ssh_port}-:22"));
+    nic
 }
 
 /// How the booted guest can be reached from the host.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 enum Reach {
-    /// By SSH to this port on 127.0.0.1 (QEMU's user-mode network).
-    Ssh(u16),
+    /// By SSH to `port` on 127.0.0.1 (QEMU's user-mode network);
+    /// `isolated`: nothing else is reachable from the guest.
+    Ssh {
+        port: u16,
+        isolated: bool,
+        subnet: Option<String>,
+    },
     /// Not at all: no network device, as a server with no cable.
     Unplugged,
 }
 
 impl Reach {
-    /// From `--network` and `--ssh-port`; a free port when none is given.
-    fn new(network: Network, ssh_port: Option<u16>) -> Result<Reach> {
-        match (network, ssh_port) {
-            (Network::User, Some(port)) => Ok(Reach::Ssh(port)),
-            (Network::User, None) => Ok(Reach::Ssh(free_local_port()?)),
-            (Network::None, Some(port)) => bail!(
-                "--ssh-port {port} needs a network, but --network none gives the guest none; drop one of them"
-            ),
-            (Network::None, None) => Ok(Reach::Unplugged),
-        }
+    /// From `--network`, `--subnet` and `--ssh-port`; a free port when none
+    /// is given.
+    fn new(network: Network, ssh_port: Option<u16>, subnet: Option<&str>) -> Result<Reach> {
+        let isolated = match network {
+            Network::User => false,
+            Network::Isolated => true,
+            Network::None => {
+                if let Some(port) = ssh_port {
+                    bail!("--ssh-port {port} needs a network, but --network none gives the guest none; drop one of them");
+                }
+                if let Some(net) = subnet {
+                    bail!("--subnet {net} needs a network, but --network none gives the guest none; drop one of them");
+                }
+                return Ok(Reach::Unplugged);
+            }
+        };
+        let port = match ssh_port {
+            Some(p) => p,
+            None => free_local_port()?,
+        };
+        Ok(Reach::Ssh {
+            port,
+            isolated,
+            subnet: subnet.map(str::to_string),
+        })
     }
 
     /// QEMU's `-nic` arguments.
-    fn qemu_args(self) -> [String; 2] {
+    fn qemu_args(&self) -> [String; 2] {
         let nic = match self {
-            Reach::Ssh(port) => nic_arg(port),
+            Reach::Ssh {
+                port,
+                isolated,
+                subnet,
+            } => nic_arg(*port, *isolated, subnet.as_deref()),
             Reach::Unplugged => "none".into(),
         };
         ["-nic".into(), nic]
     }
 
     /// The line printed before the boot.
-    fn note(self) -> String {
+    fn note(&self) -> String {
         match self {
-            Reach::Ssh(port) => format!("boot: log in with: ssh -p {port} core@localhost"),
+            Reach::Ssh {
+                port,
+                isolated: false,
+                ..
+            } => format!("boot: log in with: ssh -p {port} core@localhost"),
+            Reach::Ssh { port, .. } => format!(
+                "boot: log in with: ssh -p {port} core@localhost (the guest reaches nothing else)"
+            ),
             Reach::Unplugged => "boot: no network (-nic none)".into(),
         }
     }
@@ -357,7 +400,7 @@ pub fn run(a: &BootArgs, progress: &Progress) -> Result<ExitCode> {
         ]
         .map(String::from),
     );
-    let reach = Reach::new(a.network, a.ssh_port)?;
+    let reach = Reach::new(a.network, a.ssh_port, a.subnet.as_deref())?;
     args.extend(reach.qemu_args());
     args.push("-drive".into());
     args.push(format!(
@@ -566,8 +609,12 @@ mod tests {
     #[test]
     fn the_guest_gets_a_user_network_with_ssh_forwarded_from_localhost() {
         assert_eq!(
-            nic_arg(2222),
+            nic_arg(2222, false, None),
             "user,model=virtio-net-pci,hostfwd=tcp:127.0.0.1:2222-:22"
+        );
+        assert_eq!(
+            nic_arg(2222, true, Some("10.0.3.0/24")),
+            "user,model=virtio-net-pci,restrict=on,net=10.0.3.0/24,hostfwd=tcp:127.0.0.1:2222-:22"
         );
         let port = free_local_port().unwrap();
         assert_ne!(port, 0);
@@ -577,11 +624,11 @@ mod tests {
 
     #[test]
     fn network_none_gives_the_guest_no_network_device_and_no_ssh() {
-        let reach = Reach::new(Network::None, None).unwrap();
+        let reach = Reach::new(Network::None, None, None).unwrap();
         assert_eq!(reach, Reach::Unplugged);
         assert_eq!(reach.qemu_args(), ["-nic", "none"]);
         assert_eq!(reach.note(), "boot: no network (-nic none)");
-        let e = Reach::new(Network::None, Some(2222))
+        let e = Reach::new(Network::None, Some(2222), None)
             .unwrap_err()
             .to_string();
         assert_eq!(
@@ -589,7 +636,11 @@ mod tests {
             "--ssh-port 2222 needs a network, but --network none gives the guest none; drop one of them"
         );
 
-        let reach = Reach::new(Network::User, Some(2222)).unwrap();
+        assert!(Reach::new(Network::None, None, Some("10.0.3.0/24"))
+            .unwrap_err()
+            .to_string()
+            .starts_with("--subnet 10.0.3.0/24 needs a network"));
+        let reach = Reach::new(Network::User, Some(2222), None).unwrap();
         assert_eq!(
             reach.qemu_args(),
             [
@@ -602,9 +653,15 @@ mod tests {
             "boot: log in with: ssh -p 2222 core@localhost"
         );
         assert!(matches!(
-            Reach::new(Network::User, None).unwrap(),
-            Reach::Ssh(port) if port != 0
+            Reach::new(Network::User, None, None).unwrap(),
+            Reach::Ssh { port, isolated: false, subnet: None } if port != 0
         ));
+        let reach = Reach::new(Network::Isolated, Some(2222), Some("10.0.3.0/24")).unwrap();
+        assert_eq!(
+            reach.qemu_args()[1],
+            "user,model=virtio-net-pci,restrict=on,net=10.0.3.0/24,hostfwd=tcp:127.0.0.1:2222-:22"
+        );
+        assert!(reach.note().ends_with("(the guest reaches nothing else)"));
     }
 
     #[test]
@@ -623,6 +680,17 @@ mod tests {
         let both = boot(&["--network", "user", "--ssh-port", "2222"]);
         assert_eq!((both.network, both.ssh_port), (Network::User, Some(2222)));
         assert!(Cli::try_parse_from(["mkstick", "boot", "x.img", "--network", "wifi"]).is_err());
+        let moved = boot(&["--network", "isolated", "--subnet", "10.0.3.0/24"]);
+        assert_eq!(
+            (moved.network, moved.subnet.as_deref()),
+            (Network::Isolated, Some("10.0.3.0/24"))
+        );
+        for bad in ["10.0.3.0", "10.0.3.0/30", "ten/24"] {
+            assert!(
+                Cli::try_parse_from(["mkstick", "boot", "x.img", "--subnet", bad]).is_err(),
+                "{bad}"
+            );
+        }
     }
 
     #[test]

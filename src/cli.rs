@@ -261,15 +261,39 @@ pub struct BootArgs {
     /// free port, printed before the boot; not with --network none)
     #[arg(long, value_name = "PORT", value_parser = clap::value_parser!(u16).range(1..))]
     pub ssh_port: Option<u16>,
-    /// The guest's network: QEMU's user-mode network with SSH forwarded,
-    /// or none at all (no network device, as a server with no cable)
+    /// The guest's network: QEMU's user-mode network with SSH forwarded;
+    /// isolated, the same with nothing beyond it reachable (a LAN without
+    /// internet); or none at all (no network device, as a server with no
+    /// cable)
     #[arg(long, value_enum, default_value_t = Network::User)]
     pub network: Network,
+    /// The user-mode network's range, from which the guest's DHCP address
+    /// comes (default 10.0.2.0/24): another one gives the server a new
+    /// address, as a new lease from the router would
+    #[arg(long, value_name = "CIDR", value_parser = parse_subnet)]
+    pub subnet: Option<String>,
+}
+
+/// An IPv4 network QEMU's `net=` takes: `A.B.C.D/N`, N from 8 to 28.
+fn parse_subnet(s: &str) -> Result<String, String> {
+    let (ip, n) = s
+        .split_once('/')
+        .ok_or_else(|| format!("`{s}` is not a network; write it like 10.0.3.0/24"))?;
+    let ok = ip.parse::<std::net::Ipv4Addr>().is_ok()
+        && n.parse::<u8>().is_ok_and(|n| (8..=28).contains(&n));
+    if ok {
+        Ok(s.to_string())
+    } else {
+        Err(format!(
+            "`{s}` is not an IPv4 network with a prefix of 8 to 28; write it like 10.0.3.0/24"
+        ))
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum Network {
     User,
+    Isolated,
     None,
 }
 

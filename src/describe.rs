@@ -406,7 +406,29 @@ fn describe_kubernetes(s: &mut String, plan: &Plan, payload: &Payload) {
     if k.advertise_address.is_none() {
         let _ = writeln!(
             s,
-            "  ({hostname} must resolve on your LAN; set [kubernetes] advertise-address to use its address)"
+            "  ({hostname} must resolve on your LAN; set a static address in [network] to use its address)"
+        );
+    }
+    let _ = writeln!(
+        s,
+        "  The cluster is bound to {}: etcd, the API server, its certificates and",
+        match k.advertise_address {
+            Some(a) => format!("the address {a}"),
+            None => "the address the server has when the cluster is made".to_string(),
+        }
+    );
+    let _ = writeln!(
+        s,
+        "  kubeconfigs name it. If the server boots with another address, Kubernetes is"
+    );
+    let _ = writeln!(
+        s,
+        "  not started, and the console and login prompt say so, naming both addresses."
+    );
+    if plan.network.static_address.is_none() {
+        let _ = writeln!(
+            s,
+            "  With DHCP, reserve the server's address on your router, or set it in [network]."
         );
     }
 }
@@ -473,6 +495,18 @@ pub fn describe(plan: &Plan, payload: &Payload) -> String {
     let _ = writeln!(s);
     let _ = writeln!(s, "At every boot the stick will");
     let _ = writeln!(s, "  - name the server {}", node.hostname);
+    match &plan.network.static_address {
+        None => {
+            let _ = writeln!(
+                s,
+                "  - get its address by DHCP on every interface with a cable (the OS's default)"
+            );
+        }
+        Some(a) => {
+            let _ = writeln!(s, "  - give it the static address {a}");
+            let _ = writeln!(s, "    (any other interface gets DHCP)");
+        }
+    }
     let _ = writeln!(s, "  - set the time zone to {}", node.timezone);
     if node.ssh_authorized_keys.is_empty() {
         let _ = writeln!(s, "  - let user core log in with no SSH key");
@@ -609,10 +643,22 @@ pub struct PlanJson {
     pub files: Vec<FileModeJson>,
     pub units: Vec<UnitJson>,
     pub extra_ignition: Vec<NamedHashJson>,
+    pub network: NetworkJson,
     pub storage: Option<StorageJson>,
     pub kubernetes: Option<KubernetesJson>,
     pub boot: BootJson,
     pub image: ImageJson,
+}
+
+/// `[network]`: `static-address` is `null` with DHCP.
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub struct NetworkJson {
+    pub static_address: Option<String>,
+    pub interface: Option<String>,
+    pub mac: Option<String>,
+    pub gateway: Option<String>,
+    pub dns: Vec<String>,
 }
 
 #[derive(Debug, Serialize)]
@@ -887,6 +933,23 @@ pub fn describe_json(plan: &Plan, payload: &Payload) -> PlanJson {
                 sha256: x.sha256.to_string(),
             })
             .collect(),
+        network: {
+            use crate::plan::network::Link;
+            let a = plan.network.static_address.as_ref();
+            NetworkJson {
+                static_address: a.map(|a| a.address.to_string()),
+                interface: a.and_then(|a| match &a.link {
+                    Link::Name(n) => Some(n.clone()),
+                    Link::Mac(_) => None,
+                }),
+                mac: a.and_then(|a| match &a.link {
+                    Link::Mac(m) => Some(m.clone()),
+                    Link::Name(_) => None,
+                }),
+                gateway: a.and_then(|a| a.gateway.map(|g| g.to_string())),
+                dns: a.map_or_else(Vec::new, |a| a.dns.iter().map(|d| d.to_string()).collect()),
+            }
+        },
         storage,
         kubernetes,
         boot: BootJson {

@@ -20,6 +20,9 @@ pub fn check(args: &CheckArgs, progress: &Progress, out: &mut impl Write) -> Res
     for w in &warnings {
         progress.note(&format!("warning: {}", w.message));
     }
+    if let Some(w) = address_warning(&plan, &a.config) {
+        progress.note(&format!("warning: {w}"));
+    }
     if !errors.is_empty() {
         let list: Vec<String> = errors.iter().map(|e| e.message.clone()).collect();
         anyhow::bail!(
@@ -43,6 +46,29 @@ pub fn check(args: &CheckArgs, progress: &Progress, out: &mut impl Write) -> Res
         payload.files.len()
     )?;
     Ok(ExitCode::SUCCESS)
+}
+
+/// A cluster bound to whatever address DHCP gives at its first boot dies
+/// (mkstick refuses to start it) when a later lease differs: kubeadm writes
+/// the address into etcd's and the API server's flags, the certificates and
+/// the kubeconfigs (kubernetes `cmd/kubeadm/app/phases/etcd/local.go`,
+/// `controlplane/manifests.go`, `util/pkiutil/pki_helpers.go`).
+fn address_warning(plan: &Plan, config: &std::path::Path) -> Option<String> {
+    let k = plan.kubernetes.as_ref()?;
+    if k.advertise_address.is_some() || plan.network.static_address.is_some() {
+        return None;
+    }
+    let text = std::fs::read_to_string(config).unwrap_or_default();
+    let at = text.find("[kubernetes]").unwrap_or(0);
+    Some(
+        crate::config::SourceError::at(
+            config,
+            &text,
+            at,
+            "[kubernetes] is set, but the server gets its address by DHCP and no advertise-address is given. The cluster is bound to the address of its first boot; if the router later gives the server another one, Kubernetes is not started. Reserve the address for this server on your router and set it as a static address in [network] (address = \"192.168.1.10/24\", mac = \"…\"), or at least as [kubernetes] advertise-address".into(),
+        )
+        .to_string(),
+    )
 }
 
 /// An image an applied manifest names that the stick does not carry.

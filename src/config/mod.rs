@@ -34,6 +34,7 @@ macro_rules! string_newtype {
 }
 
 pub mod kubernetes;
+pub mod network;
 mod starter;
 pub mod storage;
 pub mod types;
@@ -56,6 +57,8 @@ pub struct StickConfig {
     pub os: OsConfig,
     #[serde(default)]
     pub boot: BootConfig,
+    /// How the server gets its address: DHCP unless `[network]` sets one.
+    pub network: Option<network::NetworkConfig>,
     pub storage: Option<storage::StorageConfig>,
     /// First-boot Kubernetes; left out, the stick boots the OS alone.
     pub kubernetes: Option<kubernetes::KubernetesConfig>,
@@ -368,6 +371,7 @@ pub fn parse(path: &Path, text: &str) -> Result<StickConfig, SourceError> {
         .ssh_authorized_keys
         .first_error()
         .or_else(|| config.boot.kernel_args.first_error())
+        .or_else(|| config.network.as_ref().and_then(|n| n.dns.first_error()))
         .or_else(|| {
             config.storage.as_ref().and_then(|s| {
                 s.drives

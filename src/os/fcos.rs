@@ -287,6 +287,7 @@ pub fn fetch(r: &Release, dl: &Downloader, keys: &Keyring) -> Result<PathBuf> {
         kernel_args: iso.kernel_args,
         ignition_config_path: "config.ign".to_string(),
         nfs_server: NfsServer::Container,
+        network: Some(crate::os::NetworkStack::NetworkManager),
         secure_boot_unsupported: None,
         // fedora-coreos-docs live-reference.adoc: 4 GiB of RAM when the
         // rootfs is passed as an initrd, as a stick does.

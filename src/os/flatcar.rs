@@ -158,6 +158,7 @@ pub fn fetch(r: &Release, dl: &Downloader, keys: &Keys) -> Result<PathBuf> {
         kernel_args: super::kernel_args(KERNEL_ARGS)?,
         ignition_config_path: CONFIG_PATH.to_string(),
         nfs_server: NfsServer::Kernel,
+        network: Some(crate::os::NetworkStack::Networkd),
         // Flatcar signs its kernel with its own key (flatcar/Flatcar#501:
         // no shim of its own yet), which Fedora's shim does not trust.
         secure_boot_unsupported: Some("Flatcar's kernel is not signed by Fedora's shim".into()),

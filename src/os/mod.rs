@@ -54,6 +54,11 @@ pub struct OsManifest {
     /// (Fedora CoreOS). Older OS directories without it mean `kernel`.
     #[serde(default, skip_serializing_if = "NfsServer::is_default")]
     pub nfs_server: NfsServer,
+    /// What configures the network: NetworkManager (Fedora CoreOS) or
+    /// systemd-networkd (Flatcar, the Debian test OS). Older OS
+    /// directories without it cannot take a static address.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub network: Option<NetworkStack>,
     /// Why this OS's kernel cannot boot under Secure Boot through the EFI
     /// chain on the stick (Flatcar: "Flatcar's kernel is not signed by
     /// Fedora's shim"). GRUB then says so and halts when Secure Boot is on,
@@ -122,6 +127,17 @@ impl OsManifest {
         }
         self.read_only.iter().find(|t| under(t)).map(String::as_str)
     }
+}
+
+/// What configures the network on an OS, and so what a static address is
+/// written for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum NetworkStack {
+    /// NetworkManager keyfiles (Fedora CoreOS).
+    NetworkManager,
+    /// systemd-networkd units (Flatcar).
+    Networkd,
 }
 
 /// Where the NFS server of the data export comes from.

@@ -102,7 +102,12 @@ pub struct NfsClassPlan {
 
 impl KubernetesPlan {
     /// Check the Kubernetes tables. `None` when `[kubernetes]` is absent.
-    pub fn from_config(loaded: &LoadedConfig) -> Result<Option<KubernetesPlan>> {
+    /// `network` is `[network]`'s plan: its static address is the
+    /// advertise address unless `advertise-address` is given.
+    pub fn from_config(
+        loaded: &LoadedConfig,
+        network: &super::network::NetworkPlan,
+    ) -> Result<Option<KubernetesPlan>> {
         let cfg = &loaded.config;
         let e = Errors(loaded);
         let Some(k) = &cfg.kubernetes else {
@@ -134,7 +139,29 @@ impl KubernetesPlan {
 
         let table = binaries_table(&e, k)?;
 
-        let (pod_cidr, service_cidr, advertise_address) = networks(&e, k)?;
+        let (pod_cidr, service_cidr, mut advertise_address) = networks(&e, k)?;
+        if let Some(s) = &network.static_address {
+            let ip = std::net::IpAddr::V4(s.address.ip);
+            match (&k.advertise_address, advertise_address) {
+                (Some(at), Some(a)) if a.0 != ip => {
+                    return Err(e.spanned(
+                        at.span(),
+                        format!("advertise-address {a} is not the server's static address {} from [network], so the API server would advertise an address the server does not have; remove advertise-address (the static address is used)", s.address.ip),
+                    ));
+                }
+                _ => advertise_address = Some(NodeAddress(ip)),
+            }
+            if let Some(a) = advertise_address {
+                for (name, net) in [("pod-cidr", pod_cidr), ("service-cidr", service_cidr)] {
+                    if net.0.contains(&a.0) {
+                        return Err(e.at(
+                            e.table_at("network"),
+                            format!("the server's static address {a} is inside [kubernetes] {name} {net}: traffic to the node would be routed to pods; change {name} to a range your LAN does not use"),
+                        ));
+                    }
+                }
+            }
+        }
 
         let hostname = cfg.node.hostname.to_string();
         let mut cert_sans = vec![hostname];
@@ -464,11 +491,39 @@ mod tests {
     fn plan_of(rest: &str) -> Result<Option<KubernetesPlan>> {
         let text = format!("{BASE}{rest}");
         let config = crate::config::parse(Path::new("mkstick.toml"), &text)?;
-        KubernetesPlan::from_config(&LoadedConfig {
+        let loaded = LoadedConfig {
             path: "mkstick.toml".into(),
             text,
             config,
-        })
+        };
+        let network = crate::plan::network::NetworkPlan::from_config(&loaded)?;
+        KubernetesPlan::from_config(&loaded, &network)
+    }
+
+    #[test]
+    fn the_static_address_is_the_advertise_address() {
+        let net = "[network]\nmac = \"52:54:00:12:34:56\"\naddress = \"192.168.1.10/24\"\n\n[kubernetes]\n";
+        let p = plan_of(net).unwrap().unwrap();
+        assert_eq!(
+            p.advertise_address.map(|a| a.to_string()).as_deref(),
+            Some("192.168.1.10")
+        );
+        assert!(
+            p.cert_sans.iter().any(|s| s == "192.168.1.10"),
+            "{:?}",
+            p.cert_sans
+        );
+        assert!(plan_of(&format!("{net}advertise-address = \"192.168.1.10\"\n")).is_ok());
+        let e = error(&format!("{net}advertise-address = \"192.168.1.11\"\n"));
+        assert!(
+            e.starts_with("mkstick.toml:12:21: advertise-address 192.168.1.11 is not the server's static address 192.168.1.10"),
+            "{e}"
+        );
+        let e = error("[network]\nmac = \"52:54:00:12:34:56\"\naddress = \"10.244.1.10/24\"\n\n[kubernetes]\n");
+        assert!(
+            e.contains("static address 10.244.1.10 is inside [kubernetes] pod-cidr"),
+            "{e}"
+        );
     }
 
     fn error(rest: &str) -> String {
@@ -582,11 +637,14 @@ mod tests {
         assert!(e.contains("no [kubernetes] table"), "{e}");
         let text = "[node]\nhostname = \"kube1\"\n[kubernetes]\n";
         let config = crate::config::parse(Path::new("m.toml"), text).unwrap();
-        let e = KubernetesPlan::from_config(&LoadedConfig {
-            path: "m.toml".into(),
-            text: text.into(),
-            config,
-        })
+        let e = KubernetesPlan::from_config(
+            &LoadedConfig {
+                path: "m.toml".into(),
+                text: text.into(),
+                config,
+            },
+            &Default::default(),
+        )
         .unwrap_err()
         .to_string();
         assert!(

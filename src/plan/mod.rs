@@ -5,6 +5,7 @@
 //! stages never look at the raw config again.
 
 pub mod kubernetes;
+pub mod network;
 pub mod storage;
 
 use crate::config::types::{KernelArg, PasswordHash};
@@ -65,6 +66,8 @@ pub struct ConfigChecked {
     pub storage: Option<storage::StoragePlan>,
     /// `[kubernetes]`, whole: its table names the binaries to fetch.
     pub kubernetes: Option<kubernetes::KubernetesPlan>,
+    /// `[network]`: DHCP or a static address.
+    pub network: network::NetworkPlan,
 }
 
 #[derive(Debug, Clone)]
@@ -89,6 +92,8 @@ pub struct Plan {
     pub storage: Option<storage::StoragePlan>,
     /// `[kubernetes]`: the cluster the node starts (needs `storage`).
     pub kubernetes: Option<kubernetes::KubernetesPlan>,
+    /// `[network]`: DHCP, or the static address's file in `overlay`.
+    pub network: network::NetworkPlan,
     /// The files of `kubernetes`'s table, acquired like the OS.
     pub kubernetes_binaries: Vec<CachedBinary>,
     /// The container images on the stick, each verified, in the cache.
@@ -167,7 +172,8 @@ pub fn check_config(loaded: &LoadedConfig) -> Result<ConfigChecked> {
                 .into());
         }
     }
-    let kubernetes = kubernetes::KubernetesPlan::from_config(loaded)?;
+    let network = network::NetworkPlan::from_config(loaded)?;
+    let kubernetes = kubernetes::KubernetesPlan::from_config(loaded, &network)?;
     let extra_ignition = cfg
         .extra
         .ignition
@@ -189,6 +195,7 @@ pub fn check_config(loaded: &LoadedConfig) -> Result<ConfigChecked> {
         extra_ignition,
         storage,
         kubernetes,
+        network,
     })
 }
 
@@ -200,6 +207,7 @@ pub fn plan(loaded: &LoadedConfig, checked: ConfigChecked, args: &PlanArgs) -> R
         extra_ignition,
         mut storage,
         kubernetes,
+        network,
     } = checked;
 
     let os = OsDir::load(&args.os_dir)?;
@@ -245,6 +253,16 @@ pub fn plan(loaded: &LoadedConfig, checked: ConfigChecked, args: &PlanArgs) -> R
     }
     let bin_dir = os.manifest.bin_dir.as_str();
     let mut overlay = crate::overlays::group_files("base", bin_dir)?;
+    if let Some(s) = &network.static_address {
+        let Some(stack) = os.manifest.network else {
+            bail!(
+                "[network] sets the static address {}, but {} does not say what configures its network (no \"network\" in its os.json); rebuild that OS directory with this mkstick (scripts/build-test-os, or `mkstick fetch`), or leave [network] out to use DHCP",
+                s.address,
+                args.os_dir.join(crate::os::MANIFEST_NAME).display()
+            );
+        };
+        overlay.extend(network.overlay(stack));
+    }
     if let Some(s) = &storage {
         overlay.extend(s.overlay(bin_dir)?);
     }
@@ -277,6 +295,7 @@ pub fn plan(loaded: &LoadedConfig, checked: ConfigChecked, args: &PlanArgs) -> R
         overlay,
         storage,
         kubernetes,
+        network,
         kubernetes_binaries,
         images,
         extra_ignition,

@@ -102,7 +102,8 @@ pub fn fake_os(dir: &Path, efi: Efi) {
   "efi": {efi_json},
   "grub-cfg": {grub_cfg},
   "kernel-args": ["ignition.firstboot", "ignition.platform.id=metal"],
-  "ignition-config-path": "config.ign"
+  "ignition-config-path": "config.ign",
+  "network": "networkd"
 }}
 "#,
         sha("vmlinuz"),

@@ -50,10 +50,14 @@ use crate::http::Server;
 use crate::images::{TestRegistry, HELLO_MESSAGE};
 use crate::kubernetes::{doubles, publish_carrying, publish_images, APP};
 
-/// Every boot here has no network at all (`-nic none`), as a server with
-/// no cable: the images come from the stick or not at all.
+/// Every boot here is on an isolated network (`mkstick boot --network
+/// isolated`, QEMU's user network with restrict=on), as a server on a LAN
+/// without internet: it gets an address by DHCP, which kubeadm needs (with
+/// no default route real kubeadm cannot choose one, and fails), and can
+/// reach nothing beyond it, so the images come from the stick or not at
+/// all.
 fn boot_vm(s: &Scratch, image: &str, disks: &[&str], log: &str) -> String {
-    boot_vm_with(s, image, disks, &["--network", "none"], log)
+    boot_vm_with(s, image, disks, &["--network", "isolated"], log)
 }
 
 const PRELUDE: &str = r#"boot=$(head -c 8 /proc/sys/kernel/random/boot_id)
@@ -92,14 +96,17 @@ fn fragment(bin_dir: &str, script: &str) -> String {
 }
 
 /// Build a stick carrying Kubernetes `version` (doubles), with `checks`.
-/// `nfs` goes into the config; `fail_init` makes the kubeadm double's init
-/// fail (as when images cannot be pulled).
+/// `nfs` goes into the config, and `network` as its [network] table;
+/// `fail_init` makes the kubeadm double's init fail (as when images cannot
+/// be pulled).
+#[allow(clippy::too_many_arguments)]
 fn build(
     s: &Scratch,
     flavour: Flavour,
     (server, reg): (&Server, &TestRegistry),
     version: &str,
     nfs: &str,
+    network: &str,
     fail_init: bool,
     checks: &str,
 ) {
@@ -121,14 +128,16 @@ fn build(
             "[node]\nhostname = \"kube-test\"\nssh-authorized-keys = [\"{KEY}\"]\n\n\
 [os]\npath = \"{}\"\n\n[boot]\nconsole = \"serial\"\n\n[storage]\ndrives = [\"/dev/disk/by-id/virtio-d0\"]\n\
 device-timeout-secs = 3\n\n[kubernetes]\nbinaries = \"k8s-{version}.toml\"\n\n\
-[nfs]\n{nfs}\n\n[extra]\nignition = [\"check.ign\"]\nmanifests = [\"hello.yaml\"]\n",
+[nfs]\n{nfs}\n\n[network]\n{network}\n\n[extra]\nignition = [\"check.ign\"]\nmanifests = [\"hello.yaml\"]\n",
             flavour.os().display()
         ),
     );
     s.write("hello.yaml", APP);
     let mut fragment: serde_json::Value = serde_json::from_str(&fragment(
         &flavour.bin_dir(),
-        &format!("{PRELUDE}{checks}finish\n").replace("@HELLO@", HELLO_MESSAGE),
+        &format!("{PRELUDE}{checks}finish\n")
+            .replace("@HELLO@", HELLO_MESSAGE)
+            .replace("@PORT@", server_port(server)),
     ))
     .unwrap();
     if fail_init {
@@ -143,6 +152,14 @@ device-timeout-secs = 3\n\n[kubernetes]\nbinaries = \"k8s-{version}.toml\"\n\n\
         &[("XDG_CACHE_HOME", cache.to_str().unwrap())],
     ));
     ignition_validate(&embedded_ignition(&s.path("mkstick.img")));
+}
+
+/// The port of the test server on the host's 127.0.0.1, which QEMU's user
+/// network shows the guest as 10.0.2.2, unless isolated.
+fn server_port(server: &Server) -> &str {
+    let url = server.url("");
+    let port = url.rsplit(':').next().unwrap().trim_end_matches('/');
+    Box::leak(port.to_string().into_boxed_str())
 }
 
 /// The calls the doubles recorded in this boot, without the boot tag.
@@ -183,7 +200,11 @@ check etcd-state-mode test "$(stat -c %a /var/mnt/data/state/var/lib/etcd)" = 70
 check kubelet-active systemctl is-active --quiet kubelet
 check addons-done journalctl -b -o cat -u mkstick-addons.service --grep "all manifests are applied"
 check whoami-example grep -q ReadWriteMany /etc/mkstick/examples/whoami.yaml
-check no-network test -z "$(ip route show default)"
+check has-a-lease test -n "$(ip -o -4 addr show scope global)"
+check isolated not bash -c 'exec 3<>/dev/tcp/10.0.2.2/@PORT@'
+check isolated-from-registries not getent ahosts registry.k8s.io
+check apiserver-at-lease grep -qx '    kubeadm.kubernetes.io/kube-apiserver.advertise-address.endpoint: 10.0.2.15:6443' /etc/kubernetes/manifests/kube-apiserver.yaml
+check etcd-at-lease grep -qx '    - --listen-peer-urls=https://10.0.2.15:2380' /etc/kubernetes/manifests/etcd.yaml
 check images-at-pins images_at_pins
 check sandbox-image-carried sh -c "containerd config dump | grep -qF 'sandbox_image = \"$(pause_ref)\"'"
 check image-runs-offline sh -c "ctr -n k8s.io run --rm $(first_image) mkstick-hello | grep -qx '@HELLO@'"
@@ -249,6 +270,7 @@ fn kubeadm_inits_once_keeps_upgrades_one_minor_and_refuses_a_skip() {
         (&server, &reg),
         "1.36.4",
         "",
+        "",
         true,
         r#"
 check requeued-after-late-pool journalctl -b -o cat --grep "Dependency failed for mkstick-kubeadm.service"
@@ -280,6 +302,7 @@ check images-imported journalctl -b -o cat -u mkstick-images.service --grep "imp
         Flavour::Coreos,
         (&server, &reg),
         "1.36.4",
+        "",
         "",
         false,
         &format!("{INIT_CHECKS}{KEPT_IMAGES}"),
@@ -322,6 +345,7 @@ check images-imported journalctl -b -o cat -u mkstick-images.service --grep "imp
         (&server, &reg),
         "1.37.0",
         "reclaim-policy = \"retain\"",
+        "",
         false,
         r#"
 check apiserver-1.37.0 apiserver_at 1.37.0
@@ -357,6 +381,7 @@ check no-failed-units test -z "$(failed_units)"
         (&server, &reg),
         "1.39.0",
         "reclaim-policy = \"retain\"",
+        "",
         false,
         r#"
 check apiserver-still-1.37.0 apiserver_at 1.37.0
@@ -371,6 +396,42 @@ check only-kubeadm-failed test "$(failed_units)" = mkstick-kubeadm.service
         c4.contains("mkstick: KUBERNETES NOT STARTED: this stick carries Kubernetes 1.39.0, but the cluster on the data drives runs 1.37.0")
             && c4.contains("Boot a stick built with Kubernetes 1.38.x (or 1.37.0) to go on"),
         "boot 4: the refusal is on the console"
+    );
+
+    // 5. The router gives the server another address (a new DHCP lease
+    //    from another range): the cluster, bound to 10.0.2.15, is not
+    //    started; the console and the login prompt name both addresses
+    //    and the fixes; the state on the pool is untouched.
+    build(
+        &s,
+        Flavour::Coreos,
+        (&server, &reg),
+        "1.37.0",
+        "reclaim-policy = \"retain\"",
+        "",
+        false,
+        r#"
+check new-lease test -n "$(ip -o -4 addr show scope global | grep -F 'inet 10.0.3.15/24')"
+check refusal-at-login grep -qF "KUBERNETES NOT STARTED: THIS SERVER'S ADDRESS CHANGED. The cluster on the data drives was made at 10.0.2.15, but the server now has 10.0.3.15" /etc/issue.d/50-mkstick-kubernetes.issue
+check fix-named grep -qF 'reserve 10.0.2.15 for MAC 52:54:00:12:34:56' /etc/issue.d/50-mkstick-kubernetes.issue
+check pool-untouched grep -qx '    kubeadm.kubernetes.io/kube-apiserver.advertise-address.endpoint: 10.0.2.15:6443' /var/mnt/data/state/etc/kubernetes/manifests/kube-apiserver.yaml
+check apiserver-still-1.37.0 apiserver_at 1.37.0
+check kubelet-not-started not systemctl is-active --quiet kubelet
+check only-kubeadm-failed test "$(failed_units)" = mkstick-kubeadm.service
+"#,
+    );
+    let c5 = boot_vm_with(
+        &s,
+        "mkstick.img",
+        &[&d0],
+        &["--network", "isolated", "--subnet", "10.0.3.0/24"],
+        "k8s-5-new-address",
+    );
+    assert_eq!(calls(&c5), Vec::<String>::new(), "boot 5: nothing ran");
+    assert!(
+        c5.contains("mkstick: KUBERNETES NOT STARTED: THIS SERVER'S ADDRESS CHANGED. The cluster on the data drives was made at 10.0.2.15, but the server now has 10.0.3.15")
+            && c5.contains("[network] address = \"10.0.2.15/24\" with mac = \"52:54:00:12:34:56\""),
+        "boot 5: the refusal is on the console"
     );
 }
 
@@ -393,11 +454,21 @@ fn kubeadm_inits_and_applies_the_manifests_on_flatcar() {
         (&server, &reg),
         "1.36.4",
         "",
+        // The address DHCP would give, set statically: systemd-networkd
+        // applies mkstick's unit, not the test OS's DHCP catch-all (an
+        // address without `dynamic`, a route with `proto static`), and the
+        // cluster is made at it.
+        "mac = \"52:54:00:12:34:56\"\naddress = \"10.0.2.15/24\"\ngateway = \"10.0.2.2\"",
         false,
         &format!(
             "{INIT_CHECKS}{IMPORTED}check scripts-in-opt-bin test -x {bin_dir}/mkstick-kubernetes -a -x {bin_dir}/mkstick-storage\n\
 check no-script-in-usr-local test -z \"$(ls -A /usr/local/bin)\"\n\
-check usr-local-read-only sh -c '! touch /usr/local/bin/mkstick-probe'\n"
+check usr-local-read-only sh -c '! touch /usr/local/bin/mkstick-probe'\n\
+check static-unit test -s /etc/systemd/network/00-mkstick-static.network\n\
+check static-address sh -c 'ip -o -4 addr show scope global | grep -F \"inet 10.0.2.15/24\" | grep -vq dynamic'\n\
+check no-dhcp-address not sh -c 'ip -o -4 addr show scope global | grep -q dynamic'\n\
+check static-route sh -c 'ip route show default | grep -F \"via 10.0.2.2\" | grep -q \"proto static\"'\n\
+check advertised-static grep -qx 'ADVERTISE_ADDRESS=10.0.2.15' /etc/mkstick/kubernetes.env\n"
         ),
     );
     let c1 = boot_vm(&s, "mkstick.img", &[&d0], &flavour.log("k8s-1-init"));

@@ -463,6 +463,25 @@ fn mistakes_are_reported_before_anything_is_downloaded() {
     let e = fails(s.run_env(&["check", "--strict"], &env));
     let (_, errors) = e.split_once("the stick is not air-gap complete").unwrap();
     assert!(errors.contains(user), "{e}");
+    // A cluster bound to whatever DHCP gives at its first boot: a warning,
+    // at [kubernetes].
+    let dhcp = base.replace("advertise-address = \"192.168.1.10\"\n", "");
+    assert_ne!(dhcp, base);
+    s.write("mkstick.toml", &dhcp);
+    let e = fails(s.run_env(&["check"], &env));
+    let line = dhcp.lines().position(|l| l == "[kubernetes]").unwrap() + 1;
+    assert!(
+        e.contains(&format!("warning: mkstick.toml:{line}:1: [kubernetes] is set, but the server gets its address by DHCP and no advertise-address is given")),
+        "{e}"
+    );
+    // [network]'s static address is the advertise address: no warning.
+    s.write(
+        "mkstick.toml",
+        &format!("{dhcp}\n[network]\nmac = \"52:54:00:12:34:56\"\naddress = \"192.168.1.10/24\"\n"),
+    );
+    let e = fails(s.run_env(&["check"], &env));
+    assert!(!e.contains("gets its address by DHCP"), "{e}");
+    assert!(e.contains("the stick is not air-gap complete"), "{e}");
 }
 
 /// A pinned `plan`, `build` and readable copies of the rendered Kubernetes

@@ -13,6 +13,7 @@ mod images;
 mod inspect;
 mod kubernetes;
 mod layout;
+mod network;
 mod node_logic;
 mod os_contract;
 mod plan;

@@ -869,7 +869,9 @@ fn apiserver(version: Option<&str>) -> String {
     let image = version.map_or("registry.k8s.io/kube-apiserver".to_string(), |v| {
         format!("registry.k8s.io/kube-apiserver:v{v}")
     });
-    format!("apiVersion: v1\nkind: Pod\nspec:\n  containers:\n  - name: kube-apiserver\n    image: {image}\n")
+    // The annotation real kubeadm writes (cmd/kubeadm/app/phases/
+    // controlplane/manifests.go), at the ip double's default address.
+    format!("apiVersion: v1\nkind: Pod\nmetadata:\n  annotations:\n    kubeadm.kubernetes.io/kube-apiserver.advertise-address.endpoint: 10.0.2.15:6443\nspec:\n  containers:\n  - name: kube-apiserver\n    image: {image}\n")
 }
 
 #[test]
@@ -1169,4 +1171,114 @@ fn an_upgrade_waits_for_the_node_and_gives_up_when_it_stays_not_ready() {
     );
     assert!(run.ran("kubeadm upgrade").is_empty(), "{}", run.context());
     assert!(started.elapsed() < std::time::Duration::from_secs(30));
+}
+
+/// A node with a kept cluster at this stick's version, made at 10.0.2.15.
+fn kept_cluster_node() -> Node {
+    let node = Node::new();
+    node.set_env("ADDRESS_WAIT_SECS=90", "ADDRESS_WAIT_SECS=3");
+    write(&node.rootfile("/opt/bin/kubelet"), "kubelet 1.36.4\n");
+    set_mode(&node.rootfile("/opt/bin/kubelet"), 0o755);
+    write(&node.rootfile("/etc/kubernetes/admin.conf"), "admin");
+    write(
+        &node.rootfile("/etc/kubernetes/manifests/kube-apiserver.yaml"),
+        &apiserver(Some("1.36.4")),
+    );
+    let kept = node.rootfile("/var/lib/kubelet/mkstick");
+    write(&kept.join("kubelet"), "kubelet 1.36.4\n");
+    set_mode(&kept.join("kubelet"), 0o755);
+    write(&kept.join("version"), "1.36.4\n");
+    std::fs::create_dir_all(node.rootfile("/var/lib/etcd/member")).unwrap();
+    node
+}
+
+#[test]
+fn a_kept_cluster_starts_only_at_the_address_it_was_made_with() {
+    // The lease comes late (DHCP under way): the node waits for it.
+    let node = kept_cluster_node();
+    node.set("ip-addr-after", "1");
+    let run = node.run("mkstick-kubernetes", &["kubeadm"]);
+    assert!(run.ok, "{}", run.context());
+    assert!(
+        run.stdout
+            .contains("the node has the cluster's address 10.0.2.15"),
+        "{}",
+        run.context()
+    );
+    assert_eq!(
+        run.ran("systemctl start kubelet.service").len(),
+        1,
+        "{}",
+        run.context()
+    );
+
+    // A new lease: refused, loudly, naming both addresses and both fixes;
+    // nothing started, nothing changed.
+    let node = kept_cluster_node();
+    node.set(
+        "ip-addr",
+        "2: ens3    inet 10.0.3.15/24 brd 10.0.3.255 scope global dynamic ens3\\       valid_lft 86313sec\n",
+    );
+    let manifest = node.rootfile("/etc/kubernetes/manifests/kube-apiserver.yaml");
+    let before = std::fs::read(&manifest).unwrap();
+    let started = std::time::Instant::now();
+    let run = node.run("mkstick-kubernetes", &["kubeadm"]);
+    assert!(!run.ok, "{}", run.context());
+    let issue =
+        std::fs::read_to_string(node.rootfile("/etc/issue.d/50-mkstick-kubernetes.issue")).unwrap();
+    for says in [
+        "KUBERNETES NOT STARTED: THIS SERVER'S ADDRESS CHANGED",
+        "made at 10.0.2.15, but the server now has 10.0.3.15 (waited 3s; interfaces: 52:54:00:12:34:56 on ens3)",
+        "reserve 10.0.2.15 for MAC 52:54:00:12:34:56 in your router's DHCP settings",
+        "[network] address = \"10.0.2.15/24\" with mac = \"52:54:00:12:34:56\"",
+    ] {
+        assert!(run.stderr.contains(says) && issue.contains(says), "{says:?}\n{}", run.context());
+    }
+    assert!(
+        run.ran("systemctl start").is_empty() && run.ran("kubeadm").is_empty(),
+        "{}",
+        run.context()
+    );
+    assert_eq!(std::fs::read(&manifest).unwrap(), before);
+    assert!(started.elapsed() < std::time::Duration::from_secs(30));
+
+    // No address at all (no cable): refused the same way.
+    let node = kept_cluster_node();
+    node.set("ip-addr", "");
+    let run = node.run("mkstick-kubernetes", &["kubeadm"]);
+    assert!(
+        !run.ok
+            && run
+                .stderr
+                .contains("the server now has no IPv4 address (waited 3s; interfaces: none)"),
+        "{}",
+        run.context()
+    );
+}
+
+#[test]
+fn init_waits_for_the_configured_address() {
+    let node = Node::new();
+    node.set_env("ADDRESS_WAIT_SECS=90", "ADDRESS_WAIT_SECS=2");
+    node.set_env("ADVERTISE_ADDRESS=", "ADVERTISE_ADDRESS=192.168.1.10");
+    write(&node.rootfile("/opt/bin/kubelet"), "kubelet 1.36.4\n");
+    set_mode(&node.rootfile("/opt/bin/kubelet"), 0o755);
+    let run = node.run("mkstick-kubernetes", &["kubeadm"]);
+    assert!(!run.ok, "{}", run.context());
+    assert!(
+        run.stderr.contains("the cluster is to be made at 192.168.1.10 (mkstick.toml), but this server has 10.0.2.15")
+            && run.ran("kubeadm").is_empty(),
+        "{}",
+        run.context()
+    );
+    node.set(
+        "ip-addr",
+        "2: ens3    inet 192.168.1.10/24 brd 192.168.1.255 scope global ens3\n",
+    );
+    let run = node.run("mkstick-kubernetes", &["kubeadm"]);
+    assert!(
+        run.ok && run.ran("kubeadm init").len() == 1,
+        "{}",
+        run.context()
+    );
 }

@@ -212,6 +212,11 @@ impl KubernetesPlan {
             ("k8s_files", self.stick_files()),
             ("images", Self::images_env(images)),
             ("node_name", hostname.to_string()),
+            (
+                "advertise_address",
+                self.advertise_address
+                    .map_or(String::new(), |a| a.to_string()),
+            ),
             ("sandbox_image", self.sandbox_image()),
             ("stick_label", stick_label.to_string()),
             ("stick_device_unit", device_unit(&stick_device)),
