@@ -170,7 +170,8 @@ const SECURE_BOOT_ARGS: &[&str] = &["-global", "driver=cfi.pflash01,property=sec
 /// 10.0.2.15 by DHCP, as on a LAN, and needs no privileges on the host),
 /// with `port` on the host's 127.0.0.1 forwarded to the guest's SSH port, so
 /// the booted server can be logged into as it would be on the LAN.
-/// `restrict=on` keeps DHCP and the forwarded port but lets no packet out of
+/// `restrict=on` keeps DHCP (an address only: libslirp `bootp.c` leaves the
+/// gateway and DNS server out when restricted) and the forwarded port, but lets no packet out of
 /// the guest (QEMU's `-netdev user` documentation: the guest "will not be
 /// able to contact the host and no guest IP packets will be routed over the
 /// host to the outside"); `net=` picks the range the address comes from.

@@ -262,9 +262,9 @@ pub struct BootArgs {
     #[arg(long, value_name = "PORT", value_parser = clap::value_parser!(u16).range(1..))]
     pub ssh_port: Option<u16>,
     /// The guest's network: QEMU's user-mode network with SSH forwarded;
-    /// isolated, the same with nothing beyond it reachable (a LAN without
-    /// internet); or none at all (no network device, as a server with no
-    /// cable)
+    /// isolated, the same with nothing beyond it reachable and no gateway
+    /// (a LAN with no router); or none at all (no network device, as a
+    /// server with no cable)
     #[arg(long, value_enum, default_value_t = Network::User)]
     pub network: Network,
     /// The user-mode network's range, from which the guest's DHCP address

@@ -343,6 +343,18 @@ fn describe_kubernetes(s: &mut String, plan: &Plan, payload: &Payload) {
     }
     let _ = writeln!(
         s,
+        "  Every day (mkstick-certs.timer): kubeadm's certificates last a year; 30 days"
+    );
+    let _ = writeln!(
+        s,
+        "    before they expire they are renewed and the control plane restarts on them."
+    );
+    let _ = writeln!(
+        s,
+        "    The login prompt shows when they expire; a failed renewal is on the console."
+    );
+    let _ = writeln!(
+        s,
         "  Services: {}; the API server's certificate names {}",
         k.service_cidr,
         k.cert_sans.join(", ")
@@ -409,27 +421,53 @@ fn describe_kubernetes(s: &mut String, plan: &Plan, payload: &Payload) {
             "  ({hostname} must resolve on your LAN; set a static address in [network] to use its address)"
         );
     }
+    let at = match (k.advertise_address, &plan.network.static_address) {
+        (Some(a), Some(_)) => format!("{a} ([network]'s static address)"),
+        (Some(a), None) => format!("{a} (advertise-address)"),
+        (None, _) => "the one the server has when the cluster is made (DHCP)".into(),
+    };
+    let _ = writeln!(s, "  Its address: {at}.");
     let _ = writeln!(
         s,
-        "  The cluster is bound to {}: etcd, the API server, its certificates and",
-        match k.advertise_address {
-            Some(a) => format!("the address {a}"),
-            None => "the address the server has when the cluster is made".to_string(),
-        }
+        "  etcd, the API server, its certificates and kubeconfigs are bound to it. If the"
     );
     let _ = writeln!(
         s,
-        "  kubeconfigs name it. If the server boots with another address, Kubernetes is"
+        "  server boots with another address, Kubernetes is not started, and the console"
     );
-    let _ = writeln!(
-        s,
-        "  not started, and the console and login prompt say so, naming both addresses."
-    );
+    let _ = writeln!(s, "  and the login prompt say so, naming both addresses.");
     if plan.network.static_address.is_none() {
         let _ = writeln!(
             s,
-            "  With DHCP, reserve the server's address on your router, or set it in [network]."
+            "  With DHCP, reserve the address on your router, or set it in [network]."
         );
+    }
+    describe_drift(s);
+}
+
+/// Which settings a cluster already on the data drives takes from a stick
+/// built later ([`crate::k8s::drift`]).
+fn describe_drift(s: &mut String) {
+    use crate::k8s::drift::{OnExisting, SETTINGS};
+    let _ = writeln!(
+        s,
+        "  On a cluster already on the data drives, a change in mkstick.toml"
+    );
+    let _ = writeln!(s, "    takes effect at the next boot:");
+    for (key, on) in SETTINGS {
+        if let OnExisting::Applied(how) = on {
+            let _ = writeln!(s, "      {key}\n        {how}");
+        }
+    }
+    let _ = writeln!(
+        s,
+        "    is fixed when the cluster was made (not applied; the console and the login"
+    );
+    let _ = writeln!(s, "    prompt say so, and the cluster runs as it was):");
+    for (key, on) in SETTINGS {
+        if let OnExisting::FixedAtInit(why) = on {
+            let _ = writeln!(s, "      {key}\n        {why}");
+        }
     }
 }
 

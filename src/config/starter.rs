@@ -49,6 +49,16 @@ serial-console = true
 # serial cable.
 console = "screen"
 
+# The server's address. Without this table it uses DHCP. A Kubernetes
+# cluster is bound to the address it is made at, so give the server a fixed
+# one: here, or as a reservation on your router. `ip link` on the server
+# shows the MAC after link/ether.
+# [network]
+# mac = "52:54:00:12:34:56"
+# address = "192.168.1.10/24"
+# gateway = "192.168.1.1"
+# dns = ["192.168.1.1"]
+
 # Data drives: a btrfs pool that keeps the cluster's state and your data
 # across reboots and reflashing. Without it, nothing survives a reboot.
 # List whole drives by their stable names (`ls -l /dev/disk/by-id/` on the
@@ -135,5 +145,33 @@ mod tests {
             .collect();
         let c = crate::config::parse(Path::new("s.toml"), &text).unwrap();
         assert!(c.kubernetes.is_some() && c.ingress.is_some() && c.nfs.is_some());
+        // And the [network] example, which then also sets the cluster's
+        // address (the commented advertise-address is the same).
+        let text: String = text
+            .lines()
+            .map(|l| match l.strip_prefix("# ") {
+                Some(rest)
+                    if ["[network]", "mac =", "address =", "gateway =", "dns ="]
+                        .iter()
+                        .any(|k| rest.starts_with(k)) =>
+                {
+                    format!("{rest}\n")
+                }
+                _ => format!("{l}\n"),
+            })
+            .collect();
+        let loaded = crate::config::LoadedConfig {
+            path: "s.toml".into(),
+            config: crate::config::parse(Path::new("s.toml"), &text).unwrap(),
+            text,
+        };
+        let network = crate::plan::network::NetworkPlan::from_config(&loaded).unwrap();
+        assert_eq!(
+            network
+                .static_address
+                .map(|a| a.address.to_string())
+                .as_deref(),
+            Some("192.168.1.10/24")
+        );
     }
 }

@@ -1,6 +1,7 @@
-//! Kubernetes: its version rules ([`version`]) and the kubeadm config
-//! ([`kubeadm`]). The release mkstick installs is a download, in
+//! Kubernetes: its version rules ([`version`]), the kubeadm config
+//! ([`kubeadm`]) and which settings an existing cluster takes ([`drift`]). The release mkstick installs is a download, in
 //! [`crate::os::kubernetes`].
 
+pub mod drift;
 pub mod kubeadm;
 pub mod version;

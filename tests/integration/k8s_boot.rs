@@ -52,10 +52,13 @@ use crate::kubernetes::{doubles, publish_carrying, publish_images, APP};
 
 /// Every boot here is on an isolated network (`mkstick boot --network
 /// isolated`, QEMU's user network with restrict=on), as a server on a LAN
-/// without internet: it gets an address by DHCP, which kubeadm needs (with
-/// no default route real kubeadm cannot choose one, and fails), and can
-/// reach nothing beyond it, so the images come from the stick or not at
-/// all.
+/// with no router: DHCP gives it 10.0.2.15 but no gateway and no DNS server
+/// (libslirp's bootp.c leaves both out when restricted), and it can reach
+/// nothing beyond, so the images come from the stick or not at all. With no
+/// default route kubeadm cannot choose an address, so the config names
+/// the lease's as `advertise-address` (a DHCP reservation, as the README
+/// advises).
+/// (Without it, mkstick refuses the init after 90 s: node_logic.rs.)
 fn boot_vm(s: &Scratch, image: &str, disks: &[&str], log: &str) -> String {
     boot_vm_with(s, image, disks, &["--network", "isolated"], log)
 }
@@ -96,18 +99,20 @@ fn fragment(bin_dir: &str, script: &str) -> String {
 }
 
 /// Build a stick carrying Kubernetes `version` (doubles), with `checks`.
-/// `nfs` goes into the config, and `network` as its [network] table;
-/// `fail_init` makes the kubeadm double's init fail (as when images cannot
-/// be pulled).
+/// `nfs` goes into the config, `kubernetes` into [kubernetes], and
+/// `network` as its [network] table;
+/// `files` (path, contents) are written by Ignition for the tests:
+/// [`FAIL_INIT`] makes the kubeadm double's init fail (as when images
+/// cannot be pulled), [`CERTS_DUE`] makes certificates that expire soon.
 #[allow(clippy::too_many_arguments)]
 fn build(
     s: &Scratch,
     flavour: Flavour,
     (server, reg): (&Server, &TestRegistry),
     version: &str,
-    nfs: &str,
+    (kubernetes, nfs): (&str, &str),
     network: &str,
-    fail_init: bool,
+    files: &[(&str, &str)],
     checks: &str,
 ) {
     s.write(
@@ -127,7 +132,7 @@ fn build(
         &format!(
             "[node]\nhostname = \"kube-test\"\nssh-authorized-keys = [\"{KEY}\"]\n\n\
 [os]\npath = \"{}\"\n\n[boot]\nconsole = \"serial\"\n\n[storage]\ndrives = [\"/dev/disk/by-id/virtio-d0\"]\n\
-device-timeout-secs = 3\n\n[kubernetes]\nbinaries = \"k8s-{version}.toml\"\n\n\
+device-timeout-secs = 3\n\n[kubernetes]\nbinaries = \"k8s-{version}.toml\"\nadvertise-address = \"10.0.2.15\"\n{kubernetes}\n\n\
 [nfs]\n{nfs}\n\n[network]\n{network}\n\n[extra]\nignition = [\"check.ign\"]\nmanifests = [\"hello.yaml\"]\n",
             flavour.os().display()
         ),
@@ -140,9 +145,9 @@ device-timeout-secs = 3\n\n[kubernetes]\nbinaries = \"k8s-{version}.toml\"\n\n\
             .replace("@PORT@", server_port(server)),
     ))
     .unwrap();
-    if fail_init {
+    for (path, contents) in files {
         fragment["storage"]["files"].as_array_mut().unwrap().push(serde_json::json!(
-            {"path": "/etc/mkstick-test/fail-init", "mode": 0o644, "contents": {"source": "data:,"}}
+            {"path": path, "mode": 0o644, "contents": {"source": mkstick::ignition::data_url(contents.as_bytes())}}
         ));
     }
     s.write("check.ign", &fragment.to_string());
@@ -160,6 +165,44 @@ fn server_port(server: &Server) -> &str {
     let url = server.url("");
     let port = url.rsplit(':').next().unwrap().trim_end_matches('/');
     Box::leak(port.to_string().into_boxed_str())
+}
+
+/// The kubeadm double's init fails.
+const FAIL_INIT: &[(&str, &str)] = &[("/etc/mkstick-test/fail-init", "")];
+
+/// The kubeadm double's init makes certificates that expire in 10 days, and
+/// mkstick-certs.timer first fires 20 s after the cluster started instead
+/// of 15 minutes: the renewal happens while the node runs.
+const CERTS_DUE: &[(&str, &str)] = &[
+    ("/etc/mkstick-test/cert-days", "10\n"),
+    (
+        "/etc/systemd/system/mkstick-certs.timer.d/50-test.conf",
+        "[Timer]\nOnActiveSec=\nOnActiveSec=20s\n",
+    ),
+];
+
+/// The checks of the certificate timer: it ran after the kubelet started,
+/// succeeded, and the login prompt shows an expiry at least 300 days away.
+const CERT_CHECKS: &str = r#"
+i=0
+while [ $i -lt 240 ] && [ "$(systemctl show -P ExecMainExitTimestampMonotonic mkstick-certs.service)" = 0 ]; do sleep 1; i=$((i + 1)); done
+cert_date_ahead() {
+    local d
+    d=$(sed -n 's/^mkstick: the Kubernetes certificates expire on \([0-9-]*\); mkstick renews them 30 days before[.]$/\1/p' /etc/issue.d/45-mkstick-certs.issue)
+    [ -n "$d" ] && [ "$(date -u -d "$d" +%s)" -gt $(($(date +%s) + 300 * 86400)) ]
+}
+check certs-ran test "$(systemctl show -P Result mkstick-certs.service)" = success
+check certs-by-timer-while-running test "$(systemctl show -P ExecMainStartTimestampMonotonic mkstick-certs.service)" -gt "$(systemctl show -P ActiveEnterTimestampMonotonic kubelet.service)"
+check certs-date-shown cert_date_ahead
+check static-pods-back sh -c 'test ! -e /etc/kubernetes/manifests.mkstick-paused && test -s /etc/kubernetes/manifests/etcd.yaml && test -s /etc/kubernetes/manifests/kube-apiserver.yaml'
+"#;
+
+/// The calls without the certificate renewals (the timer's, which may come
+/// at any point), and those.
+fn split_certs(calls: Vec<String>) -> (Vec<String>, Vec<String>) {
+    calls
+        .into_iter()
+        .partition(|c| !c.starts_with("kubeadm certs"))
 }
 
 /// The calls the doubles recorded in this boot, without the boot tag.
@@ -269,9 +312,9 @@ fn kubeadm_inits_once_keeps_upgrades_one_minor_and_refuses_a_skip() {
         Flavour::Coreos,
         (&server, &reg),
         "1.36.4",
+        ("", ""),
         "",
-        "",
-        true,
+        FAIL_INIT,
         r#"
 check requeued-after-late-pool journalctl -b -o cat --grep "Dependency failed for mkstick-kubeadm.service"
 check reset-cleared not test -e /etc/kubernetes/admin.conf -o -e /var/lib/etcd/member
@@ -302,28 +345,47 @@ check images-imported journalctl -b -o cat -u mkstick-images.service --grep "imp
         Flavour::Coreos,
         (&server, &reg),
         "1.36.4",
+        ("", ""),
         "",
-        "",
-        false,
-        &format!("{INIT_CHECKS}{KEPT_IMAGES}"),
+        CERTS_DUE,
+        &format!("{INIT_CHECKS}{KEPT_IMAGES}{CERT_CHECKS}"),
     );
     let c1 = boot_vm(&s, "mkstick.img", &[&d0], "k8s-1-init");
     let kubelet = |v: &str| format!("kubelet version={v} config=yes");
+    let (c1_calls, renewed) = split_certs(calls(&c1));
     assert_eq!(
-        calls(&c1),
+        c1_calls,
         with(
             &[init, PRESENT.to_string(), kubelet("1.36.4")],
             applies(false)
         ),
         "boot 1: init once, with every image present, then every manifest in order"
     );
+    // Certificates made to expire in 10 days are renewed by the timer, with
+    // the kubelet running, and the control plane restarted.
+    assert_eq!(
+        renewed,
+        ["kubeadm certs renew all --config /etc/mkstick/kubeadm.yaml |kubelet:active"],
+        "boot 1: one renewal by the timer"
+    );
+    assert!(
+        c1.contains("within 30 days: kubeadm certs renew all")
+            && c1.contains("stopped the control plane's static pods for 25s")
+            && c1.contains("renewed: the control plane runs on certificates that expire on"),
+        "boot 1: the renewal is on the console"
+    );
 
-    // 2. Reboot, same stick: no init.
+    // 2. Reboot, same stick: no init, nothing to renew.
     let c2 = boot_vm(&s, "mkstick.img", &[&d0], "k8s-2-reboot");
     assert_eq!(
         calls(&c2),
         with(&[kubelet("1.36.4")], applies(false)),
-        "boot 2: the kept cluster starts; no init"
+        "boot 2: the kept cluster starts; no init, no renewal"
+    );
+    assert!(
+        c2.contains("mkstick-kubernetes: the Kubernetes certificates expire on")
+            && c2.contains("; they are renewed 30 days before"),
+        "boot 2: the console says when the certificates expire"
     );
     assert!(c2.contains("runs Kubernetes 1.36.4, as this stick does: starting the kubelet"));
     assert!(
@@ -338,16 +400,25 @@ check images-imported journalctl -b -o cat -u mkstick-images.service --grep "imp
     );
 
     // 3. The next minor: upgrade, old kubelet first. [nfs] changed too: the
-    //    StorageClass is made again.
+    //    StorageClass is made again. One more name for the API server: its
+    //    certificate is made again first. And another pod-cidr, which an
+    //    existing cluster cannot take: not applied, loudly; the rest goes on.
     build(
         &s,
         Flavour::Coreos,
         (&server, &reg),
         "1.37.0",
-        "reclaim-policy = \"retain\"",
+        (
+            "api-server-sans = [\"kube.lan\"]\npod-cidr = \"10.245.0.0/16\"",
+            "reclaim-policy = \"retain\"",
+        ),
         "",
-        false,
+        &[],
         r#"
+check cert-names-new grep -qx kube.lan /etc/kubernetes/pki/apiserver.crt
+check names-recorded grep -qx 'CERT_SANS="kube-test 10.0.2.15 kube.lan"' /var/lib/kubelet/mkstick/settings
+check pods-keep-the-cluster-range grep -qF '"subnet": "10.244.0.0/16"' /etc/cni/net.d/10-mkstick.conflist
+check pod-cidr-not-applied grep -qF 'SETTINGS NOT APPLIED: pod-cidr is 10.245.0.0/16 in mkstick.toml, but the cluster was made with pod-cidr = "10.244.0.0/16"' /etc/issue.d/55-mkstick-settings.issue
 check apiserver-1.37.0 apiserver_at 1.37.0
 check kubelet-kept test "$(cat /var/lib/kubelet/mkstick/version)" = 1.37.0
 check kubelet-binary-new sh -c '/opt/bin/kubelet --version | grep -qx "Kubernetes v1.37.0"'
@@ -364,6 +435,7 @@ check no-failed-units test -z "$(failed_units)"
         calls(&c3),
         with(
             &[
+                "kubeadm init phase certs apiserver --config /etc/mkstick/kubeadm.yaml".to_string(),
                 kubelet("1.36.4"),
                 format!("kubeadm upgrade apply v1.37.0 --yes |{KEPT}"),
                 PRESENT.to_string(),
@@ -371,7 +443,11 @@ check no-failed-units test -z "$(failed_units)"
             ],
             applies(true)
         ),
-        "boot 3: upgrade on the old kubelet, then the new one"
+        "boot 3: the certificate made again, then the upgrade on the old kubelet, then the new one"
+    );
+    assert!(
+        c3.contains("mkstick: SETTINGS NOT APPLIED: pod-cidr is 10.245.0.0/16 in mkstick.toml"),
+        "boot 3: the refused setting is on the console"
     );
 
     // 4. Skipping a minor: refused, nothing touched.
@@ -380,9 +456,9 @@ check no-failed-units test -z "$(failed_units)"
         Flavour::Coreos,
         (&server, &reg),
         "1.39.0",
-        "reclaim-policy = \"retain\"",
+        ("", "reclaim-policy = \"retain\""),
         "",
-        false,
+        &[],
         r#"
 check apiserver-still-1.37.0 apiserver_at 1.37.0
 check kubelet-not-started not systemctl is-active --quiet kubelet
@@ -407,9 +483,9 @@ check only-kubeadm-failed test "$(failed_units)" = mkstick-kubeadm.service
         Flavour::Coreos,
         (&server, &reg),
         "1.37.0",
-        "reclaim-policy = \"retain\"",
+        ("", "reclaim-policy = \"retain\""),
         "",
-        false,
+        &[],
         r#"
 check new-lease test -n "$(ip -o -4 addr show scope global | grep -F 'inet 10.0.3.15/24')"
 check refusal-at-login grep -qF "KUBERNETES NOT STARTED: THIS SERVER'S ADDRESS CHANGED. The cluster on the data drives was made at 10.0.2.15, but the server now has 10.0.3.15" /etc/issue.d/50-mkstick-kubernetes.issue
@@ -453,13 +529,13 @@ fn kubeadm_inits_and_applies_the_manifests_on_flatcar() {
         flavour,
         (&server, &reg),
         "1.36.4",
-        "",
+        ("", ""),
         // The address DHCP would give, set statically: systemd-networkd
         // applies mkstick's unit, not the test OS's DHCP catch-all (an
         // address without `dynamic`, a route with `proto static`), and the
         // cluster is made at it.
         "mac = \"52:54:00:12:34:56\"\naddress = \"10.0.2.15/24\"\ngateway = \"10.0.2.2\"",
-        false,
+        &[],
         &format!(
             "{INIT_CHECKS}{IMPORTED}check scripts-in-opt-bin test -x {bin_dir}/mkstick-kubernetes -a -x {bin_dir}/mkstick-storage\n\
 check no-script-in-usr-local test -z \"$(ls -A /usr/local/bin)\"\n\

@@ -919,7 +919,13 @@ fn kubeadm_inits_keeps_upgrades_or_refuses() {
         }
         let run = node.run("mkstick-kubernetes", &["kubeadm"]);
         let ctx = format!("{name}\n{}", run.context());
-        let kubeadm: Vec<&str> = run.ran("kubeadm").iter().map(|s| s.as_str()).collect();
+        // Reading the certificates' expiry changes nothing.
+        let kubeadm: Vec<&str> = run
+            .ran("kubeadm")
+            .iter()
+            .map(|s| s.as_str())
+            .filter(|c| !c.starts_with("kubeadm certs check-expiration"))
+            .collect();
         let started = run.ran("systemctl start kubelet.service").len();
         let refusal = node.rootfile("/etc/issue.d/50-mkstick-kubernetes.issue");
         let kept_version = std::fs::read_to_string(kept.join("version")).unwrap_or_default();
@@ -1205,6 +1211,13 @@ fn a_kept_cluster_starts_only_at_the_address_it_was_made_with() {
         "{}",
         run.context()
     );
+    // The daily certificate check starts with the cluster.
+    let at = |p: &str| run.calls.iter().position(|c| c.starts_with(p));
+    assert!(
+        matches!((at("systemctl start kubelet.service"), at("systemctl start mkstick-certs.timer")), (Some(k), Some(t)) if k < t),
+        "{}",
+        run.context()
+    );
     assert_eq!(
         run.ran("systemctl start kubelet.service").len(),
         1,
@@ -1281,4 +1294,321 @@ fn init_waits_for_the_configured_address() {
         "{}",
         run.context()
     );
+}
+
+#[test]
+fn init_on_dhcp_waits_for_a_default_route() {
+    let node = Node::new();
+    node.set_env("ADDRESS_WAIT_SECS=90", "ADDRESS_WAIT_SECS=2");
+    write(&node.rootfile("/opt/bin/kubelet"), "kubelet 1.36.4\n");
+    set_mode(&node.rootfile("/opt/bin/kubelet"), 0o755);
+    node.set("ip-route", "");
+    let run = node.run("mkstick-kubernetes", &["kubeadm"]);
+    assert!(!run.ok, "{}", run.context());
+    assert!(
+        run.stderr
+            .contains("this server has no default route (no DHCP lease?) after 2s")
+            && run.ran("kubeadm").is_empty(),
+        "{}",
+        run.context()
+    );
+    std::fs::remove_file(node.state.join("ip-route")).unwrap();
+    let run = node.run("mkstick-kubernetes", &["kubeadm"]);
+    assert!(
+        run.ok && run.ran("kubeadm init").len() == 1,
+        "{}",
+        run.context()
+    );
+}
+
+/// The date `days` from now, as the certs action prints it.
+fn days_from_now(days: i64) -> String {
+    let out = Command::new("date")
+        .args([
+            "-u",
+            "-d",
+            &format!("@{}", now_secs() + days * 86400),
+            "+%Y-%m-%d",
+        ])
+        .output()
+        .unwrap();
+    String::from_utf8(out.stdout).unwrap().trim().to_string()
+}
+
+fn now_secs() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64
+}
+
+/// A running cluster's node with its static pods' manifests, certificates
+/// expiring in `days`, and no pause between stopping and starting them.
+fn certs_node(days: i64) -> Node {
+    let node = kept_cluster_node();
+    node.set_env("STATIC_POD_PAUSE_SECS=25", "STATIC_POD_PAUSE_SECS=0");
+    node.set("certs-left", &(days * 86400).to_string());
+    for m in ["etcd", "kube-controller-manager", "kube-scheduler"] {
+        write(
+            &node.rootfile(&format!("/etc/kubernetes/manifests/{m}.yaml")),
+            m,
+        );
+    }
+    node
+}
+
+fn manifests(node: &Node) -> Vec<String> {
+    let mut v: Vec<String> = std::fs::read_dir(node.rootfile("/etc/kubernetes/manifests"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    v.sort();
+    v
+}
+
+const ALL_FOUR: [&str; 4] = [
+    "etcd.yaml",
+    "kube-apiserver.yaml",
+    "kube-controller-manager.yaml",
+    "kube-scheduler.yaml",
+];
+
+#[test]
+fn certificates_are_renewed_30_days_before_they_expire_and_the_control_plane_restarts() {
+    let issue = "/etc/issue.d/45-mkstick-certs.issue";
+    let renew = "kubeadm certs renew all --config /etc/mkstick/kubeadm.yaml";
+    // Far from expiry (the CA, near its own, is not kubeadm's to renew):
+    // nothing renewed; the login prompt shows the date.
+    let node = certs_node(31);
+    let run = node.run("mkstick-kubernetes", &["certs"]);
+    assert!(run.ok, "{}", run.context());
+    assert!(
+        run.ran("kubeadm certs renew").is_empty(),
+        "{}",
+        run.context()
+    );
+    let shown = std::fs::read_to_string(node.rootfile(issue)).unwrap();
+    assert_eq!(
+        shown,
+        format!("mkstick: the Kubernetes certificates expire on {}; mkstick renews them 30 days before.\n", days_from_now(31))
+    );
+
+    // Within 30 days: renewed, and every static pod stopped and started
+    // again; the new date shows.
+    let node = certs_node(29);
+    let run = node.run("mkstick-kubernetes", &["certs"]);
+    assert!(run.ok, "{}", run.context());
+    assert_eq!(run.ran("kubeadm certs renew"), [renew], "{}", run.context());
+    assert!(
+        run.stdout
+            .contains("stopped the control plane's static pods for 0s"),
+        "{}",
+        run.context()
+    );
+    assert!(
+        run.stdout
+            .contains("the control plane's static pods are back"),
+        "{}",
+        run.context()
+    );
+    assert_eq!(manifests(&node), ALL_FOUR);
+    assert!(!node
+        .rootfile("/etc/kubernetes/manifests.mkstick-paused")
+        .exists());
+    let shown = std::fs::read_to_string(node.rootfile(issue)).unwrap();
+    assert!(
+        shown.contains(&format!("expire on {};", days_from_now(365))),
+        "{shown}"
+    );
+    assert!(
+        run.stdout
+            .contains("/etc/kubernetes/admin.conf was renewed too"),
+        "{}",
+        run.context()
+    );
+
+    // A failed renewal is loud, and the control plane is left running.
+    for (fail, says) in [
+        ("kubeadm-certs-renew", "kubeadm certs renew all failed (its output is above). The certificate apiserver expires on"),
+        ("kubeadm-certs-stale", "after kubeadm certs renew all, the certificate apiserver still expires on"),
+        ("kubeadm-certs-check", "cannot read when they expire"),
+    ] {
+        let node = certs_node(29);
+        node.set(&format!("fail/{fail}"), "");
+        let run = node.run("mkstick-kubernetes", &["certs"]);
+        let shown = std::fs::read_to_string(node.rootfile(issue)).unwrap();
+        let loud = format!("mkstick: KUBERNETES CERTIFICATES NOT RENEWED: {says}");
+        assert!(!run.ok && run.stderr.contains(&loud) && shown.contains(&loud), "{fail}: {shown}\n{}", run.context());
+        assert_eq!(manifests(&node), ALL_FOUR, "{fail}");
+    }
+}
+
+#[test]
+fn a_cut_short_restart_is_finished_and_due_certificates_renewed_at_boot() {
+    let node = certs_node(10);
+    // A power cut while the static pods were stopped.
+    let paused = node.rootfile("/etc/kubernetes/manifests.mkstick-paused");
+    std::fs::create_dir_all(&paused).unwrap();
+    for m in ["etcd.yaml", "kube-scheduler.yaml"] {
+        std::fs::rename(
+            node.rootfile(&format!("/etc/kubernetes/manifests/{m}")),
+            paused.join(m),
+        )
+        .unwrap();
+    }
+    let run = node.run("mkstick-kubernetes", &["kubeadm"]);
+    assert!(run.ok, "{}", run.context());
+    assert_eq!(manifests(&node), ALL_FOUR);
+    assert!(!paused.exists());
+    // Due certificates are renewed before the kubelet starts, and the
+    // console and login prompt say when the new ones expire.
+    let at = |p: &str| run.calls.iter().position(|c| c.starts_with(p));
+    assert!(
+        matches!((at("kubeadm certs renew all"), at("systemctl start kubelet.service")), (Some(r), Some(k)) if r < k),
+        "{}",
+        run.context()
+    );
+    let expiry = format!(
+        "the Kubernetes certificates expire on {};",
+        days_from_now(365)
+    );
+    let shown =
+        std::fs::read_to_string(node.rootfile("/etc/issue.d/45-mkstick-certs.issue")).unwrap();
+    assert!(
+        shown.contains(&expiry) && run.stdout.contains(&expiry),
+        "{shown}\n{}",
+        run.context()
+    );
+    // Not due: shown, not renewed.
+    let node = certs_node(200);
+    let run = node.run("mkstick-kubernetes", &["kubeadm"]);
+    assert!(
+        run.ok && run.ran("kubeadm certs renew").is_empty(),
+        "{}",
+        run.context()
+    );
+    assert!(
+        run.stdout.contains(&format!(
+            "the Kubernetes certificates expire on {};",
+            days_from_now(200)
+        )),
+        "{}",
+        run.context()
+    );
+}
+
+/// The kubernetes.env value of `key` (a quoted one without its quotes).
+fn env_value(node: &Node, key: &str) -> String {
+    let env = std::fs::read_to_string(node.rootfile("/etc/mkstick/kubernetes.env")).unwrap();
+    let line = env
+        .lines()
+        .find_map(|l| l.strip_prefix(&format!("{key}=")))
+        .unwrap_or_else(|| panic!("{key} in {env}"));
+    line.trim_matches('"').to_string()
+}
+
+#[test]
+fn settings_fixed_at_init_are_not_applied_and_new_names_remake_the_certificate() {
+    let settings = "/var/lib/kubelet/mkstick/settings";
+    let issue = "/etc/issue.d/55-mkstick-settings.issue";
+    let crt = "/etc/kubernetes/pki/apiserver.crt";
+    let node = kept_cluster_node();
+    let fixed = env_value(&node, "FIXED_SETTINGS");
+    assert_eq!(
+        fixed,
+        "pod-cidr=10.244.0.0/16 service-cidr=10.96.0.0/12 cluster-name=mkstick"
+    );
+    assert_eq!(env_value(&node, "CERT_SANS"), "kube1");
+
+    // A cluster an older mkstick made: its settings are recorded, nothing
+    // is compared.
+    let run = node.run("mkstick-kubernetes", &["kubeadm"]);
+    assert!(
+        run.ok && run.stdout.contains("no record of the settings"),
+        "{}",
+        run.context()
+    );
+    assert_eq!(
+        std::fs::read_to_string(node.rootfile(settings)).unwrap(),
+        format!("FIXED_SETTINGS=\"{fixed}\"\nCERT_SANS=\"kube1\"\n")
+    );
+
+    // Made with another pod-cidr and cluster-name, and one more name: the
+    // fixed ones are refused, loudly, and the cluster runs as it was; the
+    // certificate is made again, before the kubelet starts.
+    let made = "FIXED_SETTINGS=\"pod-cidr=10.245.0.0/16 service-cidr=10.96.0.0/12 cluster-name=home\"\nCERT_SANS=\"kube1 old.lan\"\n";
+    write(&node.rootfile(settings), made);
+    write(&node.rootfile(crt), "old certificate");
+    write(
+        &node.rootfile("/etc/kubernetes/pki/apiserver.key"),
+        "old key",
+    );
+    let run = node.run("mkstick-kubernetes", &["kubeadm"]);
+    assert!(run.ok, "{}", run.context());
+    let refused = "mkstick: SETTINGS NOT APPLIED: pod-cidr is 10.244.0.0/16 in mkstick.toml, but the cluster was made with pod-cidr = \"10.245.0.0/16\"; cluster-name is mkstick in mkstick.toml, but the cluster was made with cluster-name = \"home\". These are fixed when a cluster is made, so the cluster runs as it was.";
+    let shown = std::fs::read_to_string(node.rootfile(issue)).unwrap();
+    assert!(
+        run.stderr.contains(refused) && shown.contains(refused),
+        "{shown}\n{}",
+        run.context()
+    );
+    let at = |p: &str| run.calls.iter().position(|c| c.starts_with(p));
+    assert!(
+        matches!((at("kubeadm init phase certs apiserver --config /etc/mkstick/kubeadm.yaml"), at("systemctl start kubelet.service")), (Some(c), Some(k)) if c < k),
+        "{}",
+        run.context()
+    );
+    assert_eq!(
+        std::fs::read_to_string(node.rootfile(crt)).unwrap(),
+        "apiserver certificate by the kubeadm TEST DOUBLE\n"
+    );
+    assert!(!node
+        .rootfile("/etc/kubernetes/pki/apiserver.crt.mkstick-old")
+        .exists());
+    // Pods keep getting addresses from the cluster's pod network.
+    let cni = std::fs::read_to_string(node.rootfile("/etc/cni/net.d/10-mkstick.conflist")).unwrap();
+    assert!(
+        cni.contains("\"subnet\": \"10.245.0.0/16\"") && !cni.contains("10.244."),
+        "{cni}"
+    );
+    // The record keeps what the cluster was made with, and the new names.
+    assert_eq!(
+        std::fs::read_to_string(node.rootfile(settings)).unwrap(),
+        made.replace("kube1 old.lan", "kube1")
+    );
+
+    // The next boot: the names match now; the fixed settings are still
+    // refused.
+    let run = node.run("mkstick-kubernetes", &["kubeadm"]);
+    assert!(
+        run.ok && run.stderr.contains(refused) && at_none(&run, "kubeadm init phase"),
+        "{}",
+        run.context()
+    );
+
+    // Making the certificate fails: the old one is put back, loudly.
+    write(&node.rootfile(settings), made);
+    write(&node.rootfile(crt), "old certificate");
+    node.set("fail/kubeadm-phase", "");
+    let run = node.run("mkstick-kubernetes", &["kubeadm"]);
+    assert!(run.ok, "{}", run.context());
+    assert!(
+        run.stderr
+            .contains("making the API server's certificate with the names kube1 failed"),
+        "{}",
+        run.context()
+    );
+    assert_eq!(
+        std::fs::read_to_string(node.rootfile(crt)).unwrap(),
+        "old certificate"
+    );
+    assert_eq!(
+        std::fs::read_to_string(node.rootfile(settings)).unwrap(),
+        made
+    );
+    assert_eq!(run.ran("systemctl start kubelet.service").len(), 1);
+}
+
+fn at_none(run: &Run, prefix: &str) -> bool {
+    run.ran(prefix).is_empty()
 }

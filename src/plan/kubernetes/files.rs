@@ -217,6 +217,15 @@ impl KubernetesPlan {
                 self.advertise_address
                     .map_or(String::new(), |a| a.to_string()),
             ),
+            (
+                "fixed_settings",
+                crate::k8s::drift::fixed_settings_env(
+                    &self.pod_cidr.to_string(),
+                    &self.service_cidr.to_string(),
+                    self.cluster_name.as_str(),
+                ),
+            ),
+            ("cert_sans", self.cert_sans.join(" ")),
             ("sandbox_image", self.sandbox_image()),
             ("stick_label", stick_label.to_string()),
             ("stick_device_unit", device_unit(&stick_device)),
