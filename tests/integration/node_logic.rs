@@ -1586,9 +1586,11 @@ fn settings_fixed_at_init_are_not_applied_and_new_names_remake_the_certificate()
         run.context()
     );
 
-    // Making the certificate fails: the old one is put back, loudly.
+    // Making the certificate fails: the old one is put back, loudly (a key
+    // that was not there is not made up).
     write(&node.rootfile(settings), made);
     write(&node.rootfile(crt), "old certificate");
+    std::fs::remove_file(node.rootfile("/etc/kubernetes/pki/apiserver.key")).unwrap();
     node.set("fail/kubeadm-phase", "");
     let run = node.run("mkstick-kubernetes", &["kubeadm"]);
     assert!(run.ok, "{}", run.context());
