@@ -265,17 +265,6 @@ impl fmt::Display for Reclaim {
     }
 }
 
-macro_rules! deserialize_from_str {
-    ($($t:ty),*) => {$(
-        impl<'de> Deserialize<'de> for $t {
-            fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-                String::deserialize(d)?
-                    .parse()
-                    .map_err(serde::de::Error::custom)
-            }
-        }
-    )*};
-}
 deserialize_from_str!(Cidr, NodeAddress);
 
 #[cfg(test)]

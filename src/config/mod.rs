@@ -33,6 +33,20 @@ macro_rules! string_newtype {
     };
 }
 
+/// `Deserialize` through `FromStr` (whose `Err` is the message), for
+/// values that parse at the edge: an error names the value's own place.
+macro_rules! deserialize_from_str {
+    ($($t:ty),*) => {$(
+        impl<'de> serde::Deserialize<'de> for $t {
+            fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+                <String as serde::Deserialize>::deserialize(d)?
+                    .parse()
+                    .map_err(serde::de::Error::custom)
+            }
+        }
+    )*};
+}
+
 pub mod kubernetes;
 pub mod network;
 mod starter;

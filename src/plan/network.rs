@@ -185,26 +185,24 @@ impl StaticAddress {
         if let Some(g) = self.gateway {
             s.push_str(&format!("gateway={g}\n"));
         }
-        let v4: Vec<String> = self
-            .dns
-            .iter()
-            .filter(|d| d.0.is_ipv4())
-            .map(|d| format!("{d};"))
-            .collect();
+        // Each family's servers, as a keyfile list.
+        let dns = |v4: bool| -> String {
+            self.dns
+                .iter()
+                .filter(|d| d.0.is_ipv4() == v4)
+                .map(|d| format!("{d};"))
+                .collect()
+        };
+        let v4 = dns(true);
         if !v4.is_empty() {
-            s.push_str(&format!("dns={}\n", v4.concat()));
+            s.push_str(&format!("dns={v4}\n"));
         }
         // Boot fails visibly rather than coming up without the address
         // the cluster was made with.
         s.push_str("may-fail=false\n");
-        let v6: Vec<String> = self
-            .dns
-            .iter()
-            .filter(|d| d.0.is_ipv6())
-            .map(|d| format!("{d};"))
-            .collect();
+        let v6 = dns(false);
         if !v6.is_empty() {
-            s.push_str(&format!("\n[ipv6]\nmethod=auto\ndns={}\n", v6.concat()));
+            s.push_str(&format!("\n[ipv6]\nmethod=auto\ndns={v6}\n"));
         }
         s
     }
