@@ -281,7 +281,7 @@ pub fn boot_vm(s: &Scratch, image: &str, disks: &[&str], log: &str) -> String {
     boot_vm_with(s, image, disks, &[], log)
 }
 
-/// [`boot_vm`] with more `mkstick boot` arguments (`--network none`).
+/// [`boot_vm`] with more `mkstick boot` arguments (`--network isolated`).
 pub fn boot_vm_with(s: &Scratch, image: &str, disks: &[&str], extra: &[&str], log: &str) -> String {
     let mut args = EXPECT_BOOT_OK.to_vec();
     for d in disks {

@@ -15,28 +15,35 @@
 //!      --config /etc/mkstick/kubeadm.yaml` exactly once, with the kept
 //!      paths already bind-mounted from the pool and containerd running
 //!      mkstick's config; then every manifest applied in order, after the
-//!      CNI config;
+//!      CNI config; certificates the double made to expire in 10 days are
+//!      renewed by mkstick-certs.timer while the node runs;
 //!   2. a reboot with the same stick: no init, the kubelet starts, the
-//!      manifests are applied again;
-//!   3. a stick with the next minor (1.37.0): the kept kubelet 1.36.4 runs
-//!      the control plane, `kubeadm upgrade apply v1.37.0 --yes`, then the
-//!      kubelet 1.37.0; its changed [nfs] reclaim-policy makes the (double's,
-//!      immutable) StorageClass refuse the apply, so it is deleted and made
-//!      again;
+//!      manifests are applied again, nothing is renewed;
+//!   3. a stick with the next minor (1.37.0): one more api-server-sans name
+//!      makes the API server's certificate again, another pod-cidr is
+//!      refused loudly (the CNI config keeps the cluster's); the kept
+//!      kubelet 1.36.4 runs the control plane, `kubeadm upgrade apply
+//!      v1.37.0 --yes`, then the kubelet 1.37.0; its changed [nfs]
+//!      reclaim-policy makes the (double's, immutable) StorageClass refuse
+//!      the apply, so it is deleted and made again;
 //!   4. a stick that skips a minor (1.39.0): nothing runs, the refusal is on
-//!      the console and at the login prompt, the cluster files are untouched.
+//!      the console and at the login prompt, the cluster files are untouched;
+//!   5. a new DHCP lease from another range: the cluster, bound to
+//!      10.0.2.15, is not started; the refusal names both addresses.
 //!
 //! On the flatcar-like test OS (binaries in /opt/bin, /usr/local read-only)
 //! only the main boot runs, init and the manifests on a blank drive
-//! (step 1 without step 0), to keep the boot time modest.
+//! (step 1 without step 0), to keep the boot time modest; there [network]
+//! gives the node a static address, which systemd-networkd applies.
 //!
-//! Every boot has no network at all (`mkstick boot --network none`). Each
+//! Every boot is on an isolated network (`mkstick boot --network
+//! isolated`): a DHCP address, no router, nothing reachable. Each
 //! stick carries its 13 images (hello TEST images, tests/integration/
 //! images.rs, pushed to a real Debian `docker-registry` on 127.0.0.1 and
 //! named as a mirror would name them), and the kubeadm double checks, as
 //! kubeadm's ImagePull preflight check does, that every image its config
-//! names is in containerd, failing when one is missing and there is no
-//! network. Boot 0 imports them; boots 1 and 2 find them kept on the drive
+//! names is in containerd, failing when one is missing and its registry
+//! cannot be resolved. Boot 0 imports them; boots 1 and 2 find them kept on the drive
 //! and import nothing; boot 3's 1.37.0 images are imported before the
 //! upgrade. Boot 1 also checks each pinned digest in `ctr images ls`,
 //! containerd's sandbox image, and runs one image with `ctr run`.
@@ -429,7 +436,7 @@ check no-failed-units test -z "$(failed_units)"
     let c3 = boot_vm(&s, "mkstick.img", &[&d0], "k8s-3-upgrade");
     assert!(
         c3.contains("imported 13 images from the stick into containerd"),
-        "boot 3: the 1.37.0 stick's images are imported, with no network"
+        "boot 3: the 1.37.0 stick's images are imported, with no way out"
     );
     assert_eq!(
         calls(&c3),
