@@ -265,28 +265,32 @@ mod tests {
     #[test]
     fn a_static_address_renders_for_both_stacks() {
         let p = plan("mac = \"52:54:00:AB:CD:01\"\naddress = \"192.168.1.10/24\"\ngateway = \"192.168.1.1\"\ndns = [\"192.168.1.1\", \"2606:4700:4700::1111\"]\n").unwrap();
-        let files = p.overlay(NetworkStack::NetworkManager);
-        let OverlayFile::File {
-            path,
-            mode,
-            contents,
-        } = &files[0]
-        else {
-            panic!()
-        };
-        assert_eq!((path.as_str(), *mode), (KEYFILE, 0o600));
-        golden("network/static-mac.nmconnection", contents);
-        let files = p.overlay(NetworkStack::Networkd);
-        let OverlayFile::File {
-            path,
-            mode,
-            contents,
-        } = &files[0]
-        else {
-            panic!()
-        };
-        assert_eq!((path.as_str(), *mode), (NETWORKD_FILE, 0o644));
-        golden("network/static-mac.network", contents);
+        for (stack, want_path, want_mode, name) in [
+            (
+                NetworkStack::NetworkManager,
+                KEYFILE,
+                0o600,
+                "network/static-mac.nmconnection",
+            ),
+            (
+                NetworkStack::Networkd,
+                NETWORKD_FILE,
+                0o644,
+                "network/static-mac.network",
+            ),
+        ] {
+            let files = p.overlay(stack);
+            let OverlayFile::File {
+                path,
+                mode,
+                contents,
+            } = &files[0]
+            else {
+                panic!("{stack:?}: not a file")
+            };
+            assert_eq!((path.as_str(), *mode), (want_path, want_mode));
+            golden(name, contents);
+        }
 
         let p = plan("interface = \"enp1s0\"\naddress = \"10.0.2.50/24\"\n").unwrap();
         let s = p.static_address.as_ref().unwrap();
