@@ -139,29 +139,8 @@ impl KubernetesPlan {
 
         let table = binaries_table(&e, k)?;
 
-        let (pod_cidr, service_cidr, mut advertise_address) = networks(&e, k)?;
-        if let Some(s) = &network.static_address {
-            let ip = std::net::IpAddr::V4(s.address.ip);
-            match (&k.advertise_address, advertise_address) {
-                (Some(at), Some(a)) if a.0 != ip => {
-                    return Err(e.spanned(
-                        at.span(),
-                        format!("advertise-address {a} is not the server's static address {} from [network], so the API server would advertise an address the server does not have; remove advertise-address (the static address is used)", s.address.ip),
-                    ));
-                }
-                _ => advertise_address = Some(NodeAddress(ip)),
-            }
-            if let Some(a) = advertise_address {
-                for (name, net) in [("pod-cidr", pod_cidr), ("service-cidr", service_cidr)] {
-                    if net.0.contains(&a.0) {
-                        return Err(e.at(
-                            e.table_at("network"),
-                            format!("the server's static address {a} is inside [kubernetes] {name} {net}: traffic to the node would be routed to pods; change {name} to a range your LAN does not use"),
-                        ));
-                    }
-                }
-            }
-        }
+        let static_ip = network.static_address.as_ref().map(|s| s.address.ip);
+        let (pod_cidr, service_cidr, advertise_address) = networks(&e, k, static_ip)?;
 
         let hostname = cfg.node.hostname.to_string();
         let mut cert_sans = vec![hostname];
@@ -305,8 +284,14 @@ fn binaries_table(e: &Errors, k: &KubernetesConfig) -> Result<Table> {
 }
 
 /// The pod and service networks, checked against kubeadm's limits, each
-/// other and the node's address.
-fn networks(e: &Errors, k: &KubernetesConfig) -> Result<(Cidr, Cidr, Option<NodeAddress>)> {
+/// other and the node's address; and that address: `advertise-address`,
+/// else `[network]`'s static address (`static_ip`), which an
+/// `advertise-address` must equal.
+fn networks(
+    e: &Errors,
+    k: &KubernetesConfig,
+    static_ip: Option<std::net::Ipv4Addr>,
+) -> Result<(Cidr, Cidr, Option<NodeAddress>)> {
     let pod_cidr = value_or(&k.pod_cidr, DEFAULT_POD_CIDR);
     let service_cidr = value_or(&k.service_cidr, DEFAULT_SERVICE_CIDR);
     let pod_at = span_or(&k.pod_cidr, e.table_at("kubernetes"));
@@ -324,24 +309,46 @@ fn networks(e: &Errors, k: &KubernetesConfig) -> Result<(Cidr, Cidr, Option<Node
             format!("service-cidr {service_cidr} overlaps pod-cidr {pod_cidr}; pods and services need separate ranges, like the defaults {DEFAULT_POD_CIDR} and {DEFAULT_SERVICE_CIDR}"),
         ));
     }
-    let advertise_address = k.advertise_address.as_ref().map(|a| *a.get_ref());
-    if let (Some(a), Some(s)) = (advertise_address, &k.advertise_address) {
-        if a.0.is_ipv6() {
-            return Err(e.spanned(
-                s.span(),
-                format!("{a} is an IPv6 address; mkstick sets up an IPv4 cluster, so write the server's IPv4 address, like \"192.168.1.10\""),
-            ));
-        }
+    // The node's address must not be routed to pods or Services. `whose`
+    // names it, `table` where the CIDRs are when the error is elsewhere.
+    let outside_cidrs = |a: NodeAddress, at: usize, whose: &str, table: &str| -> Result<()> {
         for (name, net) in [("pod-cidr", pod_cidr), ("service-cidr", service_cidr)] {
             if net.0.contains(&a.0) {
-                return Err(e.spanned(
-                    s.span(),
-                    format!("the node's address {a} is inside {name} {net}: traffic to the node would be routed to pods; change {name} to a range your LAN does not use"),
+                return Err(e.at(
+                    at,
+                    format!("{whose} {a} is inside {table}{name} {net}: traffic to the node would be routed to pods; change {name} to a range your LAN does not use"),
                 ));
             }
         }
+        Ok(())
+    };
+    let static_address = static_ip.map(|ip| NodeAddress(std::net::IpAddr::V4(ip)));
+    let Some(s) = &k.advertise_address else {
+        if let Some(a) = static_address {
+            outside_cidrs(
+                a,
+                e.table_at("network"),
+                "the server's static address",
+                "[kubernetes] ",
+            )?;
+        }
+        return Ok((pod_cidr, service_cidr, static_address));
+    };
+    let a = *s.get_ref();
+    if a.0.is_ipv6() {
+        return Err(e.spanned(
+            s.span(),
+            format!("{a} is an IPv6 address; mkstick sets up an IPv4 cluster, so write the server's IPv4 address, like \"192.168.1.10\""),
+        ));
     }
-    Ok((pod_cidr, service_cidr, advertise_address))
+    outside_cidrs(a, s.span().start, "the node's address", "")?;
+    if let Some(ip) = static_address.filter(|ip| *ip != a) {
+        return Err(e.spanned(
+            s.span(),
+            format!("advertise-address {a} is not the server's static address {ip} from [network], so the API server would advertise an address the server does not have; remove advertise-address (the static address is used)"),
+        ));
+    }
+    Ok((pod_cidr, service_cidr, Some(a)))
 }
 
 /// `[ingress]`: the controller and its two ports.
