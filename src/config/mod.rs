@@ -325,6 +325,11 @@ impl LoadedConfig {
         }
     }
 
+    /// Where the table `[name]` starts, if it is written as a header.
+    pub fn table_at(&self, name: &str) -> Option<usize> {
+        self.text.find(&format!("[{name}]"))
+    }
+
     /// An error pointing at a value of this config.
     pub fn error_at<T>(&self, value: &Spanned<T>, message: String) -> SourceError {
         SourceError::at(&self.path, &self.text, value.span().start, message)

@@ -215,10 +215,7 @@ struct Errors<'a>(&'a LoadedConfig);
 impl Errors<'_> {
     /// Where `[name]` starts, for errors about a whole table.
     fn table_at(&self, name: &str) -> usize {
-        self.0
-            .text
-            .find(&format!("[{name}]"))
-            .unwrap_or(self.0.text.len())
+        self.0.table_at(name).unwrap_or(self.0.text.len())
     }
 
     fn at(&self, at: usize, msg: String) -> anyhow::Error {

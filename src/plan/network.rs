@@ -66,7 +66,7 @@ impl NetworkPlan {
         let err = |at: usize, msg: String| -> anyhow::Error {
             SourceError::at(&loaded.path, &loaded.text, at, msg).into()
         };
-        let table_at = loaded.text.find("[network]").unwrap_or(0);
+        let table_at = loaded.table_at("network").unwrap_or(0);
         let Some(address) = &n.address else {
             // Only DHCP: the other keys would do nothing.
             let stray = [

@@ -99,7 +99,7 @@ impl StoragePlan {
         cfg: &StorageConfig,
         needs: &StorageNeeds,
     ) -> Result<StoragePlan> {
-        let table_at = loaded.text.find("[storage]").unwrap_or(0);
+        let table_at = loaded.table_at("storage").unwrap_or(0);
         let at = |span: std::ops::Range<usize>, msg: String| -> anyhow::Error {
             SourceError::at(&loaded.path, &loaded.text, span.start, msg).into()
         };
