@@ -974,16 +974,15 @@ pub fn describe_json(plan: &Plan, payload: &Payload) -> PlanJson {
         network: {
             use crate::plan::network::Link;
             let a = plan.network.static_address.as_ref();
+            let (interface, mac) = match a.map(|a| &a.link) {
+                Some(Link::Name(n)) => (Some(n.clone()), None),
+                Some(Link::Mac(m)) => (None, Some(m.clone())),
+                None => (None, None),
+            };
             NetworkJson {
                 static_address: a.map(|a| a.address.to_string()),
-                interface: a.and_then(|a| match &a.link {
-                    Link::Name(n) => Some(n.clone()),
-                    Link::Mac(_) => None,
-                }),
-                mac: a.and_then(|a| match &a.link {
-                    Link::Mac(m) => Some(m.clone()),
-                    Link::Name(_) => None,
-                }),
+                interface,
+                mac,
                 gateway: a.and_then(|a| a.gateway.map(|g| g.to_string())),
                 dns: a.map_or_else(Vec::new, |a| a.dns.iter().map(|d| d.to_string()).collect()),
             }
