@@ -8,20 +8,14 @@ use crate::common::*;
 
 /// The file at `path` in the image's embedded Ignition config: its mode and
 /// contents.
-fn ignition_file(s: &Scratch, path: &str) -> Option<(u64, String)> {
-    let ign: serde_json::Value =
+fn ignition_file(s: &Scratch, path: &str) -> Option<(u32, String)> {
+    let config: mkstick::ignition::Config =
         serde_json::from_slice(&embedded_ignition(&s.path("mkstick.img"))).unwrap();
-    ign["storage"]["files"].as_array()?.iter().find_map(|f| {
-        (f["path"] == path).then(|| {
-            let data =
-                mkstick::ignition::decode_data_url(f["contents"]["source"].as_str().unwrap())
-                    .unwrap();
-            (
-                f["mode"].as_u64().unwrap(),
-                String::from_utf8(data).unwrap(),
-            )
-        })
-    })
+    let mode = config.storage.files.iter().find(|f| f.path == path)?.mode;
+    Some((
+        mode.unwrap(),
+        crate::kubernetes::ignition_file(&config, path)?,
+    ))
 }
 
 fn set_stack(s: &Scratch, stack: Option<&str>) {

@@ -1149,20 +1149,8 @@ fn images_are_imported_from_the_checked_stick_once() {
 /// is bounded.
 #[test]
 fn an_upgrade_waits_for_the_node_and_gives_up_when_it_stays_not_ready() {
-    let node = Node::new();
+    let node = kept_cluster_node_at("1.35.2");
     node.set_env("NODE_READY_WAIT_SECS=600", "NODE_READY_WAIT_SECS=1");
-    write(&node.rootfile("/opt/bin/kubelet"), "kubelet 1.36.4\n");
-    set_mode(&node.rootfile("/opt/bin/kubelet"), 0o755);
-    write(&node.rootfile("/etc/kubernetes/admin.conf"), "admin");
-    write(
-        &node.rootfile("/etc/kubernetes/manifests/kube-apiserver.yaml"),
-        &apiserver(Some("1.35.2")),
-    );
-    let kept = node.rootfile("/var/lib/kubelet/mkstick");
-    write(&kept.join("kubelet"), "kubelet 1.35.2\n");
-    set_mode(&kept.join("kubelet"), 0o755);
-    write(&kept.join("version"), "1.35.2\n");
-    std::fs::create_dir_all(node.rootfile("/var/lib/etcd/member")).unwrap();
     node.set("not-ready", "");
     let started = std::time::Instant::now();
     let run = node.run("mkstick-kubernetes", &["kubeadm"]);
@@ -1181,6 +1169,12 @@ fn an_upgrade_waits_for_the_node_and_gives_up_when_it_stays_not_ready() {
 
 /// A node with a kept cluster at this stick's version, made at 10.0.2.15.
 fn kept_cluster_node() -> Node {
+    kept_cluster_node_at("1.36.4")
+}
+
+/// A node with this stick (Kubernetes 1.36.4) and a kept cluster at
+/// `version`, made at 10.0.2.15, its kubelet kept beside it.
+fn kept_cluster_node_at(version: &str) -> Node {
     let node = Node::new();
     node.set_env("ADDRESS_WAIT_SECS=90", "ADDRESS_WAIT_SECS=3");
     write(&node.rootfile("/opt/bin/kubelet"), "kubelet 1.36.4\n");
@@ -1188,12 +1182,12 @@ fn kept_cluster_node() -> Node {
     write(&node.rootfile("/etc/kubernetes/admin.conf"), "admin");
     write(
         &node.rootfile("/etc/kubernetes/manifests/kube-apiserver.yaml"),
-        &apiserver(Some("1.36.4")),
+        &apiserver(Some(version)),
     );
     let kept = node.rootfile("/var/lib/kubelet/mkstick");
-    write(&kept.join("kubelet"), "kubelet 1.36.4\n");
+    write(&kept.join("kubelet"), &format!("kubelet {version}\n"));
     set_mode(&kept.join("kubelet"), 0o755);
-    write(&kept.join("version"), "1.36.4\n");
+    write(&kept.join("version"), &format!("{version}\n"));
     std::fs::create_dir_all(node.rootfile("/var/lib/etcd/member")).unwrap();
     node
 }
