@@ -42,6 +42,10 @@ finish() {
     systemctl poweroff --force
 }
 mounted() { findmnt --mountpoint /var/mnt/data --types btrfs; }
+is_subvolume() { test "$(stat -c %i "$1")" = 256 && btrfs subvolume show "$1" >/dev/null; }
+# What state holds: each entry's mode, owner, link count, link target and
+# size, and each file's sha256 (the same command runs on the host).
+state_manifest() { say "MKSTICK-STATE-BEGIN"; (cd /var/mnt/data/state && STATE_MANIFEST) > /dev/ttyS0; say "MKSTICK-STATE-END"; }
 bound() { findmnt --mountpoint "$1" -n -o SOURCE | grep -qF "[/state$1]"; }
 no_failed_units() { test -z "$(systemctl list-units --failed --plain --no-legend)"; }
 only_failed() { test "$(systemctl list-units --failed --plain --no-legend | awk '{print $1}' | sort | paste -sd' ')" = "$1"; }
@@ -95,7 +99,10 @@ fn build(s: &Scratch, flavour: Flavour, drives: &[&str], checks: &str) {
     let layout = layout_checks(flavour, &bin_dir);
     s.write(
         "check.ign",
-        &fragment(&bin_dir, &format!("{PRELUDE}{layout}{checks}finish\n")),
+        &fragment(
+            &bin_dir,
+            &format!("{PRELUDE}{layout}{checks}finish\n").replace("STATE_MANIFEST", STATE_MANIFEST),
+        ),
     );
     ok(s.run(&["build", "-q", "--force"]));
     ignition_validate(&embedded_ignition(&s.path("mkstick.img")));
@@ -120,6 +127,99 @@ fn succeed(cmd: &mut Command) {
 
 fn sparse(path: &Path, bytes: u64) {
     std::fs::File::create(path).unwrap().set_len(bytes).unwrap();
+}
+
+/// The manifest of a directory, run in it by `sh -c` on the host and in the
+/// guest: every entry's path, mode, owner, group, link count, link target
+/// and size, then every file's sha256, sorted.
+const STATE_MANIFEST: &str = "find . -printf '%p %m %U %G %n %l %s\\n' | LC_ALL=C sort; find . -type f -exec sha256sum {} + | LC_ALL=C sort";
+
+/// The lines of `console` between the lines holding `begin` and `end`.
+fn between(console: &str, begin: &str, end: &str) -> String {
+    let text = console.replace('\r', "");
+    let from = text.find(begin).map(|i| i + begin.len());
+    let to = text.rfind(end);
+    match (from, to) {
+        (Some(f), Some(t)) if f <= t => {
+            let inner = &text[f..t];
+            let inner = inner.split_once('\n').map_or("", |(_, rest)| rest);
+            // Only the manifest's lines: find's (from ".") and sha256sum's
+            // (64 hex digits); the console may carry other messages.
+            let ours = |l: &&str| {
+                l.starts_with('.')
+                    || (l.len() > 66 && l[..64].bytes().all(|b| b.is_ascii_hexdigit()))
+            };
+            inner.lines().filter(ours).collect::<Vec<_>>().join("\n")
+        }
+        _ => String::new(),
+    }
+}
+
+/// Gives the raid1 pool on d0 and d1 the layout of pools made before
+/// mkstick kept snapshots (state a plain directory, its files copied, not
+/// shared), adds a hard link, a symlink and a file with odd mode and owner,
+/// and returns the state's manifest. On the host: loop devices, `btrfs
+/// device scan` (no udev here) and a btrfs mount.
+fn to_plain_state(s: &Scratch) -> String {
+    let loops: Vec<String> = ["d0", "d1"]
+        .iter()
+        .map(|d| {
+            let o = Command::new("losetup")
+                .args(["-f", "--show"])
+                .arg(s.path(&format!("{d}.img")))
+                .output()
+                .unwrap();
+            assert!(
+                o.status.success(),
+                "losetup: {}",
+                String::from_utf8_lossy(&o.stderr)
+            );
+            String::from_utf8_lossy(&o.stdout).trim().to_string()
+        })
+        .collect();
+    let mnt = s.path("pool-on-host");
+    std::fs::create_dir_all(&mnt).unwrap();
+    let script = format!(
+        r#"set -e
+btrfs device scan {l0} {l1} >/dev/null
+mount -t btrfs {l0} "$1"
+cd "$1"
+test "$(stat -c %i state)" = 256
+btrfs subvolume snapshot state .old-state >/dev/null
+btrfs subvolume delete state >/dev/null
+mkdir state
+cp -a --reflink=never .old-state/. state/
+chmod --reference=.old-state state
+btrfs subvolume delete .old-state >/dev/null
+test "$(stat -c %i state)" != 256
+k=state{KEPT}
+printf 'odd\n' > $k/odd && chmod 0640 $k/odd && chown 1234:5678 $k/odd
+ln $k/kept.txt $k/kept-hardlink
+ln -s kept.txt $k/kept-symlink
+mkdir -m 0700 $k/private && head -c 3000000 /dev/urandom > $k/private/blob
+cd state && {STATE_MANIFEST}
+cd / && umount "$1"
+"#,
+        l0 = loops[0],
+        l1 = loops[1],
+    );
+    let o = Command::new("sh")
+        .args(["-c", &script, "sh"])
+        .arg(&mnt)
+        .output()
+        .unwrap();
+    if !o.status.success() {
+        let _ = Command::new("umount").arg(&mnt).status();
+    }
+    for l in &loops {
+        let _ = Command::new("losetup").args(["-d", l]).status();
+    }
+    assert!(
+        o.status.success(),
+        "making the plain state layout on the host: {}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    String::from_utf8_lossy(&o.stdout).trim().to_string()
 }
 
 fn pool_uuid(console: &str) -> String {
@@ -195,6 +295,7 @@ for p in /etc/kubernetes /var/lib/containerd /var/lib/etcd /var/lib/kubelet; do 
 echo "{token}" > {MOUNT}/marker && sync
 echo "kept {token}" > {KEPT}/kept.txt && sync
 check kept-on-pool test -f {MOUNT}/state{KEPT}/kept.txt
+check state-is-subvolume is_subvolume {MOUNT}/state
 check status-healthy grep -q 'pool "data" healthy: raid1 on 2 drives (virtio-d0 virtio-d1)' /etc/issue.d/50-mkstick-storage.issue
 check status-in-journal status_in_journal
 # NFS over loopback, from the OS's own server, onto the pool.
@@ -225,8 +326,18 @@ check no-failed-units no_failed_units
         "the console said the pool was created"
     );
 
+    // Between boots, on the host: the pool gets the layout pools made
+    // before mkstick kept snapshots have, state a plain directory, with a
+    // hard link, a symlink and odd modes and owners in it.
+    let before = to_plain_state(&s);
+    assert!(
+        before.contains("/kept-hardlink 644 0 0 2 ") && before.contains("/odd 640 1234 5678 1 "),
+        "the host's manifest of the plain state: {before}"
+    );
+
     // Boot 2: the same drives and a fresh RAM state (the stick is rebuilt
-    // with boot 2's checks, as an upgrade by reflashing would do).
+    // with boot 2's checks, as an upgrade by reflashing would do); the
+    // plain state directory is converted into a subvolume in place.
     build(
         &s,
         flavour,
@@ -241,7 +352,11 @@ check kept-file test "$(cat {KEPT}/kept.txt)" = "kept {token}"
 check nfs-file test "$(cat {MOUNT}/exports/via-nfs.txt)" = "through nfs {token}"
 check "bound {KEPT}" bound {KEPT}
 check raid1 profiles_are raid1
+check state-converted is_subvolume {MOUNT}/state
+check conversion-said journalctl -b -o cat -u mkstick-state.service --grep "is a btrfs subvolume now, with everything it held"
+check nothing-left-over test -z "$(ls -A {MOUNT} | grep -F .state.mkstick)"
 check no-failed-units no_failed_units
+state_manifest
 "#
         ),
     );
@@ -253,6 +368,11 @@ check no-failed-units no_failed_units
     );
     assert_eq!(pool_uuid(&c2), uuid, "the same pool after a reboot");
     assert!(!c2.contains("creating it"), "no mkfs on a reboot");
+    assert_eq!(
+        between(&c2, "MKSTICK-STATE-BEGIN", "MKSTICK-STATE-END"),
+        before,
+        "boot 2: the converted state holds exactly what the plain directory held"
+    );
 
     // Boot 3: a third blank drive and a drive holding ext4 are listed.
     build(
