@@ -283,6 +283,22 @@ fn describe_kubernetes(s: &mut String, plan: &Plan, payload: &Payload) {
         k.version.minor,
         k.version
     );
+    if let Some(st) = &plan.storage {
+        let _ = writeln!(
+            s,
+            "      first taking a read-only snapshot of the cluster's state (etcd, /etc/kubernetes,"
+        );
+        let _ = writeln!(
+            s,
+            "      /var/lib/kubelet) into {} (the last {} are kept); a failed upgrade",
+            st.snapshots_dir(),
+            crate::plan::kubernetes::KEEP_SNAPSHOTS
+        );
+        let _ = writeln!(
+            s,
+            "      is rolled back to it, and the old version runs again"
+        );
+    }
     let _ = writeln!(
         s,
         "    - any other version: refused, on the console and at the login prompt; the"
@@ -291,6 +307,17 @@ fn describe_kubernetes(s: &mut String, plan: &Plan, payload: &Payload) {
         s,
         "      cluster is not touched (kubeadm goes one minor version at a time, never down)"
     );
+    if let Some(st) = &plan.storage {
+        let _ = writeln!(
+            s,
+            "    - the way back after an upgrade: the previous stick's refusal names the snapshot"
+        );
+        let _ = writeln!(
+            s,
+            "      taken before it; written into {}/restore, it is restored at the next boot",
+            st.snapshots_dir()
+        );
+    }
     let _ = writeln!(s, "  Then, in order, it applies:");
     let _ = writeln!(
         s,

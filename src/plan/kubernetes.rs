@@ -47,6 +47,10 @@ pub const KEPT_PATHS: [&str; 4] = [
     "/var/lib/kubelet",
 ];
 
+/// How many read-only snapshots of the cluster's state the node keeps: one
+/// is taken before each Kubernetes version change (and before a restore).
+pub const KEEP_SNAPSHOTS: usize = 3;
+
 /// The StorageClass's manifest on the node; the addons unit recreates the
 /// class when an apply is refused (its fields are immutable).
 pub const STORAGE_CLASS_FILE: &str = "31-nfs-storageclass.yaml";
@@ -802,6 +806,9 @@ mod tests {
                 ("fixed_settings", String::new()),
                 ("cert_sans", String::new()),
                 ("stick_label", "mkstick".to_string()),
+                ("state_dir", "/var/mnt/data/state".to_string()),
+                ("snapshot_dir", "/var/mnt/data/snapshots".to_string()),
+                ("keep_snapshots", KEEP_SNAPSHOTS.to_string()),
                 ("storage_class", "nfs".to_string()),
                 ("storage_class_file", STORAGE_CLASS_FILE.to_string()),
             ]);

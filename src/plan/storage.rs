@@ -234,7 +234,18 @@ impl StoragePlan {
 
     /// Where a kept path lives on the pool.
     pub fn state_dir(&self, p: &StatePath) -> String {
-        format!("{}/state{p}", self.mount)
+        format!("{}{p}", self.state_subvolume())
+    }
+
+    /// The btrfs subvolume that holds every kept path (mkstick-storage
+    /// state makes it, converting a plain directory in place).
+    pub fn state_subvolume(&self) -> String {
+        format!("{}/state", self.mount)
+    }
+
+    /// Where the node keeps its read-only snapshots of the state.
+    pub fn snapshots_dir(&self) -> String {
+        format!("{}/snapshots", self.mount)
     }
 
     pub fn mount_options(&self) -> String {

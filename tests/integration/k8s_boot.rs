@@ -19,16 +19,25 @@
 //!      renewed by mkstick-certs.timer while the node runs;
 //!   2. a reboot with the same stick: no init, the kubelet starts, the
 //!      manifests are applied again, nothing is renewed;
-//!   3. a stick with the next minor (1.37.0): one more api-server-sans name
+//!   3. a stick with the next minor (1.37.0) whose kubeadm double fails
+//!      `upgrade apply` halfway (manifests, certificates and etcd's data
+//!      changed): the read-only btrfs snapshot taken before it is put back
+//!      byte for byte, and the kept kubelet 1.36.4 runs again;
+//!   4. a stick with the next minor (1.37.0): one more api-server-sans name
 //!      makes the API server's certificate again, another pod-cidr is
 //!      refused loudly (the CNI config keeps the cluster's); the kept
 //!      kubelet 1.36.4 runs the control plane, `kubeadm upgrade apply
 //!      v1.37.0 --yes`, then the kubelet 1.37.0; its changed [nfs]
 //!      reclaim-policy makes the (double's, immutable) StorageClass refuse
 //!      the apply, so it is deleted and made again;
-//!   4. a stick that skips a minor (1.39.0): nothing runs, the refusal is on
-//!      the console and at the login prompt, the cluster files are untouched;
-//!   5. a new DHCP lease from another range: the cluster, bound to
+//!   5. the previous stick (1.36.4): a downgrade; nothing runs, the refusal
+//!      is on the console and at the login prompt, the cluster files are
+//!      untouched, and it offers the way back: the snapshot taken before
+//!      the upgrade, and the command that asks for it, which the check runs;
+//!   6. the same stick again: the snapshot is restored (the state as it
+//!      was, byte for byte; the state before kept in a snapshot), then
+//!      1.36.4 starts;
+//!   7. a new DHCP lease from another range: the cluster, bound to
 //!      10.0.2.15, is not started; the refusal names both addresses.
 //!
 //! On the flatcar-like test OS (binaries in /opt/bin, /usr/local read-only)
@@ -45,7 +54,7 @@
 //! names is in containerd, failing when one is missing and its registry
 //! cannot be resolved. Boot 0 imports them; boots 1 and 2 find them kept on the drive
 //! and import nothing; boot 3's 1.37.0 images are imported before the
-//! upgrade. Boot 1 also checks each pinned digest in `ctr images ls`,
+//! upgrade, and boot 4 finds them kept. Boot 1 also checks each pinned digest in `ctr images ls`,
 //! containerd's sandbox image, and runs one image with `ctr run`.
 //!
 //! Not proven here (real hardware only): that the real kubeadm, kubelet and
@@ -88,6 +97,24 @@ images_at_pins() {
 }
 pause_ref() { (. /etc/mkstick/kubernetes.env; for r in $IMAGES; do case $r in */k8s/pause:*) echo "${r%@*}";; esac; done); }
 first_image() { (. /etc/mkstick/kubernetes.env; set -- $IMAGES; echo "${1%@*}"); }
+# The cluster's paths (what a rollback restores; not the kubelet's runtime)
+# hold exactly what they hold in the snapshot $1: names, types, modes,
+# owners, link targets and bytes.
+RUNTIME="pods plugins plugins_registry pod-resources device-plugins checkpoints"
+tree_of() {
+    local prune="" n
+    for n in $RUNTIME; do prune="$prune -path ./$n -prune -o"; done
+    (cd "$1" && find . $prune -printf '%p %y %m %U %G %l\n' | LC_ALL=C sort && find . $prune -type f -exec sha256sum {} + | LC_ALL=C sort)
+}
+same_as_snapshot() {
+    local p
+    [ -d "$1" ] || return 1
+    for p in /etc/kubernetes /var/lib/etcd /var/lib/kubelet; do
+        [ "$(tree_of "$1$p")" = "$(tree_of "$p")" ] || { say "differs from $1: $p"; diff <(tree_of "$1$p") <(tree_of "$p") > /dev/ttyS0; return 1; }
+    done
+}
+# The newest snapshot taken before an upgrade from $1 to $2.
+snapshot_before() { ls -d /var/mnt/data/snapshots/*Z-kubernetes-$1-before-$2 2>/dev/null | tail -n 1; }
 finish() {
     grep "^boot=$boot " /var/mnt/data/mkstick-test/calls.log 2>/dev/null | sed "s/^boot=$boot /MKSTICK-CALL /" > /dev/ttyS0
     say "--- failed units: $(failed_units)"
@@ -177,6 +204,10 @@ fn server_port(server: &Server) -> &str {
 /// The kubeadm double's init fails.
 const FAIL_INIT: &[(&str, &str)] = &[("/etc/mkstick-test/fail-init", "")];
 
+/// The kubeadm double's upgrade apply fails halfway: the control plane's
+/// manifests, its certificates and etcd's data are changed already.
+const FAIL_UPGRADE: &[(&str, &str)] = &[("/etc/mkstick-test/fail-upgrade", "")];
+
 /// The kubeadm double's init makes certificates that expire in 10 days, and
 /// mkstick-certs.timer first fires 20 s after the cluster started instead
 /// of 15 minutes: the renewal happens while the node runs.
@@ -246,6 +277,7 @@ check containerd-systemd-cgroup sh -c 'containerd config dump | grep -q "Systemd
 check cni-config test -s /etc/cni/net.d/10-mkstick.conflist
 check apiserver-1.36.4 apiserver_at 1.36.4
 check kubelet-kept test "$(cat /var/lib/kubelet/mkstick/version)" = 1.36.4
+check state-is-a-subvolume btrfs subvolume show /var/mnt/data/state
 check etcd-state-mode test "$(stat -c %a /var/mnt/data/state/var/lib/etcd)" = 700
 check kubelet-active systemctl is-active --quiet kubelet
 check addons-done journalctl -b -o cat -u mkstick-addons.service --grep "all manifests are applied"
@@ -305,7 +337,7 @@ fn with(first: &[String], rest: Vec<String>) -> Vec<String> {
 }
 
 #[test]
-fn kubeadm_inits_once_keeps_upgrades_one_minor_and_refuses_a_skip() {
+fn kubeadm_inits_once_keeps_upgrades_one_minor_rolls_back_and_goes_back() {
     let server = Server::start();
     let reg = TestRegistry::start().expect("docker-registry and skopeo (scripts/setup)");
     let s = Scratch::new("");
@@ -406,7 +438,58 @@ check images-imported journalctl -b -o cat -u mkstick-images.service --grep "imp
         "the banner warns about RAM"
     );
 
-    // 3. The next minor: upgrade, old kubelet first. [nfs] changed too: the
+    // 3. The next minor, and kubeadm upgrade apply fails halfway: the
+    //    snapshot taken before it is put back, byte for byte, and the
+    //    kept kubelet 1.36.4 runs the cluster again.
+    build(
+        &s,
+        Flavour::Coreos,
+        (&server, &reg),
+        "1.37.0",
+        ("", ""),
+        "",
+        FAIL_UPGRADE,
+        r#"
+snap=$(snapshot_before 1.36.4 1.37.0)
+check snapshot-taken test -n "$snap"
+check snapshot-read-only test "$(btrfs property get -ts "$snap" ro)" = ro=true
+check state-as-in-snapshot same_as_snapshot "$snap"
+check halfway-undone test ! -e /var/lib/etcd/member/upgrade-halfway
+check apiserver-back-at-1.36.4 apiserver_at 1.36.4
+check kubelet-kept-1.36.4 test "$(cat /var/lib/kubelet/mkstick/version)" = 1.36.4
+check kubelet-binary-old sh -c '/opt/bin/kubelet --version | grep -qx "Kubernetes v1.36.4"'
+check kubelet-active systemctl is-active --quiet kubelet
+check rollback-at-login grep -qF "UPGRADE ROLLED BACK: kubeadm upgrade apply v1.37.0 failed" /etc/issue.d/50-mkstick-kubernetes.issue
+check no-failed-units test -z "$(failed_units)"
+"#,
+    );
+    let c3 = boot_vm(&s, "mkstick.img", &[&d0], "k8s-3-upgrade-fails");
+    assert!(
+        c3.contains("imported 13 images from the stick into containerd"),
+        "boot 3: the 1.37.0 stick's images are imported, with no way out"
+    );
+    assert_eq!(
+        calls(&c3),
+        with(
+            &[
+                kubelet("1.36.4"),
+                format!("kubeadm upgrade apply v1.37.0 --yes |{KEPT}"),
+                PRESENT.to_string(),
+                kubelet("1.36.4"),
+            ],
+            applies(false)
+        ),
+        "boot 3: the upgrade on the old kubelet fails; the old kubelet runs again"
+    );
+    assert!(
+        c3.contains("took the read-only snapshot /var/mnt/data/snapshots/")
+            && c3.contains("rolling the cluster's state back to the snapshot")
+            && c3.contains("mkstick: UPGRADE ROLLED BACK: kubeadm upgrade apply v1.37.0 failed")
+            && c3.contains("and Kubernetes 1.36.4 runs again"),
+        "boot 3: the rollback is on the console"
+    );
+
+    // 4. The next minor: upgrade, old kubelet first. [nfs] changed too: the
     //    StorageClass is made again. One more name for the API server: its
     //    certificate is made again first. And another pod-cidr, which an
     //    existing cluster cannot take: not applied, loudly; the rest goes on.
@@ -430,16 +513,17 @@ check apiserver-1.37.0 apiserver_at 1.37.0
 check kubelet-kept test "$(cat /var/lib/kubelet/mkstick/version)" = 1.37.0
 check kubelet-binary-new sh -c '/opt/bin/kubelet --version | grep -qx "Kubernetes v1.37.0"'
 check class-retains grep -q 'reclaimPolicy: "Retain"' /var/mnt/data/mkstick-test/storageclass.yaml
+check two-snapshots-kept test "$(ls /var/mnt/data/snapshots | grep -c 'Z-kubernetes-1.36.4-before-1.37.0$')" = 2
 check no-failed-units test -z "$(failed_units)"
 "#,
     );
-    let c3 = boot_vm(&s, "mkstick.img", &[&d0], "k8s-3-upgrade");
+    let c4 = boot_vm(&s, "mkstick.img", &[&d0], "k8s-4-upgrade");
     assert!(
-        c3.contains("imported 13 images from the stick into containerd"),
-        "boot 3: the 1.37.0 stick's images are imported, with no way out"
+        c4.contains("all 13 images are already in containerd; nothing imported"),
+        "boot 4: the 1.37.0 images boot 3 imported are kept (a rollback leaves containerd as it is)"
     );
     assert_eq!(
-        calls(&c3),
+        calls(&c4),
         with(
             &[
                 "kubeadm init phase certs apiserver --config /etc/mkstick/kubeadm.yaml".to_string(),
@@ -450,38 +534,80 @@ check no-failed-units test -z "$(failed_units)"
             ],
             applies(true)
         ),
-        "boot 3: the certificate made again, then the upgrade on the old kubelet, then the new one"
+        "boot 4: the certificate made again, then the upgrade on the old kubelet, then the new one"
     );
     assert!(
-        c3.contains("mkstick: SETTINGS NOT APPLIED: pod-cidr is 10.245.0.0/16 in mkstick.toml"),
-        "boot 3: the refused setting is on the console"
+        c4.contains("mkstick: SETTINGS NOT APPLIED: pod-cidr is 10.245.0.0/16 in mkstick.toml"),
+        "boot 4: the refused setting is on the console"
     );
 
-    // 4. Skipping a minor: refused, nothing touched.
+    // 5. The previous stick (1.36.4) after the upgrade: a downgrade, which
+    //    kubeadm cannot do. Refused, nothing touched; the refusal offers
+    //    the way back, the snapshot taken before the upgrade, and the
+    //    command. The user runs it, as printed.
     build(
         &s,
         Flavour::Coreos,
         (&server, &reg),
-        "1.39.0",
-        ("", "reclaim-policy = \"retain\""),
+        "1.36.4",
+        ("", ""),
         "",
         &[],
         r#"
 check apiserver-still-1.37.0 apiserver_at 1.37.0
 check kubelet-not-started not systemctl is-active --quiet kubelet
-check refusal-at-login grep -q "KUBERNETES NOT STARTED: this stick carries Kubernetes 1.39.0, but the cluster on the data drives runs 1.37.0" /etc/issue.d/50-mkstick-kubernetes.issue
+check refusal-at-login grep -q "KUBERNETES NOT STARTED: this stick carries Kubernetes 1.36.4, but the cluster on the data drives runs 1.37.0" /etc/issue.d/50-mkstick-kubernetes.issue
 check only-kubeadm-failed test "$(failed_units)" = mkstick-kubeadm.service
+way_back=$(sed -n 's/.* run  \(echo [^ ]* | sudo tee [^ ]*\)  and reboot with this stick.*/\1/p' /etc/issue.d/50-mkstick-kubernetes.issue)
+check way-back-offered test -n "$way_back"
+check way-back-names-the-snapshot test "$(echo "$way_back" | cut -d' ' -f2)" = "$(basename "$(snapshot_before 1.36.4 1.37.0)")"
+# As root: sudo is left out (the test OS has none).
+sh -c "${way_back/sudo /}" > /dev/null
+check restore-asked test -s /var/mnt/data/snapshots/restore
 "#,
     );
-    let c4 = boot_vm(&s, "mkstick.img", &[&d0], "k8s-4-refuse");
-    assert_eq!(calls(&c4), Vec::<String>::new(), "boot 4: nothing ran");
+    let c5 = boot_vm(&s, "mkstick.img", &[&d0], "k8s-5-downgrade-refused");
+    assert_eq!(calls(&c5), Vec::<String>::new(), "boot 5: nothing ran");
     assert!(
-        c4.contains("mkstick: KUBERNETES NOT STARTED: this stick carries Kubernetes 1.39.0, but the cluster on the data drives runs 1.37.0")
-            && c4.contains("Boot a stick built with Kubernetes 1.38.x (or 1.37.0) to go on"),
-        "boot 4: the refusal is on the console"
+        c5.contains("mkstick: KUBERNETES NOT STARTED: this stick carries Kubernetes 1.36.4, but the cluster on the data drives runs 1.37.0")
+            && c5.contains("Or go back to the cluster as it was before its upgrade from 1.36.4, in the snapshot"),
+        "boot 5: the refusal and the way back are on the console"
     );
 
-    // 5. The router gives the server another address (a new DHCP lease
+    // 6. The same stick again, the restore asked for: the cluster's state
+    //    is the pre-upgrade snapshot's, byte for byte, Kubernetes 1.36.4
+    //    runs, and the state it had is kept in a snapshot of its own.
+    build(
+        &s,
+        Flavour::Coreos,
+        (&server, &reg),
+        "1.36.4",
+        ("", ""),
+        "",
+        &[],
+        r#"
+snap=$(snapshot_before 1.36.4 1.37.0)
+check restored-at-login grep -qF "CLUSTER RESTORED: as /var/mnt/data/snapshots/restore asked, the cluster's state was put back from the snapshot $(basename "$snap") (Kubernetes 1.36.4)" /etc/issue.d/50-mkstick-kubernetes.issue
+check request-done test ! -e /var/mnt/data/snapshots/restore
+check state-as-in-snapshot same_as_snapshot "$snap"
+check undo-kept test -n "$(ls -d /var/mnt/data/snapshots/*Z-kubernetes-1.37.0-before-restore)"
+check apiserver-1.36.4 apiserver_at 1.36.4
+check kubelet-active systemctl is-active --quiet kubelet
+check no-failed-units test -z "$(failed_units)"
+"#,
+    );
+    let c6 = boot_vm(&s, "mkstick.img", &[&d0], "k8s-6-restore");
+    assert_eq!(
+        calls(&c6),
+        with(&[kubelet("1.36.4")], applies(true)),
+        "boot 6: restored, then the kept cluster starts at 1.36.4"
+    );
+    assert!(
+        c6.contains("mkstick: CLUSTER RESTORED: as /var/mnt/data/snapshots/restore asked"),
+        "boot 6: the restore is on the console"
+    );
+
+    // 7. The router gives the server another address (a new DHCP lease
     //    from another range): the cluster, bound to 10.0.2.15, is not
     //    started; the console and the login prompt name both addresses
     //    and the fixes; the state on the pool is untouched.
@@ -489,8 +615,8 @@ check only-kubeadm-failed test "$(failed_units)" = mkstick-kubeadm.service
         &s,
         Flavour::Coreos,
         (&server, &reg),
-        "1.37.0",
-        ("", "reclaim-policy = \"retain\""),
+        "1.36.4",
+        ("", ""),
         "",
         &[],
         r#"
@@ -498,23 +624,23 @@ check new-lease test -n "$(ip -o -4 addr show scope global | grep -F 'inet 10.0.
 check refusal-at-login grep -qF "KUBERNETES NOT STARTED: THIS SERVER'S ADDRESS CHANGED. The cluster on the data drives was made at 10.0.2.15, but the server now has 10.0.3.15" /etc/issue.d/50-mkstick-kubernetes.issue
 check fix-named grep -qF 'reserve 10.0.2.15 for MAC 52:54:00:12:34:56' /etc/issue.d/50-mkstick-kubernetes.issue
 check pool-untouched grep -qx '    kubeadm.kubernetes.io/kube-apiserver.advertise-address.endpoint: 10.0.2.15:6443' /var/mnt/data/state/etc/kubernetes/manifests/kube-apiserver.yaml
-check apiserver-still-1.37.0 apiserver_at 1.37.0
+check apiserver-still-1.36.4 apiserver_at 1.36.4
 check kubelet-not-started not systemctl is-active --quiet kubelet
 check only-kubeadm-failed test "$(failed_units)" = mkstick-kubeadm.service
 "#,
     );
-    let c5 = boot_vm_with(
+    let c7 = boot_vm_with(
         &s,
         "mkstick.img",
         &[&d0],
         &["--network", "isolated", "--subnet", "10.0.3.0/24"],
-        "k8s-5-new-address",
+        "k8s-7-new-address",
     );
-    assert_eq!(calls(&c5), Vec::<String>::new(), "boot 5: nothing ran");
+    assert_eq!(calls(&c7), Vec::<String>::new(), "boot 7: nothing ran");
     assert!(
-        c5.contains("mkstick: KUBERNETES NOT STARTED: THIS SERVER'S ADDRESS CHANGED. The cluster on the data drives was made at 10.0.2.15, but the server now has 10.0.3.15")
-            && c5.contains("[network] address = \"10.0.2.15/24\" with mac = \"52:54:00:12:34:56\""),
-        "boot 5: the refusal is on the console"
+        c7.contains("mkstick: KUBERNETES NOT STARTED: THIS SERVER'S ADDRESS CHANGED. The cluster on the data drives was made at 10.0.2.15, but the server now has 10.0.3.15")
+            && c7.contains("[network] address = \"10.0.2.15/24\" with mac = \"52:54:00:12:34:56\""),
+        "boot 7: the refusal is on the console"
     );
 }
 

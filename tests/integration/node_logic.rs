@@ -12,6 +12,8 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 const BIN_DIR: &str = "/usr/local/bin";
+/// What a rollback restores (mkstick-kubernetes CLUSTER_PATHS).
+const CLUSTER_PATHS: [&str; 3] = ["/etc/kubernetes", "/var/lib/etcd", "/var/lib/kubelet"];
 const D0: &str = "/dev/disk/by-id/virtio-d0";
 const D1: &str = "/dev/disk/by-id/virtio-d1";
 const D2: &str = "/dev/disk/by-id/virtio-d2";
@@ -104,6 +106,20 @@ impl Node {
         }
         // Written by plan from the OS; the script reads it for the stick id.
         write(&root.join("etc/mkstick/release"), "STICK_ID=0123456789ab\n");
+        // On the node the cluster's paths are bind mounts of the pool's
+        // state subvolume; here, symlinks into it (the btrfs double knows
+        // the subvolume).
+        let pool_state = root.join("var/mnt/data/state");
+        for p in CLUSTER_PATHS {
+            let p = p.trim_start_matches('/');
+            std::fs::create_dir_all(pool_state.join(p)).unwrap();
+            std::fs::create_dir_all(root.join(p).parent().unwrap()).unwrap();
+            std::os::unix::fs::symlink(pool_state.join(p), root.join(p)).unwrap();
+        }
+        write(
+            &state.join("subvolumes"),
+            &format!("{}\n", pool_state.display()),
+        );
         Node {
             _dir: dir,
             root,
@@ -1607,4 +1623,263 @@ fn settings_fixed_at_init_are_not_applied_and_new_names_remake_the_certificate()
 
 fn at_none(run: &Run, prefix: &str) -> bool {
     run.ran(prefix).is_empty()
+}
+
+/// Every file, directory and symlink under `dir`, with its mode and
+/// contents (or link target), by path.
+fn tree(dir: &Path) -> std::collections::BTreeMap<String, (u32, Vec<u8>)> {
+    use std::os::unix::fs::PermissionsExt;
+    let mut out = std::collections::BTreeMap::new();
+    let mut todo = vec![dir.to_path_buf()];
+    while let Some(d) = todo.pop() {
+        for e in std::fs::read_dir(&d).unwrap() {
+            let p = e.unwrap().path();
+            let meta = std::fs::symlink_metadata(&p).unwrap();
+            let rel = p.strip_prefix(dir).unwrap().display().to_string();
+            let body = if meta.file_type().is_symlink() {
+                std::fs::read_link(&p)
+                    .unwrap()
+                    .into_os_string()
+                    .into_encoded_bytes()
+            } else if meta.is_dir() {
+                todo.push(p.clone());
+                Vec::new()
+            } else {
+                std::fs::read(&p).unwrap()
+            };
+            out.insert(rel, (meta.permissions().mode(), body));
+        }
+    }
+    out
+}
+
+/// The cluster's paths on the pool, as `tree` reads them.
+fn cluster_state(node: &Node) -> Vec<std::collections::BTreeMap<String, (u32, Vec<u8>)>> {
+    CLUSTER_PATHS
+        .iter()
+        .map(|p| tree(&node.rootfile(&format!("/var/mnt/data/state{p}"))))
+        .collect()
+}
+
+/// The snapshots in /var/mnt/data/snapshots, oldest first.
+fn snapshots(node: &Node) -> Vec<String> {
+    let mut v: Vec<String> = std::fs::read_dir(node.rootfile("/var/mnt/data/snapshots"))
+        .map(|d| {
+            d.map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+                .filter(|n| n != "restore")
+                .collect()
+        })
+        .unwrap_or_default();
+    v.sort();
+    v
+}
+
+/// A snapshot `name` as the btrfs double keeps one: a copy of the state.
+fn old_snapshot(node: &Node, name: &str) {
+    let dst = node.rootfile(&format!("/var/mnt/data/snapshots/{name}"));
+    std::fs::create_dir_all(dst.parent().unwrap()).unwrap();
+    let o = Command::new("cp")
+        .arg("-a")
+        .arg(node.rootfile("/var/mnt/data/state"))
+        .arg(&dst)
+        .output()
+        .unwrap();
+    assert!(o.status.success());
+    let list = node.state.join("subvolumes");
+    let mut text = std::fs::read_to_string(&list).unwrap();
+    text.push_str(&format!("{}\n", dst.display()));
+    write(&list, &text);
+}
+
+#[test]
+fn an_upgrade_takes_a_snapshot_first_and_keeps_the_last_three() {
+    let node = kept_cluster_node_at("1.35.2");
+    for n in [
+        "20250101T000000Z-kubernetes-1.34.1-before-1.35.0",
+        "20250601T000000Z-kubernetes-1.35.0-before-1.35.2",
+        "20251001T000000Z-kubernetes-1.35.2-before-restore",
+    ] {
+        old_snapshot(&node, n);
+    }
+    let before = cluster_state(&node);
+    let run = node.run("mkstick-kubernetes", &["kubeadm"]);
+    assert!(run.ok, "{}", run.context());
+    let root = node.root.display().to_string();
+    let calls: Vec<String> = run.calls.iter().map(|c| c.replace(&root, "")).collect();
+    let at = |p: &str| calls.iter().position(|c| c.starts_with(p));
+    let snap = at("btrfs subvolume snapshot -r /var/mnt/data/state /var/mnt/data/snapshots/");
+    assert!(
+        matches!((snap, at("systemctl start kubelet.service"), at("kubeadm upgrade apply")), (Some(s), Some(k), Some(u)) if s < k && k < u),
+        "the snapshot is taken before the kubelet starts: {}",
+        run.context()
+    );
+    let names = snapshots(&node);
+    assert_eq!(names.len(), 3, "{names:?}");
+    assert_eq!(
+        names[..2],
+        [
+            "20250601T000000Z-kubernetes-1.35.0-before-1.35.2",
+            "20251001T000000Z-kubernetes-1.35.2-before-restore"
+        ]
+    );
+    assert!(
+        names[2].ends_with("Z-kubernetes-1.35.2-before-1.36.4"),
+        "{names:?}"
+    );
+    assert!(calls.contains(&"btrfs subvolume delete /var/mnt/data/snapshots/20250101T000000Z-kubernetes-1.34.1-before-1.35.0".to_string()), "{}", run.context());
+    // The snapshot holds the cluster as it was before the upgrade.
+    let snap_dir = node.rootfile(&format!("/var/mnt/data/snapshots/{}", names[2]));
+    let in_snap: Vec<_> = CLUSTER_PATHS
+        .iter()
+        .map(|p| tree(&snap_dir.join(p.trim_start_matches('/'))))
+        .collect();
+    assert_eq!(in_snap, before);
+
+    // No snapshot, no upgrade.
+    let node = kept_cluster_node_at("1.35.2");
+    node.set("fail/btrfs-snapshot", "");
+    let run = node.run("mkstick-kubernetes", &["kubeadm"]);
+    assert!(!run.ok, "{}", run.context());
+    assert!(
+        run.stderr.contains(
+            "KUBERNETES NOT STARTED: the upgrade from 1.35.2 to 1.36.4 starts with a snapshot"
+        ),
+        "{}",
+        run.context()
+    );
+    assert!(
+        run.ran("kubeadm upgrade").is_empty() && run.ran("systemctl start kubelet").is_empty(),
+        "{}",
+        run.context()
+    );
+}
+
+#[test]
+fn a_failed_upgrade_is_rolled_back_to_the_snapshot_and_the_old_kubelet_runs() {
+    let node = kept_cluster_node_at("1.35.2");
+    node.set_env("STATIC_POD_PAUSE_SECS=25", "STATIC_POD_PAUSE_SECS=0");
+    write(&node.rootfile("/var/lib/etcd/member/db"), "etcd before");
+    write(
+        &node.rootfile("/var/lib/kubelet/config.yaml"),
+        "kubelet config before",
+    );
+    node.set("fail/kubeadm-upgrade", "");
+    let before = cluster_state(&node);
+    let run = node.run("mkstick-kubernetes", &["kubeadm"]);
+    assert!(run.ok, "the cluster runs again: {}", run.context());
+    assert_eq!(
+        cluster_state(&node),
+        before,
+        "byte for byte as before: {}",
+        run.context()
+    );
+    assert_eq!(
+        std::fs::read_to_string(node.rootfile("/opt/bin/kubelet")).unwrap(),
+        "kubelet 1.35.2\n",
+        "the old kubelet runs: {}",
+        run.context()
+    );
+    let at = |p: &str| run.calls.iter().rposition(|c| c.starts_with(p));
+    assert!(
+        matches!((at("kubeadm upgrade apply"), at("systemctl stop kubelet.service"), at("systemctl start kubelet.service")), (Some(u), Some(s), Some(k)) if u < s && s < k),
+        "{}",
+        run.context()
+    );
+    let issue =
+        std::fs::read_to_string(node.rootfile("/etc/issue.d/50-mkstick-kubernetes.issue")).unwrap();
+    assert!(
+        issue.contains("UPGRADE ROLLED BACK: kubeadm upgrade apply v1.36.4 failed")
+            && issue.contains("Kubernetes 1.35.2 runs again"),
+        "{issue}"
+    );
+    assert!(
+        run.stderr.contains("UPGRADE ROLLED BACK"),
+        "{}",
+        run.context()
+    );
+    assert!(!node
+        .rootfile("/var/mnt/data/state/.mkstick-restoring")
+        .exists());
+}
+
+#[test]
+fn the_way_back_restores_a_snapshot_only_when_asked() {
+    // The cluster was upgraded from 1.36.4 (this stick) to 1.37.0.
+    let node = kept_cluster_node_at("1.36.4");
+    write(&node.rootfile("/var/lib/etcd/member/db"), "etcd at 1.36.4");
+    assert!(
+        node.run("mkstick-kubernetes", &["kubeadm"]).ok,
+        "it ran at 1.36.4"
+    );
+    let old = "20260101T000000Z-kubernetes-1.36.4-before-1.37.0";
+    old_snapshot(&node, old);
+    let at_old = cluster_state(&node);
+    write(
+        &node.rootfile("/etc/kubernetes/manifests/kube-apiserver.yaml"),
+        &apiserver(Some("1.37.0")),
+    );
+    write(
+        &node.rootfile("/var/lib/kubelet/mkstick/version"),
+        "1.37.0\n",
+    );
+    write(&node.rootfile("/var/lib/etcd/member/db"), "etcd at 1.37.0");
+    let at_new = cluster_state(&node);
+
+    // Not asked: refused, and the refusal names the snapshot and the way.
+    let run = node.run("mkstick-kubernetes", &["kubeadm"]);
+    assert!(!run.ok);
+    let how = format!("echo {old} | sudo tee /var/mnt/data/snapshots/restore");
+    assert!(
+        run.stderr.contains(&how) && run.stderr.contains("never downgrades"),
+        "{}",
+        run.context()
+    );
+    assert_eq!(cluster_state(&node), at_new);
+
+    // Asked for a snapshot that is not there: refused, nothing changed.
+    write(
+        &node.rootfile("/var/mnt/data/snapshots/restore"),
+        "20260101T000000Z-kubernetes-1.36.4-before-1.37.1\n",
+    );
+    let run = node.run("mkstick-kubernetes", &["kubeadm"]);
+    assert!(
+        !run.ok && run.stderr.contains("which is not one of the snapshots"),
+        "{}",
+        run.context()
+    );
+    assert_eq!(cluster_state(&node), at_new);
+
+    // Asked as the refusal says: restored, the state before kept in a new
+    // snapshot, the request gone, the kubelet started.
+    let out = Command::new("sh")
+        .arg("-c")
+        .arg(
+            how.replace("sudo ", "")
+                .replace("/var/mnt", &format!("{}/var/mnt", node.root.display())),
+        )
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let run = node.run("mkstick-kubernetes", &["kubeadm"]);
+    assert!(run.ok, "{}", run.context());
+    assert_eq!(cluster_state(&node), at_old, "{}", run.context());
+    assert!(!node.rootfile("/var/mnt/data/snapshots/restore").exists());
+    assert!(run.stderr.contains(&format!("CLUSTER RESTORED: as /var/mnt/data/snapshots/restore asked, the cluster's state was put back from the snapshot {old}")), "{}", run.context());
+    let names = snapshots(&node);
+    assert!(
+        names.len() == 2 && names[1].ends_with("-kubernetes-1.37.0-before-restore"),
+        "{names:?}"
+    );
+    let undo = node.rootfile(&format!("/var/mnt/data/snapshots/{}", names[1]));
+    let in_undo: Vec<_> = CLUSTER_PATHS
+        .iter()
+        .map(|p| tree(&undo.join(p.trim_start_matches('/'))))
+        .collect();
+    assert_eq!(in_undo, at_new, "the restore can be undone");
+    assert_eq!(
+        run.ran("systemctl start kubelet.service").len(),
+        1,
+        "{}",
+        run.context()
+    );
 }

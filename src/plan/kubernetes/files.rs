@@ -230,6 +230,9 @@ impl KubernetesPlan {
             ("stick_label", stick_label.to_string()),
             ("stick_device_unit", device_unit(&stick_device)),
             ("persist_units", storage.persist_units()),
+            ("state_dir", storage.state_subvolume()),
+            ("snapshot_dir", storage.snapshots_dir()),
+            ("keep_snapshots", super::KEEP_SNAPSHOTS.to_string()),
             ("storage_class", self.nfs.storage_class.to_string()),
             ("storage_class_file", STORAGE_CLASS_FILE.to_string()),
         ]);
