@@ -343,16 +343,24 @@ fn kubeadm_inits_once_keeps_upgrades_one_minor_rolls_back_and_goes_back() {
     let s = Scratch::new("");
     let d0 = blank_drive(&s, "d0");
     let init = format!("kubeadm init --config /etc/mkstick/kubeadm.yaml |{KEPT}");
+    // A stick with Kubernetes `version`, the config's defaults and `files`.
+    let stick = |version: &str, files: &[(&str, &str)], checks: &str| {
+        build(
+            &s,
+            Flavour::Coreos,
+            (&server, &reg),
+            version,
+            ("", ""),
+            "",
+            files,
+            checks,
+        )
+    };
 
     // 0. First boot, the pool made late and init failing: re-queued after
     //    the pool, init once, then kubeadm reset; nothing is applied.
-    build(
-        &s,
-        Flavour::Coreos,
-        (&server, &reg),
+    stick(
         "1.36.4",
-        ("", ""),
-        "",
         FAIL_INIT,
         r#"
 check requeued-after-late-pool journalctl -b -o cat --grep "Dependency failed for mkstick-kubeadm.service"
@@ -379,13 +387,8 @@ check images-imported journalctl -b -o cat -u mkstick-images.service --grep "imp
     assert!(c0.contains("then reboot or run: sudo systemctl restart mkstick-addons"));
 
     // 1. Init succeeds, then the manifests.
-    build(
-        &s,
-        Flavour::Coreos,
-        (&server, &reg),
+    stick(
         "1.36.4",
-        ("", ""),
-        "",
         CERTS_DUE,
         &format!("{INIT_CHECKS}{KEPT_IMAGES}{CERT_CHECKS}"),
     );
@@ -441,13 +444,8 @@ check images-imported journalctl -b -o cat -u mkstick-images.service --grep "imp
     // 3. The next minor, and kubeadm upgrade apply fails halfway: the
     //    snapshot taken before it is put back, byte for byte, and the
     //    kept kubelet 1.36.4 runs the cluster again.
-    build(
-        &s,
-        Flavour::Coreos,
-        (&server, &reg),
+    stick(
         "1.37.0",
-        ("", ""),
-        "",
         FAIL_UPGRADE,
         r#"
 snap=$(snapshot_before 1.36.4 1.37.0)
@@ -545,13 +543,8 @@ check no-failed-units test -z "$(failed_units)"
     //    kubeadm cannot do. Refused, nothing touched; the refusal offers
     //    the way back, the snapshot taken before the upgrade, and the
     //    command. The user runs it, as printed.
-    build(
-        &s,
-        Flavour::Coreos,
-        (&server, &reg),
+    stick(
         "1.36.4",
-        ("", ""),
-        "",
         &[],
         r#"
 check apiserver-still-1.37.0 apiserver_at 1.37.0
@@ -577,13 +570,8 @@ check restore-asked test -s /var/mnt/data/snapshots/restore
     // 6. The same stick again, the restore asked for: the cluster's state
     //    is the pre-upgrade snapshot's, byte for byte, Kubernetes 1.36.4
     //    runs, and the state it had is kept in a snapshot of its own.
-    build(
-        &s,
-        Flavour::Coreos,
-        (&server, &reg),
+    stick(
         "1.36.4",
-        ("", ""),
-        "",
         &[],
         r#"
 snap=$(snapshot_before 1.36.4 1.37.0)
@@ -611,13 +599,8 @@ check no-failed-units test -z "$(failed_units)"
     //    from another range): the cluster, bound to 10.0.2.15, is not
     //    started; the console and the login prompt name both addresses
     //    and the fixes; the state on the pool is untouched.
-    build(
-        &s,
-        Flavour::Coreos,
-        (&server, &reg),
+    stick(
         "1.36.4",
-        ("", ""),
-        "",
         &[],
         r#"
 check new-lease test -n "$(ip -o -4 addr show scope global | grep -F 'inet 10.0.3.15/24')"
