@@ -1883,3 +1883,129 @@ fn the_way_back_restores_a_snapshot_only_when_asked() {
         run.context()
     );
 }
+
+/// `mkstick-storage state` on a real btrfs (a loop mount on the host) with
+/// the real btrfs tool: only findmnt and systemd-cat are doubles. Each case
+/// leaves the pool as a boot would find it; afterwards state is a
+/// subvolume holding exactly what the plain directory held (the kept path
+/// /var/lib/rancher of this config; the script adds the others), and
+/// nothing of a conversion is left over.
+#[test]
+fn state_becomes_a_subvolume_in_place_and_a_conversion_cut_short_is_finished() {
+    let required = std::env::var("MKSTICK_REQUIRE_TOOLS").as_deref() == Ok("1");
+    let Some(mkfs) = crate::common::tool("mkfs.btrfs") else {
+        assert!(!required, "mkfs.btrfs is required here");
+        return;
+    };
+    // What a boot finds on the pool: state plain, or a conversion cut short
+    // at each point.
+    let cases: &[(&str, &str)] = &[
+        ("a plain state directory", ""),
+        (
+            "cut short while copying",
+            "btrfs -q subvolume create .state.mkstick-new && echo partial > .state.mkstick-new/half",
+        ),
+        (
+            "cut short between the renames",
+            "btrfs -q subvolume create .state.mkstick-new && cp -a --reflink=always state/. .state.mkstick-new/ && mv state .state.mkstick-old",
+        ),
+        (
+            "cut short before the old directory was removed",
+            "btrfs -q subvolume create .state.mkstick-new && cp -a --reflink=always state/. .state.mkstick-new/ && mv state .state.mkstick-old && mv .state.mkstick-new state",
+        ),
+    ];
+    for (name, cut) in cases {
+        let node = Node::new();
+        let img = node.state.join("pool.img");
+        std::fs::File::create(&img)
+            .unwrap()
+            .set_len(256 << 20)
+            .unwrap();
+        let o = Command::new(&mkfs)
+            .args(["-q", "-L", "data"])
+            .arg(&img)
+            .output()
+            .unwrap();
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        let pool = node.rootfile("/var/mnt/data");
+        std::fs::create_dir_all(&pool).unwrap();
+        let o = Command::new("mount")
+            .args(["-o", "loop"])
+            .arg(&img)
+            .arg(&pool)
+            .output()
+            .unwrap();
+        if !o.status.success() {
+            assert!(
+                !required,
+                "mount -o loop: {}",
+                String::from_utf8_lossy(&o.stderr)
+            );
+            eprintln!("SKIPPED: cannot loop-mount a btrfs here; run as root");
+            return;
+        }
+        // The old layout, with a hard link, a symlink, odd modes and owners.
+        let setup = format!(
+            "set -e; cd \"$1\"; mkdir -p state/var/lib/rancher/sub; chmod 0750 state
+printf kept > state/var/lib/rancher/kept; ln state/var/lib/rancher/kept state/var/lib/rancher/hard
+ln -s kept state/var/lib/rancher/sym; printf odd > state/var/lib/rancher/sub/odd
+chmod 0640 state/var/lib/rancher/sub/odd; chown 1234:5678 state/var/lib/rancher/sub/odd
+head -c 1000000 /dev/urandom > state/var/lib/rancher/blob
+(cd state && stat -c '%a %u %g' . && find ./var/lib/rancher -printf '%p %m %U %G %n %l %s\\n' | sort; find ./var/lib/rancher -type f -exec sha256sum {{}} + | sort) > ../before
+{cut}"
+        );
+        let o = Command::new("sh")
+            .args(["-c", &setup, "sh"])
+            .arg(&pool)
+            .output()
+            .unwrap();
+        let fail = |what: &str| {
+            let _ = Command::new("umount").arg(&pool).status();
+            panic!("{name}: {what}");
+        };
+        if !o.status.success() {
+            fail(&String::from_utf8_lossy(&o.stderr));
+        }
+        node.set("mounted", "");
+        // Only findmnt and systemd-cat are doubles; btrfs, cp and mv are real.
+        let doubles = node.state.join("bin");
+        std::fs::create_dir_all(&doubles).unwrap();
+        let from = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/node-doubles");
+        for d in ["findmnt", "systemd-cat", "common.sh"] {
+            std::os::unix::fs::symlink(from.join(d), doubles.join(d)).unwrap();
+        }
+        let out = Command::new("bash")
+            .arg(node.rootfile(&format!("{BIN_DIR}/mkstick-storage")))
+            .arg("state")
+            .env("MKSTICK_ROOT", &node.root)
+            .env("NODE_DOUBLES", &node.state)
+            .env(
+                "PATH",
+                format!(
+                    "{}:{}",
+                    doubles.display(),
+                    std::env::var("PATH").unwrap_or_default()
+                ),
+            )
+            .output()
+            .unwrap();
+        let check = "cd \"$1\"; test \"$(stat -c %i state)\" = 256 && btrfs subvolume show state >/dev/null && test -z \"$(ls -A | grep -F .state.mkstick)\" && (cd state && stat -c '%a %u %g' . && find ./var/lib/rancher -printf '%p %m %U %G %n %l %s\\n' | sort; find ./var/lib/rancher -type f -exec sha256sum {} + | sort) | diff ../before - >&2 && echo SAME";
+        let after = Command::new("sh")
+            .args(["-c", check, "sh"])
+            .arg(&pool)
+            .output()
+            .unwrap();
+        let _ = Command::new("umount").arg(&pool).status();
+        let log = format!(
+            "{name}\nstdout:\n{}\nstderr:\n{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(out.status.success(), "{log}");
+        assert_eq!(
+            String::from_utf8_lossy(&after.stdout).trim(),
+            "SAME",
+            "{log}"
+        );
+    }
+}
