@@ -1727,6 +1727,19 @@ fn an_upgrade_takes_a_snapshot_first_and_keeps_the_last_three() {
         "{names:?}"
     );
     assert!(calls.contains(&"btrfs subvolume delete /var/mnt/data/snapshots/20250101T000000Z-kubernetes-1.34.1-before-1.35.0".to_string()), "{}", run.context());
+    // The upgrade ran with the snapshot marked to be put back if it were cut
+    // short, and the mark is gone once it succeeded.
+    assert_eq!(
+        std::fs::read_to_string(node.state.join("upgrade-saw-marker"))
+            .unwrap_or_default()
+            .trim(),
+        names[2],
+        "{}",
+        run.context()
+    );
+    assert!(!node
+        .rootfile("/var/mnt/data/state/.mkstick-restoring")
+        .exists());
     // The snapshot holds the cluster as it was before the upgrade.
     let snap_dir = node.rootfile(&format!("/var/mnt/data/snapshots/{}", names[2]));
     let in_snap: Vec<_> = CLUSTER_PATHS
@@ -1824,6 +1837,15 @@ fn the_way_back_restores_a_snapshot_only_when_asked() {
     );
     write(&node.rootfile("/var/lib/etcd/member/db"), "etcd at 1.37.0");
     let at_new = cluster_state(&node);
+    // Two later snapshots: the one asked for is the oldest of three, and
+    // must survive the pruning when the state before the restore is kept.
+    let later = [
+        "20260201T000000Z-kubernetes-1.37.0-before-1.37.1",
+        "20260301T000000Z-kubernetes-1.37.0-before-1.37.2",
+    ];
+    for n in later {
+        old_snapshot(&node, n);
+    }
 
     // Not asked: refused, and the refusal names the snapshot and the way.
     let run = node.run("mkstick-kubernetes", &["kubeadm"]);
@@ -1867,10 +1889,13 @@ fn the_way_back_restores_a_snapshot_only_when_asked() {
     assert!(run.stderr.contains(&format!("CLUSTER RESTORED: as /var/mnt/data/snapshots/restore asked, the cluster's state was put back from the snapshot {old}")), "{}", run.context());
     let names = snapshots(&node);
     assert!(
-        names.len() == 2 && names[1].ends_with("-kubernetes-1.37.0-before-restore"),
-        "{names:?}"
+        names.len() == 3
+            && names[0] == old
+            && names[1] == later[1]
+            && names[2].ends_with("-kubernetes-1.37.0-before-restore"),
+        "the restored snapshot is kept, the oldest other one deleted: {names:?}"
     );
-    let undo = node.rootfile(&format!("/var/mnt/data/snapshots/{}", names[1]));
+    let undo = node.rootfile(&format!("/var/mnt/data/snapshots/{}", names[2]));
     let in_undo: Vec<_> = CLUSTER_PATHS
         .iter()
         .map(|p| tree(&undo.join(p.trim_start_matches('/'))))
@@ -2008,4 +2033,48 @@ head -c 1000000 /dev/urandom > state/var/lib/rancher/blob
             "{log}"
         );
     }
+}
+
+#[test]
+fn an_upgrade_cut_short_is_put_back_to_its_snapshot_at_the_next_boot() {
+    // The upgrade from 1.35.2 was under way when the power went: the
+    // snapshot is marked, and the state is half upgraded.
+    let node = kept_cluster_node_at("1.35.2");
+    write(&node.rootfile("/var/lib/etcd/member/db"), "etcd at 1.35.2");
+    let snap = "20260101T000000Z-kubernetes-1.35.2-before-1.36.4";
+    old_snapshot(&node, snap);
+    let before = cluster_state(&node);
+    write(
+        &node.rootfile("/var/lib/etcd/member/db"),
+        "etcd half upgraded",
+    );
+    write(
+        &node.rootfile("/etc/kubernetes/manifests/kube-apiserver.yaml"),
+        &apiserver(Some("1.36.4")),
+    );
+    write(
+        &node.rootfile("/var/mnt/data/state/.mkstick-restoring"),
+        &format!("{snap}\n"),
+    );
+    node.set("fail/kubeadm-upgrade", ""); // this boot's try fails too: rolled back
+    node.set_env("STATIC_POD_PAUSE_SECS=25", "STATIC_POD_PAUSE_SECS=0");
+    let run = node.run("mkstick-kubernetes", &["kubeadm"]);
+    assert!(run.ok, "{}", run.context());
+    assert!(
+        run.stdout.contains(&format!("an upgrade or a restore was cut short: putting the cluster's state back from the snapshot /var/mnt/data/snapshots/{snap}")),
+        "{}",
+        run.context()
+    );
+    // Put back first, so this boot upgrades from 1.35.2 again (not a
+    // "keep" of the half-upgraded 1.36.4), fails, and is rolled back.
+    assert_eq!(
+        run.ran("kubeadm upgrade apply v1.36.4").len(),
+        1,
+        "{}",
+        run.context()
+    );
+    assert_eq!(cluster_state(&node), before, "{}", run.context());
+    assert!(!node
+        .rootfile("/var/mnt/data/state/.mkstick-restoring")
+        .exists());
 }
