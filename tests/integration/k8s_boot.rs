@@ -511,7 +511,7 @@ check apiserver-1.37.0 apiserver_at 1.37.0
 check kubelet-kept test "$(cat /var/lib/kubelet/mkstick/version)" = 1.37.0
 check kubelet-binary-new sh -c '/opt/bin/kubelet --version | grep -qx "Kubernetes v1.37.0"'
 check class-retains grep -q 'reclaimPolicy: "Retain"' /var/mnt/data/mkstick-test/storageclass.yaml
-check two-snapshots-kept test "$(ls /var/mnt/data/snapshots | grep -c 'Z-kubernetes-1.36.4-before-1.37.0$')" = 2
+check retry-snapshot-replaces-the-first test "$(ls /var/mnt/data/snapshots | grep -c 'Z-kubernetes-1.36.4-before-1.37.0$')" = 1
 check no-failed-units test -z "$(failed_units)"
 "#,
     );

@@ -1694,10 +1694,13 @@ fn old_snapshot(node: &Node, name: &str) {
 #[test]
 fn an_upgrade_takes_a_snapshot_first_and_keeps_the_last_three() {
     let node = kept_cluster_node_at("1.35.2");
+    // An earlier attempt at the same upgrade, and one from a boot whose
+    // clock was years ahead.
     for n in [
         "20250101T000000Z-kubernetes-1.34.1-before-1.35.0",
         "20250601T000000Z-kubernetes-1.35.0-before-1.35.2",
-        "20251001T000000Z-kubernetes-1.35.2-before-restore",
+        "20251101T000000Z-kubernetes-1.35.2-before-1.36.4",
+        "20990101T000000Z-kubernetes-1.35.0-before-1.35.1",
     ] {
         old_snapshot(&node, n);
     }
@@ -1713,22 +1716,37 @@ fn an_upgrade_takes_a_snapshot_first_and_keeps_the_last_three() {
         "the snapshot is taken before the kubelet starts: {}",
         run.context()
     );
-    let names = snapshots(&node);
+    // The earlier attempt is replaced, the oldest other one pruned, and the
+    // new one kept although the future-dated name sorts after it.
+    let mut names = snapshots(&node);
     assert_eq!(names.len(), 3, "{names:?}");
     assert_eq!(
-        names[..2],
+        [&names[0], &names[2]],
         [
             "20250601T000000Z-kubernetes-1.35.0-before-1.35.2",
-            "20251001T000000Z-kubernetes-1.35.2-before-restore"
+            "20990101T000000Z-kubernetes-1.35.0-before-1.35.1"
         ]
     );
     assert!(
-        names[2].ends_with("Z-kubernetes-1.35.2-before-1.36.4"),
+        names[1].ends_with("Z-kubernetes-1.35.2-before-1.36.4")
+            && !names[1].starts_with("20251101"),
         "{names:?}"
     );
-    assert!(calls.contains(&"btrfs subvolume delete /var/mnt/data/snapshots/20250101T000000Z-kubernetes-1.34.1-before-1.35.0".to_string()), "{}", run.context());
-    // The upgrade ran with the snapshot marked to be put back if it were cut
-    // short, and the mark is gone once it succeeded.
+    for gone in [
+        "20250101T000000Z-kubernetes-1.34.1-before-1.35.0",
+        "20251101T000000Z-kubernetes-1.35.2-before-1.36.4",
+    ] {
+        assert!(
+            calls.contains(&format!(
+                "btrfs subvolume delete /var/mnt/data/snapshots/{gone}"
+            )),
+            "{}",
+            run.context()
+        );
+    }
+    names.swap(1, 2); // the new one last, as below
+                      // The upgrade ran with the snapshot marked to be put back if it were cut
+                      // short, and the mark is gone once it succeeded.
     assert_eq!(
         std::fs::read_to_string(node.state.join("upgrade-saw-marker"))
             .unwrap_or_default()
@@ -1913,8 +1931,9 @@ fn the_way_back_restores_a_snapshot_only_when_asked() {
 /// the real btrfs tool: only findmnt and systemd-cat are doubles. Each case
 /// leaves the pool as a boot would find it; afterwards state is a
 /// subvolume holding exactly what the plain directory held (the kept path
-/// /var/lib/rancher of this config; the script adds the others), and
-/// nothing of a conversion is left over.
+/// /var/lib/rancher of this config; the script adds the others), a
+/// no-copy-on-write file (as journald makes) among it, and nothing of a
+/// conversion is left over.
 #[test]
 fn state_becomes_a_subvolume_in_place_and_a_conversion_cut_short_is_finished() {
     let required = std::env::var("MKSTICK_REQUIRE_TOOLS").as_deref() == Ok("1");
@@ -1932,11 +1951,11 @@ fn state_becomes_a_subvolume_in_place_and_a_conversion_cut_short_is_finished() {
         ),
         (
             "cut short between the renames",
-            "btrfs -q subvolume create .state.mkstick-new && cp -a --reflink=always state/. .state.mkstick-new/ && mv state .state.mkstick-old",
+            "btrfs -q subvolume create .state.mkstick-new && cp -a --reflink=auto state/. .state.mkstick-new/ && mv state .state.mkstick-old",
         ),
         (
             "cut short before the old directory was removed",
-            "btrfs -q subvolume create .state.mkstick-new && cp -a --reflink=always state/. .state.mkstick-new/ && mv state .state.mkstick-old && mv .state.mkstick-new state",
+            "btrfs -q subvolume create .state.mkstick-new && cp -a --reflink=auto state/. .state.mkstick-new/ && mv state .state.mkstick-old && mv .state.mkstick-new state",
         ),
     ];
     for (name, cut) in cases {
@@ -1976,6 +1995,8 @@ printf kept > state/var/lib/rancher/kept; ln state/var/lib/rancher/kept state/va
 ln -s kept state/var/lib/rancher/sym; printf odd > state/var/lib/rancher/sub/odd
 chmod 0640 state/var/lib/rancher/sub/odd; chown 1234:5678 state/var/lib/rancher/sub/odd
 head -c 1000000 /dev/urandom > state/var/lib/rancher/blob
+mkdir state/var/lib/rancher/nocow; chattr +C state/var/lib/rancher/nocow
+head -c 100000 /dev/urandom > state/var/lib/rancher/nocow/journal
 (cd state && stat -c '%a %u %g' . && find ./var/lib/rancher -printf '%p %m %U %G %n %l %s\\n' | sort; find ./var/lib/rancher -type f -exec sha256sum {{}} + | sort) > ../before
 {cut}"
         );
@@ -2077,4 +2098,67 @@ fn an_upgrade_cut_short_is_put_back_to_its_snapshot_at_the_next_boot() {
     assert!(!node
         .rootfile("/var/mnt/data/state/.mkstick-restoring")
         .exists());
+}
+
+#[test]
+fn nothing_is_restored_from_a_snapshot_that_is_not_there_or_under_running_containers() {
+    // The mark names a snapshot that is gone (deleted by hand): nothing is
+    // wiped, the boot is refused loudly.
+    let node = kept_cluster_node_at("1.36.4");
+    write(&node.rootfile("/var/lib/etcd/member/db"), "etcd");
+    let before = cluster_state(&node);
+    write(
+        &node.rootfile("/var/mnt/data/state/.mkstick-restoring"),
+        "20260101T000000Z-kubernetes-1.35.2-before-1.36.4\n",
+    );
+    let run = node.run("mkstick-kubernetes", &["kubeadm"]);
+    assert!(!run.ok, "{}", run.context());
+    assert!(
+        run.stderr.contains("is not there; nothing was restored"),
+        "{}",
+        run.context()
+    );
+    assert_eq!(cluster_state(&node), before, "{}", run.context());
+    assert!(
+        run.ran("systemctl start kubelet").is_empty(),
+        "{}",
+        run.context()
+    );
+
+    // A failed upgrade while a container will not die: the state is not
+    // put back under it; the mark stays for the next boot.
+    let node = kept_cluster_node_at("1.35.2");
+    node.set_env("STATIC_POD_PAUSE_SECS=25", "STATIC_POD_PAUSE_SECS=1");
+    node.set("fail/kubeadm-upgrade", "");
+    node.set("fail/ctr-kill", "");
+    node.set("ctr-tasks", "etcd-1234 1234 RUNNING\n");
+    let run = node.run("mkstick-kubernetes", &["kubeadm"]);
+    assert!(!run.ok, "{}", run.context());
+    assert!(
+        run.stderr.contains("containers still run in containerd"),
+        "{}",
+        run.context()
+    );
+    assert!(node
+        .rootfile("/var/mnt/data/state/.mkstick-restoring")
+        .exists());
+    assert_eq!(
+        run.ran("ctr -n k8s.io tasks kill -a -s SIGKILL etcd-1234")
+            .len(),
+        1,
+        "{}",
+        run.context()
+    );
+
+    // Killed, it stops: the rollback goes on.
+    let node = kept_cluster_node_at("1.35.2");
+    node.set_env("STATIC_POD_PAUSE_SECS=25", "STATIC_POD_PAUSE_SECS=1");
+    node.set("fail/kubeadm-upgrade", "");
+    node.set("ctr-tasks", "etcd-1234 1234 RUNNING\n");
+    let run = node.run("mkstick-kubernetes", &["kubeadm"]);
+    assert!(
+        run.ok && run.stderr.contains("UPGRADE ROLLED BACK"),
+        "{}",
+        run.context()
+    );
 }
