@@ -385,3 +385,8 @@ pub fn ignition_validate(config: &[u8]) {
 pub fn grub_script_check(cfg: &[u8]) {
     external_check("grub-script-check", "grub.cfg", cfg);
 }
+
+/// The manifest of the current directory, run by `sh` on the host and in
+/// the guest alike: every entry's path, mode, owner, group, link count,
+/// link target and size, then every file's sha256, each sorted.
+pub const TREE_MANIFEST: &str = "find . -printf '%p %m %U %G %n %l %s\\n' | LC_ALL=C sort; find . -type f -exec sha256sum {} + | LC_ALL=C sort";

@@ -6,7 +6,7 @@
 //! ran: above all, on which drives `mkfs.btrfs` ran, or that it did not.
 //! The QEMU boots (storage_boot.rs, k8s_boot.rs) remain the end-to-end proof.
 
-use crate::common::KEY;
+use crate::common::{KEY, TREE_MANIFEST};
 use mkstick::plan::OverlayFile;
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -1997,7 +1997,7 @@ chmod 0640 state/var/lib/rancher/sub/odd; chown 1234:5678 state/var/lib/rancher/
 head -c 1000000 /dev/urandom > state/var/lib/rancher/blob
 mkdir state/var/lib/rancher/nocow; chattr +C state/var/lib/rancher/nocow
 head -c 100000 /dev/urandom > state/var/lib/rancher/nocow/journal
-(cd state && stat -c '%a %u %g' . && find ./var/lib/rancher -printf '%p %m %U %G %n %l %s\\n' | sort; find ./var/lib/rancher -type f -exec sha256sum {{}} + | sort) > ../before
+(cd state && stat -c '%a %u %g' . && cd var/lib/rancher && {TREE_MANIFEST}) > ../before
 {cut}"
         );
         let o = Command::new("sh")
@@ -2035,9 +2035,9 @@ head -c 100000 /dev/urandom > state/var/lib/rancher/nocow/journal
             )
             .output()
             .unwrap();
-        let check = "cd \"$1\"; test \"$(stat -c %i state)\" = 256 && btrfs subvolume show state >/dev/null && test -z \"$(ls -A | grep -F .state.mkstick)\" && (cd state && stat -c '%a %u %g' . && find ./var/lib/rancher -printf '%p %m %U %G %n %l %s\\n' | sort; find ./var/lib/rancher -type f -exec sha256sum {} + | sort) | diff ../before - >&2 && echo SAME";
+        let check = format!("cd \"$1\"; test \"$(stat -c %i state)\" = 256 && btrfs subvolume show state >/dev/null && test -z \"$(ls -A | grep -F .state.mkstick)\" && (cd state && stat -c '%a %u %g' . && cd var/lib/rancher && {TREE_MANIFEST}) | diff ../before - >&2 && echo SAME");
         let after = Command::new("sh")
-            .args(["-c", check, "sh"])
+            .args(["-c", &check, "sh"])
             .arg(&pool)
             .output()
             .unwrap();

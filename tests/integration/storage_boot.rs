@@ -101,7 +101,7 @@ fn build(s: &Scratch, flavour: Flavour, drives: &[&str], checks: &str) {
         "check.ign",
         &fragment(
             &bin_dir,
-            &format!("{PRELUDE}{layout}{checks}finish\n").replace("STATE_MANIFEST", STATE_MANIFEST),
+            &format!("{PRELUDE}{layout}{checks}finish\n").replace("STATE_MANIFEST", TREE_MANIFEST),
         ),
     );
     ok(s.run(&["build", "-q", "--force"]));
@@ -128,11 +128,6 @@ fn succeed(cmd: &mut Command) {
 fn sparse(path: &Path, bytes: u64) {
     std::fs::File::create(path).unwrap().set_len(bytes).unwrap();
 }
-
-/// The manifest of a directory, run in it by `sh -c` on the host and in the
-/// guest: every entry's path, mode, owner, group, link count, link target
-/// and size, then every file's sha256, sorted.
-const STATE_MANIFEST: &str = "find . -printf '%p %m %U %G %n %l %s\\n' | LC_ALL=C sort; find . -type f -exec sha256sum {} + | LC_ALL=C sort";
 
 /// The lines of `console` between the lines holding `begin` and `end`.
 fn between(console: &str, begin: &str, end: &str) -> String {
@@ -197,7 +192,7 @@ printf 'odd\n' > $k/odd && chmod 0640 $k/odd && chown 1234:5678 $k/odd
 ln $k/kept.txt $k/kept-hardlink
 ln -s kept.txt $k/kept-symlink
 mkdir -m 0700 $k/private && head -c 3000000 /dev/urandom > $k/private/blob
-cd state && {STATE_MANIFEST}
+cd state && {TREE_MANIFEST}
 cd / && umount "$1"
 "#,
         l0 = loops[0],
