@@ -25,15 +25,27 @@ use std::collections::BTreeMap;
 /// The layout's directory on the EFI partition.
 pub const IMAGES_DIR: &str = "mkstick/images";
 
-fn blob_path(hex: &crate::io::Sha256Digest) -> String {
-    format!("{IMAGES_DIR}/blobs/sha256/{hex}")
-}
-
 /// Every file of the layout, each once.
 pub fn layout(images: &[PulledImage]) -> Vec<EspFile> {
+    layout_at(IMAGES_DIR, images, |r, top| {
+        vec![
+            format!("{}:{}", r.name(), r.tag.as_deref().unwrap_or_default()),
+            format!("{}@sha256:{top}", r.name()),
+        ]
+    })
+}
+
+/// A layout at `dir` of `images`, each named in `index.json` by each of
+/// `names(reference, top-level digest)`.
+fn layout_at(
+    dir: &str,
+    images: &[PulledImage],
+    names: impl Fn(&crate::os::registry::Reference, &crate::io::Sha256Digest) -> Vec<String>,
+) -> Vec<EspFile> {
     if images.is_empty() {
         return Vec::new();
     }
+    let blob_path = |hex: &crate::io::Sha256Digest| format!("{dir}/blobs/sha256/{hex}");
     let mut files: BTreeMap<String, EspFile> = BTreeMap::new();
     let mut entries = Vec::new();
     for image in images {
@@ -53,12 +65,7 @@ pub fn layout(images: &[PulledImage]) -> Vec<EspFile> {
                 region: Region::Os,
             });
         }
-        let r = &image.reference;
-        let names = [
-            format!("{}:{}", r.name(), r.tag.as_deref().unwrap_or_default()),
-            format!("{}@sha256:{}", r.name(), image.top.digest),
-        ];
-        for name in names {
+        for name in names(&image.reference, &image.top.digest) {
             entries.push(json!({
                 "mediaType": image.top.media_type,
                 "digest": format!("sha256:{}", image.top.digest),
@@ -79,11 +86,11 @@ pub fn layout(images: &[PulledImage]) -> Vec<EspFile> {
     index.push(b'\n');
     let mut out = vec![
         bytes_file(
-            &format!("{IMAGES_DIR}/oci-layout"),
+            &format!("{dir}/oci-layout"),
             b"{\"imageLayoutVersion\":\"1.0.0\"}\n".to_vec(),
             Region::Os,
         ),
-        bytes_file(&format!("{IMAGES_DIR}/index.json"), index, Region::Os),
+        bytes_file(&format!("{dir}/index.json"), index, Region::Os),
     ];
     out.extend(files.into_values());
     out

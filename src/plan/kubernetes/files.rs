@@ -40,6 +40,14 @@ impl KubernetesPlan {
             .collect()
     }
 
+    /// Where [`Self::wanted_images`] says an image of the table is named.
+    pub fn table_name(&self) -> String {
+        self.table.source.as_ref().map_or(
+            "mkstick's own table (src/os/kubernetes.rs)".to_string(),
+            |p| p.display().to_string(),
+        )
+    }
+
     /// Every image the stick carries, sorted: the table's (pinned) and, when
     /// the table carries images, those the user's manifests name (pinned
     /// when they name a digest; a tag alone is resolved at build time).
@@ -49,10 +57,7 @@ impl KubernetesPlan {
         if images.is_empty() {
             return Vec::new();
         }
-        let table = self.table.source.as_ref().map_or(
-            "mkstick's own table (src/os/kubernetes.rs)".to_string(),
-            |p| p.display().to_string(),
-        );
+        let table = self.table_name();
         let mut out: Vec<WantedImage> = images
             .iter()
             .map(|i| WantedImage {
