@@ -3,6 +3,7 @@
 //! appear only as hashes.
 
 use crate::image;
+use crate::os::registry::{PulledImage, WantedImage};
 use crate::payload::Payload;
 use crate::plan::{OverlayFile, Plan};
 use serde::Serialize;
@@ -102,10 +103,9 @@ fn describe_storage(s: &mut String, plan: &Plan) {
     }
     let server = match st.nfs.server {
         crate::os::NfsServer::Kernel => "the OS's own NFS server".to_string(),
-        crate::os::NfsServer::Container => format!(
-            "an NFS server container ({}), since the OS ships none",
-            crate::plan::storage::NFS_CONTAINER_IMAGE
-        ),
+        crate::os::NfsServer::Container => {
+            "an NFS server container (podman), since the OS ships none".to_string()
+        }
     };
     let clients: Vec<String> = st.nfs.clients.iter().map(|c| c.to_string()).collect();
     let _ = writeln!(
@@ -115,6 +115,22 @@ fn describe_storage(s: &mut String, plan: &Plan) {
         clients.join(", "),
         st.nfs.share()
     );
+    if let Some((w, i)) = &plan.nfs_image {
+        let _ = writeln!(
+            s,
+            "  The NFS server's image is on the stick ({}/), loaded into podman at every boot\n  with its digest checked, so it needs no registry:",
+            crate::payload::images::NFS_IMAGE_DIR
+        );
+        let _ = write!(s, "    {}  {}", i.reference, size(i.size_bytes()));
+        if !w.pinned {
+            let _ = write!(
+                s,
+                "  NOT PINNED: {} names a tag only; resolved now",
+                w.named_in
+            );
+        }
+        let _ = writeln!(s);
+    }
     let wide: Vec<&String> = clients.iter().filter(|c| is_network(c)).collect();
     if !wide.is_empty() {
         let list: Vec<&str> = wide.iter().map(|c| c.as_str()).collect();
@@ -786,6 +802,9 @@ pub struct StorageJson {
 pub struct NfsJson {
     /// "kernel" (the OS's own server) or "container".
     pub server: &'static str,
+    /// The container's image on the stick, for "container".
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub image: Option<ContainerImageJson>,
     pub dir: String,
     pub share: String,
     pub clients: Vec<String>,
@@ -878,6 +897,15 @@ fn reclaim_name(r: crate::config::kubernetes::Reclaim) -> &'static str {
     }
 }
 
+fn image_json(w: &WantedImage, p: &PulledImage) -> ContainerImageJson {
+    ContainerImageJson {
+        reference: p.reference.to_string(),
+        size_bytes: p.size_bytes(),
+        pinned: w.pinned,
+        named_in: w.named_in.clone(),
+    }
+}
+
 /// The plan's facts as one JSON document (see [`PlanJson`]).
 pub fn describe_json(plan: &Plan, payload: &Payload) -> PlanJson {
     let m = &plan.os.manifest;
@@ -898,6 +926,7 @@ pub fn describe_json(plan: &Plan, payload: &Payload) -> PlanJson {
                 crate::os::NfsServer::Kernel => "kernel",
                 crate::os::NfsServer::Container => "container",
             },
+            image: plan.nfs_image.as_ref().map(|(w, p)| image_json(w, p)),
             dir: st.nfs.dir.clone(),
             share: st.nfs.share().to_string(),
             clients: st.nfs.clients.iter().map(|c| c.to_string()).collect(),
@@ -915,12 +944,7 @@ pub fn describe_json(plan: &Plan, payload: &Payload) -> PlanJson {
             images: plan
                 .carried_images()
                 .into_iter()
-                .map(|(w, p)| ContainerImageJson {
-                    reference: p.reference.to_string(),
-                    size_bytes: p.size_bytes(),
-                    pinned: w.pinned,
-                    named_in: w.named_in,
-                })
+                .map(|(w, p)| image_json(&w, p))
                 .collect(),
             ingress: k.ingress.as_ref().map(|i| IngressJson {
                 controller: i.controller.to_string(),

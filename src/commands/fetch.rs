@@ -12,7 +12,7 @@ pub fn fetch(a: &ConfigArgs, progress: &Progress, out: &mut impl Write) -> Resul
     let loaded = config::load(&a.config)?;
     // Checked before anything is downloaded.
     let checked = plan::check_config(&loaded)?;
-    let got = acquire_os(&loaded, checked.kubernetes.as_ref(), a, true, progress)?;
+    let got = acquire_os(&loaded, &checked, a, true, progress)?;
     let dir = got.dir;
     let os = os::OsDir::load(&dir)?;
     if let Some(s) = got.summary {

@@ -43,20 +43,28 @@ pub fn fetch_options(a: &cli::FetchArgs, reverify: bool) -> os::fetch::FetchOpti
 
 /// The OS directory the config names: local, or fetched into the cache.
 /// `reverify` (the `fetch` command) hashes cached files again.
-/// The Kubernetes binaries come along when `k8s` names them.
+/// The Kubernetes binaries come along when `[kubernetes]` names them, and
+/// the images the stick carries ([`crate::plan::wanted_images`]).
 pub fn acquire_os(
     loaded: &config::LoadedConfig,
-    k8s: Option<&crate::plan::kubernetes::KubernetesPlan>,
+    checked: &crate::plan::ConfigChecked,
     a: &ConfigArgs,
     reverify: bool,
     progress: &Progress,
 ) -> Result<os::fetch::Acquired> {
     let source = os::source::OsSource::from_config(loaded, a.os_dir.as_ref())?;
+    let k8s = checked.kubernetes.as_ref();
+    // Known, and any mistake reported, before anything is downloaded.
+    let nfs_server = match &checked.storage {
+        Some(_) => os::fetch::nfs_server(&source)?,
+        None => os::NfsServer::Kernel,
+    };
+    let images = crate::plan::wanted_images(checked.storage.as_ref(), k8s, nfs_server)?;
     let keys = os::fetch::Keys::embedded()?;
     os::fetch::acquire(
         &source,
         k8s.map(|k| &k.table),
-        &k8s.map(|k| k.wanted_images()).unwrap_or_default(),
+        &images,
         &fetch_options(&a.fetch, reverify),
         &keys,
         progress,
@@ -77,7 +85,7 @@ pub fn plan_and_render(
     let loaded = config::load(&a.config)?;
     // Checked before anything is downloaded.
     let checked = crate::plan::check_config(&loaded)?;
-    let got = acquire_os(&loaded, checked.kubernetes.as_ref(), a, false, progress)?;
+    let got = acquire_os(&loaded, &checked, a, false, progress)?;
     if let Some(s) = got.summary {
         progress.note(&s.to_string());
     }

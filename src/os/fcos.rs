@@ -23,6 +23,11 @@ use serde::Deserialize;
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 
+/// How this OS serves NFS: Fedora CoreOS ships the kernel's NFS server but
+/// not its tools (its nfs-utils-coreos is client-only): a container runs
+/// them.
+pub const NFS_SERVER: NfsServer = NfsServer::Container;
+
 pub const DISTRO: &str = "fedora-coreos";
 /// The only architecture mkstick builds for.
 const ARCH: &str = "x86_64";
@@ -286,7 +291,7 @@ pub fn fetch(r: &Release, dl: &Downloader, keys: &Keyring) -> Result<PathBuf> {
         grub_cfg: GRUB_CFG.iter().map(|s| s.to_string()).collect(),
         kernel_args: iso.kernel_args,
         ignition_config_path: "config.ign".to_string(),
-        nfs_server: NfsServer::Container,
+        nfs_server: NFS_SERVER,
         network: Some(crate::os::NetworkStack::NetworkManager),
         secure_boot_unsupported: None,
         // fedora-coreos-docs live-reference.adoc: 4 GiB of RAM when the

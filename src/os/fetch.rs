@@ -34,8 +34,20 @@ pub struct Acquired {
     pub images: Vec<super::registry::PulledImage>,
 }
 
+/// How the OS of `source` serves NFS, known before anything is downloaded:
+/// fixed for a distribution mkstick fetches, read from a directory's
+/// os.json. It decides whether the stick carries the NFS server's image.
+pub fn nfs_server(source: &OsSource) -> Result<super::NfsServer> {
+    Ok(match source {
+        OsSource::Dir(d) => super::OsDir::load(d)?.manifest.nfs_server,
+        OsSource::Fcos(_) => super::fcos::NFS_SERVER,
+        OsSource::Flatcar(_) => super::flatcar::NFS_SERVER,
+    })
+}
+
 /// The OS directory for `source`, the files of `k8s` when given, and the
-/// `images`, fetching what the cache lacks.
+/// `images` (the NFS server's may come without `k8s`), fetching what the
+/// cache lacks.
 pub fn acquire(
     source: &OsSource,
     k8s: Option<&super::kubernetes::Table>,
@@ -44,7 +56,7 @@ pub fn acquire(
     keys: &Keys,
     progress: &Progress,
 ) -> Result<Acquired> {
-    if let (OsSource::Dir(d), None) = (source, k8s) {
+    if let (OsSource::Dir(d), None, true) = (source, k8s, images.is_empty()) {
         return Ok(Acquired {
             dir: d.clone(),
             summary: None,

@@ -41,6 +41,9 @@ use super::{FileRef, NfsServer, OsManifest};
 use anyhow::{bail, Context, Result};
 use std::path::PathBuf;
 
+/// How this OS serves NFS: Flatcar ships nfs-utils and `nfs-server.service`.
+pub const NFS_SERVER: NfsServer = NfsServer::Kernel;
+
 pub const DISTRO: &str = "flatcar";
 pub const KERNEL_FILE: &str = "flatcar_production_pxe.vmlinuz";
 pub const IMAGE_FILE: &str = "flatcar_production_pxe_image.cpio.gz";
@@ -157,7 +160,7 @@ pub fn fetch(r: &Release, dl: &Downloader, keys: &Keys) -> Result<PathBuf> {
         grub_cfg: GRUB_CFG.iter().map(|s| s.to_string()).collect(),
         kernel_args: super::kernel_args(KERNEL_ARGS)?,
         ignition_config_path: CONFIG_PATH.to_string(),
-        nfs_server: NfsServer::Kernel,
+        nfs_server: NFS_SERVER,
         network: Some(crate::os::NetworkStack::Networkd),
         // Flatcar signs its kernel with its own key (flatcar/Flatcar#501:
         // no shim of its own yet), which Fedora's shim does not trust.

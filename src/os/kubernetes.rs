@@ -146,6 +146,14 @@ pub const ADDON_IMAGES: [(&str, &str); 6] = [
     ("csi-node-driver-registrar", "registry.k8s.io/sig-storage/csi-node-driver-registrar:v2.17.0@sha256:f9de845b170155199f2a2a3f9531cf13d78e31235e9db6b6582a8b0db0a50dad"),
 ];
 
+/// The image of the NFS server container, on an OS that ships no NFS
+/// server (Fedora CoreOS; [`crate::os::NfsServer::Container`]), by the
+/// last part of its repository. A table may list it, and must when it lists
+/// images and the stick is for such an OS, so that a mirror serves it too;
+/// without a table, mkstick's own reference is used
+/// ([`crate::plan::storage::NFS_CONTAINER_IMAGE`]).
+pub const NFS_IMAGE_ROLE: &str = "nfs";
+
 /// kubeadm's images for [`KUBERNETES_VERSION`], pinned by the digest of the
 /// index each tag names. The tags are kubeadm 1.36's (`kubeadm config
 /// images list`; etcd and pause agree with kubespray @46dbdd39
@@ -238,12 +246,14 @@ fn check_images<E>(
                 ),
             ));
         }
-        if !KUBEADM_IMAGES.contains(&role.as_str()) && !ADDON_IMAGES.iter().any(|(n, _)| *n == role)
+        if !KUBEADM_IMAGES.contains(&role.as_str())
+            && !ADDON_IMAGES.iter().any(|(n, _)| *n == role)
+            && role != NFS_IMAGE_ROLE
         {
             return Err(at(
                 Some(i),
                 format!(
-                    "`{text}` is not an image mkstick uses; the table lists {} and {}",
+                    "`{text}` is not an image mkstick uses; the table lists {} and {} (and {NFS_IMAGE_ROLE}, the NFS server's, for Fedora CoreOS)",
                     KUBEADM_IMAGES.join(", "),
                     ADDON_IMAGES.map(|(n, _)| n).join(", ")
                 ),

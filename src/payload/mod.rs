@@ -62,7 +62,8 @@ pub struct StickManifest {
     pub os: ManifestOs,
     pub seed: String,
     pub files: BTreeMap<String, ManifestFile>,
-    /// The container images under `mkstick/images/`, each with the digest
+    /// The container images under `mkstick/images/` (containerd's) and
+    /// `mkstick/nfs-image/` (podman's), each with the digest
     /// it was pulled at, and whether a pin named that digest (a tag alone
     /// in a user's manifest is resolved at build time).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
@@ -202,8 +203,10 @@ pub fn render(plan: &Plan) -> Result<Payload> {
             region: Region::Os,
         });
     }
-    // The container images, imported into containerd at boot.
+    // The container images, imported into containerd at boot, and the NFS
+    // server's, loaded into podman.
     own.extend(images::layout(&plan.images));
+    own.extend(images::nfs_layout(plan.nfs_image.as_ref().map(|(_, p)| p)));
     for (path, f) in os_files
         .into_iter()
         .filter_map(|(path, f)| f.map(|f| (path, f)))
@@ -249,6 +252,7 @@ pub fn render(plan: &Plan) -> Result<Payload> {
         images: plan
             .carried_images()
             .into_iter()
+            .chain(plan.nfs_image.as_ref().map(|(w, p)| (w.clone(), p)))
             .map(|(w, p)| ManifestImage {
                 reference: p.reference.to_string(),
                 pinned: w.pinned,

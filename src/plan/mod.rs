@@ -12,7 +12,8 @@ use crate::config::types::{KernelArg, PasswordHash};
 use crate::config::{LoadedConfig, MainConsole, NodeConfig, SourceError};
 use crate::io::{hex, Sha256Digest};
 use crate::os::kubernetes::CachedBinary;
-use crate::os::registry::PulledImage;
+use crate::os::registry::{PulledImage, WantedImage};
+use crate::os::NfsServer;
 use crate::os::{EfiFile, OsDir, OsFile};
 pub use crate::overlays::OverlayFile;
 use anyhow::{bail, Result};
@@ -48,8 +49,7 @@ pub struct PlanArgs {
     pub os_dir: PathBuf,
     /// The Kubernetes binaries the same call fetched, in the table's order.
     pub kubernetes_binaries: Vec<CachedBinary>,
-    /// The images the same call pulled, in
-    /// [`kubernetes::KubernetesPlan::wanted_images`]' order.
+    /// The images the same call pulled, in [`wanted_images`]' order.
     pub images: Vec<PulledImage>,
     pub seed: SeedChoice,
     /// `SOURCE_DATE_EPOCH`, read by the caller.
@@ -96,8 +96,12 @@ pub struct Plan {
     pub network: network::NetworkPlan,
     /// The files of `kubernetes`'s table, acquired like the OS.
     pub kubernetes_binaries: Vec<CachedBinary>,
-    /// The container images on the stick, each verified, in the cache.
+    /// The container images on the stick for containerd, each verified, in
+    /// the cache.
     pub images: Vec<PulledImage>,
+    /// The NFS server's image, for podman, on an OS that runs its NFS
+    /// server in a container.
+    pub nfs_image: Option<(WantedImage, PulledImage)>,
     pub extra_ignition: Vec<ExtraIgnition>,
     pub ids: Ids,
     pub source_date_epoch: Option<i64>,
@@ -199,6 +203,59 @@ pub fn check_config(loaded: &LoadedConfig) -> Result<ConfigChecked> {
     })
 }
 
+/// Every image the stick carries, in the order they are pulled: the
+/// cluster's ([`kubernetes::KubernetesPlan::wanted_images`]), then the NFS
+/// server's when the OS runs its NFS server in a container ([`nfs_wanted`]).
+/// Known before anything is downloaded.
+pub fn wanted_images(
+    storage: Option<&storage::StoragePlan>,
+    kubernetes: Option<&kubernetes::KubernetesPlan>,
+    nfs_server: NfsServer,
+) -> Result<Vec<WantedImage>> {
+    let mut out = kubernetes.map(|k| k.wanted_images()).unwrap_or_default();
+    out.extend(nfs_wanted(storage, kubernetes, nfs_server)?);
+    Ok(out)
+}
+
+/// The NFS server's image, for [`storage`] on an OS without an NFS server
+/// of its own: the one a user's binaries table lists (its `nfs`), else
+/// mkstick's own reference, a tag resolved at build time. A user's table
+/// that lists images but not this one is refused, so that a stick built
+/// from a mirror takes nothing from elsewhere.
+pub fn nfs_wanted(
+    storage: Option<&storage::StoragePlan>,
+    kubernetes: Option<&kubernetes::KubernetesPlan>,
+    nfs_server: NfsServer,
+) -> Result<Option<WantedImage>> {
+    if storage.is_none() || nfs_server != NfsServer::Container {
+        return Ok(None);
+    }
+    if let Some(k) = kubernetes {
+        if let Some(i) = k.nfs_image() {
+            return Ok(Some(WantedImage {
+                reference: i.reference.clone(),
+                pinned: true,
+                named_in: k.table_name(),
+            }));
+        }
+        if k.table.source.is_some() && !k.table.images.is_empty() {
+            bail!(
+                "{}: `images` lists no `{}` image, which this OS needs: it ships no NFS server, so a container runs one (README: \"NFS on Fedora CoreOS\"). Add it, as {}:TAG@sha256:DIGEST or your mirror's copy",
+                k.table_name(),
+                crate::os::kubernetes::NFS_IMAGE_ROLE,
+                storage::NFS_CONTAINER_REPOSITORY
+            );
+        }
+    }
+    Ok(Some(WantedImage {
+        reference: storage::NFS_CONTAINER_IMAGE
+            .parse()
+            .expect("mkstick's NFS image reference parses"),
+        pinned: false,
+        named_in: "mkstick's own NFS server image (src/plan/storage.rs)".to_string(),
+    }))
+}
+
 /// Resolve everything the stick needs from the checked config and the OS.
 pub fn plan(loaded: &LoadedConfig, checked: ConfigChecked, args: &PlanArgs) -> Result<Plan> {
     let cfg = &loaded.config;
@@ -243,13 +300,25 @@ pub fn plan(loaded: &LoadedConfig, checked: ConfigChecked, args: &PlanArgs) -> R
     {
         bail!("the Kubernetes binaries given to the plan are not the ones [kubernetes] pins; acquire them with the same table");
     }
-    let images = args.images.clone();
-    let wanted = kubernetes
-        .as_ref()
-        .map(|k| k.wanted_images())
-        .unwrap_or_default();
+    let mut images = args.images.clone();
+    let mut wanted = wanted_images(
+        storage.as_ref(),
+        kubernetes.as_ref(),
+        os.manifest.nfs_server,
+    )?;
     if images.len() != wanted.len() || !wanted.iter().zip(&images).all(|(w, p)| w.is(p)) {
         bail!("the images given to the plan are not the ones the table pins; acquire them with the same table");
+    }
+    let nfs_image = match nfs_wanted(
+        storage.as_ref(),
+        kubernetes.as_ref(),
+        os.manifest.nfs_server,
+    )? {
+        Some(_) => wanted.pop().zip(images.pop()),
+        None => None,
+    };
+    if let Some(s) = &mut storage {
+        s.nfs.image = nfs_image.as_ref().map(|(_, p)| p.reference.clone());
     }
     let bin_dir = os.manifest.bin_dir.as_str();
     let mut overlay = crate::overlays::group_files("base", bin_dir)?;
@@ -298,6 +367,7 @@ pub fn plan(loaded: &LoadedConfig, checked: ConfigChecked, args: &PlanArgs) -> R
         network,
         kubernetes_binaries,
         images,
+        nfs_image,
         extra_ignition,
         ids: Ids::from_seed([0; 32]),
         source_date_epoch: args.source_date_epoch,
@@ -358,7 +428,11 @@ impl Plan {
         for b in &self.kubernetes_binaries {
             field(&b.name, &b.sha256.0);
         }
-        for i in &self.images {
+        for i in self
+            .images
+            .iter()
+            .chain(self.nfs_image.as_ref().map(|(_, p)| p))
+        {
             field(&i.reference.to_string(), &i.manifest.digest.0);
         }
         for o in &self.overlay {
@@ -462,6 +536,47 @@ pub fn load_fragment(loaded: &LoadedConfig, p: &toml::Spanned<PathBuf>) -> Resul
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn checked(text: &str) -> ConfigChecked {
+        let config = crate::config::parse(std::path::Path::new("mkstick.toml"), text).unwrap();
+        let loaded = LoadedConfig {
+            path: "mkstick.toml".into(),
+            text: text.to_string(),
+            config,
+        };
+        check_config(&loaded).unwrap()
+    }
+
+    #[test]
+    fn the_nfs_image_is_wanted_only_where_a_container_serves_nfs() {
+        let node = "[node]\nhostname = \"kube1\"\nssh-authorized-keys = [\"ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIIiI12AOmJheE4nbgJvDhe47oAV8xqWv1169OlfLBIpZ test@mkstick\"]\n\n".to_string();
+        let pool = format!("{node}[storage]\ndrives = [\"/dev/disk/by-id/virtio-a\"]\n\n");
+        let wanted = |text: &str, server: NfsServer| {
+            let c = checked(text);
+            wanted_images(c.storage.as_ref(), c.kubernetes.as_ref(), server).unwrap()
+        };
+        // No storage, or an OS with its own NFS server: not carried.
+        assert!(wanted(&node, NfsServer::Container).is_empty());
+        assert!(wanted(&pool, NfsServer::Kernel).is_empty());
+        // Storage alone on Fedora CoreOS: mkstick's own reference, a tag
+        // resolved at build time, said to be unpinned.
+        let w = wanted(&pool, NfsServer::Container);
+        assert_eq!(w.len(), 1);
+        assert_eq!(w[0].reference.to_string(), storage::NFS_CONTAINER_IMAGE);
+        assert!(!w[0].pinned && w[0].named_in.contains("src/plan/storage.rs"));
+        // With the cluster on mkstick's own table: its images, then the
+        // NFS server's, last (the plan takes it from the end).
+        let k8s = format!("{pool}[kubernetes]\n");
+        let kernel = wanted(&k8s, NfsServer::Kernel);
+        let container = wanted(&k8s, NfsServer::Container);
+        assert!(!kernel.is_empty());
+        assert_eq!(container[..kernel.len()], kernel[..]);
+        assert_eq!(container.len(), kernel.len() + 1);
+        assert_eq!(
+            container.last().unwrap().reference.to_string(),
+            storage::NFS_CONTAINER_IMAGE
+        );
+    }
 
     #[test]
     fn ids_are_fixed_by_the_seed_and_are_v4_uuids() {

@@ -9,11 +9,12 @@ use crate::config::storage::{
     Compress, DrivePath, NfsClient, PoolLabel, Profile, StatePath, StorageConfig,
 };
 use crate::config::{LoadedConfig, SourceError};
+use crate::os::registry::Reference;
 use crate::os::NfsServer;
 use crate::overlays::OVERLAYS;
 use crate::overlays::{render_overlay, OverlayFile};
 use crate::systemd::{device_unit, mount_unit, MountUnit};
-use anyhow::Result;
+use anyhow::{bail, Result};
 use std::collections::BTreeMap;
 
 /// The data drives, the pool on them and what is kept there.
@@ -47,6 +48,9 @@ pub struct StorageNeeds {
 #[derive(Debug, Clone, PartialEq)]
 pub struct NfsExport {
     pub server: NfsServer,
+    /// With [`NfsServer::Container`]: its image as carried on the stick,
+    /// `NAME:TAG@sha256:DIGEST` ([`crate::plan::plan`] sets it).
+    pub image: Option<Reference>,
     /// The exported directory on the node.
     pub dir: String,
     pub clients: Vec<NfsClient>,
@@ -67,8 +71,11 @@ const KEPT_UNITS_AT: &str = "etc/systemd/system/{{persist_unit}}";
 
 /// Container image of the NFS server on an OS without one (Fedora CoreOS):
 /// the nfs-utils image Fedora CoreOS's own CI runs on Fedora CoreOS
-/// (coreos/coreos-assembler, tests/containers/nfs/). Not resolvable to a
-/// digest from this build machine; see README.md, "NFS on Fedora CoreOS".
+/// (coreos/coreos-assembler, tests/containers/nfs/). Upstream publishes
+/// only a moving `latest`, so mkstick resolves it to a digest when the stick
+/// is built, carries it, and `plan` says it was not pinned; a binaries
+/// table may pin it (its `nfs`). See README.md, "NFS on Fedora CoreOS".
+pub const NFS_CONTAINER_REPOSITORY: &str = "quay.io/coreos-assembler/nfs";
 pub const NFS_CONTAINER_IMAGE: &str = "quay.io/coreos-assembler/nfs:latest";
 
 /// Paths mkstick itself writes at every boot; a kept directory over (or
@@ -208,6 +215,7 @@ impl StoragePlan {
             profile_defaulted,
             nfs: NfsExport {
                 server: NfsServer::Kernel,
+                image: None,
                 dir: format!("{mount}/exports"),
                 clients,
             },
@@ -332,7 +340,30 @@ impl StoragePlan {
             ("nfs_dir", self.nfs.dir.clone()),
             ("nfs_export_clients", words(&clients)),
             ("nfs_container_clients", words(&container_clients)),
-            ("nfs_image", NFS_CONTAINER_IMAGE.to_string()),
+        ])
+    }
+
+    /// The NFS container's image: what the node loads and checks
+    /// (`NAME:TAG@sha256:DIGEST`), and what the quadlet runs
+    /// (`NAME@sha256:DIGEST`, so podman runs that digest and no other).
+    fn nfs_image_vars(&self) -> Result<[(&'static str, String); 4]> {
+        let Some(r) = &self.nfs.image else {
+            bail!("the NFS server container has no image; acquire it with the plan's images");
+        };
+        let Some(digest) = r.digest else {
+            bail!("the NFS server's image {r} has no digest; acquire it with the plan's images");
+        };
+        Ok([
+            ("nfs_image", r.to_string()),
+            ("nfs_image_run", format!("{}@sha256:{digest}", r.name())),
+            ("stick_label", crate::formats::gpt::ESP_NAME.to_string()),
+            (
+                "stick_device_unit",
+                device_unit(&format!(
+                    "/dev/disk/by-partlabel/{}",
+                    crate::formats::gpt::ESP_NAME
+                )),
+            ),
         ])
     }
 
@@ -366,6 +397,9 @@ impl StoragePlan {
     pub fn overlay(&self, bin_dir: &str) -> Result<Vec<OverlayFile>> {
         let mut vars = self.vars();
         vars.insert("bin_dir", bin_dir.to_string());
+        if self.nfs.server == NfsServer::Container {
+            vars.extend(self.nfs_image_vars()?);
+        }
         let mut groups = vec!["storage"];
         groups.push(match self.nfs.server {
             NfsServer::Kernel => "nfs-kernel",
@@ -585,11 +619,20 @@ mod tests {
 
     #[test]
     fn an_os_without_an_nfs_server_gets_the_container() {
-        let p = plan_with(
+        let mut p = plan_with(
             &format!("{TWO}nfs-clients = [\"10.0.0.0/8\"]\n"),
             NfsServer::Container,
         )
         .unwrap();
+        // Without its carried image there is nothing to run.
+        let e = p.overlay("/usr/local/bin").unwrap_err();
+        assert!(format!("{e:#}").contains("has no image"), "{e:#}");
+        let digest = "ab".repeat(32);
+        p.nfs.image = Some(
+            format!("{NFS_CONTAINER_IMAGE}@sha256:{digest}")
+                .parse()
+                .unwrap(),
+        );
         let files = p.overlay("/usr/local/bin").unwrap();
         let file = |want: &str| {
             files.iter().find_map(|f| match f {
@@ -608,9 +651,37 @@ mod tests {
             quadlet.contains("RequiresMountsFor=/var/mnt/data/exports\n"),
             "{quadlet}"
         );
+        // podman runs the carried image by its digest, never pulling, and
+        // only after the loader ran.
+        for line in [
+            format!("Image={NFS_CONTAINER_REPOSITORY}@sha256:{digest}\n"),
+            "Pull=never\n".to_string(),
+            "Requires=mkstick-nfs-image.service\nAfter=mkstick-nfs-image.service\n".to_string(),
+        ] {
+            assert!(quadlet.contains(&line), "{line} in {quadlet}");
+        }
+        let env = file("/etc/mkstick/nfs-image.env").unwrap();
         assert!(
-            quadlet.contains(&format!("Image={NFS_CONTAINER_IMAGE}\n")),
-            "{quadlet}"
+            env.contains(&format!(
+                "\nNFS_IMAGE={NFS_CONTAINER_IMAGE}@sha256:{digest}\n"
+            )) && env.contains("\nSTICK_LABEL=MKSTICK\n"),
+            "{env}"
+        );
+        assert!(file("/usr/local/bin/mkstick-nfs-image").is_some());
+        let unit = files
+            .iter()
+            .find_map(|f| match f {
+                OverlayFile::Unit { name, contents } if name == "mkstick-nfs-image.service" => {
+                    Some(contents.clone())
+                }
+                _ => None,
+            })
+            .unwrap();
+        assert!(
+            unit.contains("ExecStart=/usr/local/bin/mkstick-nfs-image\n")
+                && unit.contains("Before=mkstick-nfs.service\n")
+                && unit.contains("After=dev-disk-by\\x2dpartlabel-MKSTICK.device\n"),
+            "{unit}"
         );
         let exports = file("/etc/mkstick/nfs.exports").unwrap();
         assert!(

@@ -14,6 +14,7 @@ mod inspect;
 mod kubernetes;
 mod layout;
 mod network;
+mod nfs_image;
 mod node_logic;
 mod os_contract;
 mod plan;

@@ -4,7 +4,7 @@
 
 use super::{KubernetesPlan, NFS_SERVER, STORAGE_CLASS_FILE};
 use crate::k8s::kubeadm::{ImageOverride, KubeadmArgs, KubeadmConfig, KubeadmImages};
-use crate::os::kubernetes::{TableImage, ADDON_IMAGES, DEFAULT_PAUSE_IMAGE};
+use crate::os::kubernetes::{TableImage, ADDON_IMAGES, DEFAULT_PAUSE_IMAGE, NFS_IMAGE_ROLE};
 use crate::os::registry::{PulledImage, WantedImage};
 use crate::overlays::{
     render_overlay, render_template, EmbeddedFile, OverlayFile, MANIFESTS, OVERLAYS,
@@ -29,15 +29,22 @@ impl KubernetesPlan {
         })
     }
 
-    /// The images the stick carries, sorted: kubeadm's, csi-driver-nfs's,
-    /// and Traefik's when the ingress is on. Empty when the table lists
-    /// no images.
+    /// The images the stick carries for containerd, sorted: kubeadm's,
+    /// csi-driver-nfs's, and Traefik's when the ingress is on (not the NFS
+    /// server's, which podman runs: [`crate::plan::wanted_images`]). Empty
+    /// when the table lists no images.
     pub fn images(&self) -> Vec<&TableImage> {
         self.table
             .images
             .iter()
             .filter(|i| i.role() != "traefik" || self.ingress.is_some())
+            .filter(|i| i.role() != NFS_IMAGE_ROLE)
             .collect()
+    }
+
+    /// The table's NFS server image, when it lists one.
+    pub fn nfs_image(&self) -> Option<&TableImage> {
+        self.table_image(NFS_IMAGE_ROLE)
     }
 
     /// Where [`Self::wanted_images`] says an image of the table is named.
