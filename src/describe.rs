@@ -115,6 +115,12 @@ fn describe_storage(s: &mut String, plan: &Plan) {
         clients.join(", "),
         st.nfs.share()
     );
+    if let (crate::os::NfsServer::Kernel, Some((r, at))) = (st.nfs.server, &st.nfs.pinned_image) {
+        let _ = writeln!(
+            s,
+            "  [storage] nfs-image ({at}, {r}) is not used: this OS has its own NFS server."
+        );
+    }
     if let Some((w, i)) = &plan.nfs_image {
         let _ = writeln!(
             s,

@@ -32,6 +32,9 @@ pub struct StorageConfig {
     /// Who may mount `<mount>/exports` over NFS (exports(5) client names).
     #[serde(default = "default_nfs_clients")]
     pub nfs_clients: CheckedList<NfsClient>,
+    /// The NFS server container's image, pinned as NAME:TAG@sha256:DIGEST,
+    /// on an OS without an NFS server of its own (checked by the plan).
+    pub nfs_image: Option<Spanned<String>>,
 }
 
 fn default_label() -> Spanned<PoolLabel> {

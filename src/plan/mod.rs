@@ -218,17 +218,28 @@ pub fn wanted_images(
 }
 
 /// The NFS server's image, for [`storage`] on an OS without an NFS server
-/// of its own: the one a user's binaries table lists (its `nfs`), else
-/// mkstick's own reference, a tag resolved at build time. A user's table
-/// that lists images but not this one is refused, so that a stick built
-/// from a mirror takes nothing from elsewhere.
+/// of its own: `[storage] nfs-image` when set, else the one a user's
+/// binaries table lists (its `nfs`), else mkstick's own reference, a tag
+/// resolved at build time. A user's table that lists images but not this
+/// one is refused (unless `nfs-image` pins it), so that a stick built from
+/// a mirror takes nothing from elsewhere.
 pub fn nfs_wanted(
     storage: Option<&storage::StoragePlan>,
     kubernetes: Option<&kubernetes::KubernetesPlan>,
     nfs_server: NfsServer,
 ) -> Result<Option<WantedImage>> {
-    if storage.is_none() || nfs_server != NfsServer::Container {
+    let Some(storage) = storage else {
         return Ok(None);
+    };
+    if nfs_server != NfsServer::Container {
+        return Ok(None);
+    }
+    if let Some((reference, named_in)) = &storage.nfs.pinned_image {
+        return Ok(Some(WantedImage {
+            reference: reference.clone(),
+            pinned: true,
+            named_in: named_in.clone(),
+        }));
     }
     if let Some(k) = kubernetes {
         if let Some(i) = k.nfs_image() {
@@ -240,7 +251,7 @@ pub fn nfs_wanted(
         }
         if k.table.source.is_some() && !k.table.images.is_empty() {
             bail!(
-                "{}: `images` lists no `{}` image, which this OS needs: it ships no NFS server, so a container runs one (README: \"NFS on Fedora CoreOS\"). Add it, as {}:TAG@sha256:DIGEST or your mirror's copy",
+                "{}: `images` lists no `{}` image, which this OS needs: it ships no NFS server, so a container runs one (README: \"NFS on Fedora CoreOS\"). Add it, as {}:TAG@sha256:DIGEST or your mirror's copy, or pin it in mkstick.toml as [storage] nfs-image",
                 k.table_name(),
                 crate::os::kubernetes::NFS_IMAGE_ROLE,
                 storage::NFS_CONTAINER_REPOSITORY
@@ -252,7 +263,9 @@ pub fn nfs_wanted(
             .parse()
             .expect("mkstick's NFS image reference parses"),
         pinned: false,
-        named_in: "mkstick's own NFS server image (src/plan/storage.rs)".to_string(),
+        named_in:
+            "mkstick's own NFS server image (src/plan/storage.rs; pin it with [storage] nfs-image)"
+                .to_string(),
     }))
 }
 

@@ -48,6 +48,9 @@ pub struct StorageNeeds {
 #[derive(Debug, Clone, PartialEq)]
 pub struct NfsExport {
     pub server: NfsServer,
+    /// `[storage] nfs-image`: the container's image as the user pinned it,
+    /// with where (`FILE:LINE`).
+    pub pinned_image: Option<(Reference, String)>,
     /// With [`NfsServer::Container`]: its image as carried on the stick,
     /// `NAME:TAG@sha256:DIGEST` ([`crate::plan::plan`] sets it).
     pub image: Option<Reference>,
@@ -201,6 +204,25 @@ impl StoragePlan {
         let mut persist: Vec<StatePath> = persist.into_iter().map(|(_, p)| p).collect();
         persist.sort();
 
+        let pinned_image = match &cfg.nfs_image {
+            None => None,
+            Some(v) => {
+                let how = "`[storage] nfs-image` pins the NFS server container's image (Fedora CoreOS) as NAME:TAG@sha256:DIGEST, the digest being the sha256 of the manifest or index the tag names (`mkstick plan` shows the one it resolves for mkstick's own)";
+                let r: Reference = v
+                    .get_ref()
+                    .parse()
+                    .map_err(|e| at(v.span(), format!("{e:#}; {how}")))?;
+                if r.tag.is_none() || r.digest.is_none() {
+                    return Err(at(
+                        v.span(),
+                        format!("`{}` is not pinned: {how}", v.get_ref()),
+                    ));
+                }
+                let line =
+                    SourceError::at(&loaded.path, &loaded.text, v.span().start, String::new()).line;
+                Some((r, format!("{}:{line}", loaded.path.display())))
+            }
+        };
         let mut clients: Vec<NfsClient> = cfg.nfs_clients.iter().cloned().collect();
         for c in &needs.nfs_clients {
             if !clients.contains(c) {
@@ -215,6 +237,7 @@ impl StoragePlan {
             profile_defaulted,
             nfs: NfsExport {
                 server: NfsServer::Kernel,
+                pinned_image,
                 image: None,
                 dir: format!("{mount}/exports"),
                 clients,
@@ -657,6 +680,7 @@ mod tests {
             format!("Image={NFS_CONTAINER_REPOSITORY}@sha256:{digest}\n"),
             "Pull=never\n".to_string(),
             "Requires=mkstick-nfs-image.service\nAfter=mkstick-nfs-image.service\n".to_string(),
+            "RequiresMountsFor=/var/lib/containers\n".to_string(),
         ] {
             assert!(quadlet.contains(&line), "{line} in {quadlet}");
         }

@@ -245,12 +245,24 @@ fn the_nfs_server_image_is_carried_pinned_and_loads_into_real_podman_offline() {
         "{out}"
     );
     assert!(calls.contains("mount -t vfat -o ro"), "{calls}");
-    let inspect = node.podman(&["image", "inspect", nametag]);
-    assert!(inspect.status.success(), "{inspect:?}");
-    let held: serde_json::Value = serde_json::from_slice(&inspect.stdout).unwrap();
-    assert_eq!(
-        held[0]["Digest"].as_str(),
-        Some(format!("sha256:{}", nfs.top.digest).as_str())
+    // Named by its tag, and found by the pinned (the index's) digest as
+    // the same image. (`.Digest` is the index's on podman 4, the platform
+    // manifest's on podman 5: not what the pin is checked by.)
+    let inspect = |reference: &str| {
+        let o = node.podman(&["image", "inspect", reference]);
+        assert!(
+            o.status.success(),
+            "podman image inspect {reference}: {o:?}"
+        );
+        serde_json::from_slice::<serde_json::Value>(&o.stdout).unwrap()
+    };
+    let held = inspect(nametag);
+    assert_eq!(inspect(&by_digest)[0]["Id"], held[0]["Id"]);
+    let repo_digests = held[0]["RepoDigests"].to_string();
+    assert!(
+        repo_digests.contains(&format!("@sha256:{}", nfs.top.digest))
+            && repo_digests.contains(&format!("@sha256:{}", nfs.manifest.digest)),
+        "{repo_digests}"
     );
     // The quadlet's Image= finds it with --pull never (what Pull=never
     // passes): podman makes the container from it with no registry. (This
@@ -361,4 +373,80 @@ fn a_table_without_the_nfs_image_is_refused_where_the_os_needs_it() {
     }
     assert!(server.requests().is_empty(), "nothing was downloaded");
     assert!(!s.path("mkstick.img").exists());
+}
+
+/// A stick with `[storage]` alone (no binaries table) pins the NFS
+/// server's image in mkstick.toml: carried pinned, and a rebuild from the
+/// cache needs no registry. A reference without a digest is refused at
+/// its line before anything is downloaded.
+#[test]
+fn storage_nfs_image_pins_it_and_a_cached_rebuild_needs_no_registry() {
+    let Some(reg) = TestRegistry::start() else {
+        return;
+    };
+    let nfs = TestImage::hello_multi_arch("coreos-assembler/nfs");
+    let nfs_ref = reg.push("coreos-assembler/nfs", "test", &nfs);
+    let config = |image: &str| {
+        format!(
+            "{}\n[storage]\ndrives = [\"/dev/disk/by-id/virtio-d0\"]\nnfs-image = \"{image}\"\n",
+            minimal_config()
+        )
+    };
+    let s = Scratch::new(&config(&nfs_ref));
+    container_nfs_os(&s);
+    let cache = s.path("cache");
+    let env = [("XDG_CACHE_HOME", cache.to_str().unwrap())];
+
+    let plan = ok(s.run_env(&["plan"], &env));
+    assert!(
+        plan.contains(&format!("    {nfs_ref}  ")) && !plan.contains("NOT PINNED"),
+        "{plan}"
+    );
+    let json: serde_json::Value =
+        serde_json::from_str(&ok(s.run_env(&["plan", "--json"], &env))).unwrap();
+    assert_eq!(
+        json["storage"]["nfs"]["image"]["named-in"].as_str(),
+        Some("mkstick.toml:10")
+    );
+    ok(s.run_env(&["build", "-q"], &env));
+    let first = std::fs::read(s.path("mkstick.img")).unwrap();
+    let index: serde_json::Value = serde_json::from_slice(&esp_file(
+        &s.path("mkstick.img"),
+        "mkstick/nfs-image/index.json",
+    ))
+    .unwrap();
+    assert_eq!(
+        index["manifests"][0]["digest"].as_str(),
+        Some(format!("sha256:{}", nfs.top.digest).as_str())
+    );
+
+    // The registry is gone: the cache has every blob, and the same stick
+    // comes out.
+    drop(reg);
+    ok(s.run_env(&["build", "-q", "--force"], &env));
+    assert_eq!(std::fs::read(s.path("mkstick.img")).unwrap(), first);
+
+    // Not pinned: refused at its line, before anything is fetched.
+    let nametag = nfs_ref.split_once('@').unwrap().0;
+    s.write("mkstick.toml", &config(nametag));
+    std::fs::remove_dir_all(&cache).unwrap();
+    let e = fails(s.run_env(&["plan"], &env));
+    assert!(
+        e.contains("mkstick.toml:10:")
+            && e.contains(&format!("`{nametag}` is not pinned"))
+            && e.contains("NAME:TAG@sha256:DIGEST"),
+        "{e}"
+    );
+    assert!(!cache.exists(), "nothing was fetched");
+
+    // An OS with its own NFS server: the pin is not used, and plan says so.
+    s.write("mkstick.toml", &config(&nfs_ref));
+    fake_os(&s.path("os"), Efi::Dir);
+    let plan = ok(s.run_env(&["plan"], &env));
+    assert!(
+        plan.contains(&format!(
+            "[storage] nfs-image (mkstick.toml:10, {nfs_ref}) is not used: this OS has its own NFS server."
+        )) && !plan.contains("The NFS server's image is on the stick"),
+        "{plan}"
+    );
 }
