@@ -127,15 +127,7 @@ fn describe_storage(s: &mut String, plan: &Plan) {
             "  The NFS server's image is on the stick ({}/), loaded into podman at every boot\n  with its digest checked, so it needs no registry:",
             crate::payload::images::NFS_IMAGE_DIR
         );
-        let _ = write!(s, "    {}  {}", i.reference, size(i.size_bytes()));
-        if !w.pinned {
-            let _ = write!(
-                s,
-                "  NOT PINNED: {} names a tag only; resolved now",
-                w.named_in
-            );
-        }
-        let _ = writeln!(s);
+        image_line(s, w, i);
     }
     let wide: Vec<&String> = clients.iter().filter(|c| is_network(c)).collect();
     if !wide.is_empty() {
@@ -256,16 +248,22 @@ fn describe_images(s: &mut String, plan: &Plan, payload: &Payload) {
         size(total)
     );
     for (w, i) in plan.carried_images() {
-        let _ = write!(s, "    {}  {}", i.reference, size(i.size_bytes()));
-        if !w.pinned {
-            let _ = write!(
-                s,
-                "  NOT PINNED: {} names a tag only; resolved now",
-                w.named_in
-            );
-        }
-        let _ = writeln!(s);
+        image_line(s, &w, i);
     }
+}
+
+/// One carried image: `    NAME:TAG@sha256:DIGEST  SIZE`, and whether a
+/// pin named it.
+fn image_line(s: &mut String, w: &WantedImage, i: &PulledImage) {
+    let _ = write!(s, "    {}  {}", i.reference, size(i.size_bytes()));
+    if !w.pinned {
+        let _ = write!(
+            s,
+            "  NOT PINNED: {} names a tag only; resolved now",
+            w.named_in
+        );
+    }
+    let _ = writeln!(s);
 }
 
 fn describe_kubernetes(s: &mut String, plan: &Plan, payload: &Payload) {

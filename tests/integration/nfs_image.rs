@@ -27,6 +27,21 @@ fn container_nfs_os(s: &Scratch) {
     std::fs::write(&path, json).unwrap();
 }
 
+/// A scratch with [`k8s_config`] on a fake OS whose NFS server is a
+/// container, its table of 1.36.4 doubles listing `images`.
+fn container_nfs_scratch(server: &Server, images: &[String]) -> Scratch {
+    let s = Scratch::new("");
+    container_nfs_os(&s);
+    s.write(
+        "k8s.toml",
+        &publish_carrying(server, "1.36.4", &doubles("1.36.4"), images),
+    );
+    s.write("mkstick.toml", &k8s_config("os", "k8s.toml"));
+    std::fs::create_dir(s.path("apps")).unwrap();
+    s.write("apps/hello.yaml", crate::kubernetes::APP);
+    s
+}
+
 /// A node for the loader: its root (MKSTICK_ROOT) with the files the
 /// stick's Ignition config writes for it, the stick's files for the mount
 /// double, and a podman store of its own.
@@ -145,21 +160,12 @@ fn the_nfs_server_image_is_carried_pinned_and_loads_into_real_podman_offline() {
         return;
     };
     let server = Server::start();
-    let files = doubles("1.36.4");
     let mut images = publish_images(&reg, "1.36.4");
     // Multi-arch, like quay.io/coreos-assembler/nfs.
     let nfs = TestImage::hello_multi_arch("coreos-assembler/nfs");
     let nfs_ref = reg.push("coreos-assembler/nfs", "test", &nfs);
     images.push(nfs_ref.clone());
-    let s = Scratch::new("");
-    container_nfs_os(&s);
-    s.write(
-        "k8s.toml",
-        &publish_carrying(&server, "1.36.4", &files, &images),
-    );
-    s.write("mkstick.toml", &k8s_config("os", "k8s.toml"));
-    std::fs::create_dir(s.path("apps")).unwrap();
-    s.write("apps/hello.yaml", crate::kubernetes::APP);
+    let s = container_nfs_scratch(&server, &images);
     let cache = s.path("cache");
     let env = [("XDG_CACHE_HOME", cache.to_str().unwrap())];
 
@@ -342,7 +348,6 @@ fn the_nfs_server_image_is_carried_pinned_and_loads_into_real_podman_offline() {
 #[test]
 fn a_table_without_the_nfs_image_is_refused_where_the_os_needs_it() {
     let server = Server::start();
-    let files = doubles("1.36.4");
     let images: Vec<String> = mkstick::os::kubernetes::KUBEADM_IMAGE_PINS
         .iter()
         .map(|s| s.to_string())
@@ -352,15 +357,7 @@ fn a_table_without_the_nfs_image_is_refused_where_the_os_needs_it() {
                 .map(|(_, r)| r.to_string()),
         )
         .collect();
-    let s = Scratch::new("");
-    container_nfs_os(&s);
-    s.write(
-        "k8s.toml",
-        &publish_carrying(&server, "1.36.4", &files, &images),
-    );
-    s.write("mkstick.toml", &k8s_config("os", "k8s.toml"));
-    std::fs::create_dir(s.path("apps")).unwrap();
-    s.write("apps/hello.yaml", crate::kubernetes::APP);
+    let s = container_nfs_scratch(&server, &images);
     let cache = s.path("cache");
     let env = [("XDG_CACHE_HOME", cache.to_str().unwrap())];
     for cmd in ["plan", "build"] {
