@@ -193,6 +193,16 @@ fn the_nfs_server_image_is_carried_pinned_and_loads_into_real_podman_offline() {
 
     ok(s.run_env(&["build", "-q"], &env));
     let img = s.path("mkstick.img");
+    // inspect --verify hashes every file manifest.json lists, these too.
+    let nfs_files = esp_files(&img)
+        .iter()
+        .filter(|(p, _)| p.starts_with("mkstick/nfs-image/"))
+        .count();
+    // oci-layout, index.json, and the index, the amd64 manifest, its
+    // config and layer: not the arm64 manifest the index also names.
+    assert_eq!(nfs_files, 6);
+    let verified = ok(s.run_env(&["inspect", "-q", "--verify", "mkstick.img"], &env));
+    assert!(verified.contains("verified: all"), "{verified}");
     let index: serde_json::Value =
         serde_json::from_slice(&esp_file(&img, "mkstick/nfs-image/index.json")).unwrap();
     let entries = index["manifests"].as_array().unwrap();
