@@ -49,6 +49,27 @@ fn build_test_os(dir: &str, flavour: &[&str]) -> PathBuf {
     out
 }
 
+/// The test OS at `os` as an OS without an NFS server of its own, like
+/// Fedora CoreOS (os.json `"nfs-server": "container"`), in `dir`: its files
+/// linked, its os.json rewritten. mkstick then carries the NFS server's
+/// image and loads it into podman at boot.
+pub fn container_nfs_os(os: &Path, dir: &Path) -> PathBuf {
+    std::fs::create_dir_all(dir).unwrap();
+    for entry in std::fs::read_dir(os).unwrap() {
+        let entry = entry.unwrap();
+        let to = dir.join(entry.file_name());
+        if entry.file_name() == "os.json" || to.exists() {
+            continue;
+        }
+        std::os::unix::fs::symlink(entry.path(), to).unwrap();
+    }
+    let mut json: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(os.join("os.json")).unwrap()).unwrap();
+    json["nfs-server"] = serde_json::json!("container");
+    std::fs::write(dir.join("os.json"), json.to_string()).unwrap();
+    dir.to_path_buf()
+}
+
 /// Which flavour of the test OS a boot test runs on.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Flavour {

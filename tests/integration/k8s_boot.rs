@@ -60,10 +60,10 @@
 //! Not proven here (real hardware only): that the real kubeadm, kubelet and
 //! images bring up a Ready node, that Traefik answers, that a PVC binds.
 
-use crate::boot::{boot_vm_with, Flavour};
+use crate::boot::{boot_vm_with, container_nfs_os, Flavour};
 use crate::common::*;
 use crate::http::Server;
-use crate::images::{TestRegistry, HELLO_MESSAGE};
+use crate::images::{TestImage, TestRegistry, HELLO_MESSAGE};
 use crate::kubernetes::{doubles, publish_carrying, publish_images, APP};
 
 /// Every boot here is on an isolated network (`mkstick boot --network
@@ -127,7 +127,7 @@ fn fragment(bin_dir: &str, script: &str) -> String {
     crate::boot::check_fragment(
         bin_dir,
         "mkstick Kubernetes boot test: check",
-        "mkstick-kubeadm.service mkstick-addons.service",
+        "mkstick-kubeadm.service mkstick-addons.service mkstick-nfs-image.service",
         script,
     )
 }
@@ -149,14 +149,24 @@ fn build(
     files: &[(&str, &str)],
     checks: &str,
 ) {
+    // On the coreos flavour, the OS runs its NFS server in a container, as
+    // Fedora CoreOS does: the table pins that image too, and the stick
+    // carries it for podman.
+    let mut images = publish_images(reg, version);
+    let os = match flavour {
+        Flavour::Coreos => {
+            images.push(reg.push(
+                "coreos-assembler/nfs",
+                "test",
+                &TestImage::hello_multi_arch("coreos-assembler/nfs"),
+            ));
+            container_nfs_os(&flavour.os(), &s.path("os-container-nfs"))
+        }
+        Flavour::Flatcar => flavour.os(),
+    };
     s.write(
         &format!("k8s-{version}.toml"),
-        &publish_carrying(
-            server,
-            version,
-            &doubles(version),
-            &publish_images(reg, version),
-        ),
+        &publish_carrying(server, version, &doubles(version), &images),
     );
     // A device timeout shorter than mkfs: on the first boot the mount gives
     // up before the pool exists, so the Kubernetes units fail their
@@ -168,7 +178,7 @@ fn build(
 [os]\npath = \"{}\"\n\n[boot]\nconsole = \"serial\"\n\n[storage]\ndrives = [\"/dev/disk/by-id/virtio-d0\"]\n\
 device-timeout-secs = 3\n\n[kubernetes]\nbinaries = \"k8s-{version}.toml\"\nadvertise-address = \"10.0.2.15\"\n{kubernetes}\n\n\
 [nfs]\n{nfs}\n\n[network]\n{network}\n\n[extra]\nignition = [\"check.ign\"]\nmanifests = [\"hello.yaml\"]\n",
-            flavour.os().display()
+            os.display()
         ),
     );
     s.write("hello.yaml", APP);
@@ -263,6 +273,19 @@ check images-kept journalctl -b -o cat -u mkstick-images.service --grep "all 13 
 /// The import on a data drive whose containerd holds none of the images.
 const IMPORTED: &str = r#"
 check images-imported journalctl -b -o cat -u mkstick-images.service --grep "imported 13 images from the stick into containerd"
+"#;
+
+/// The NFS server's image (coreos flavour): loaded from the stick into
+/// podman's store, which is in RAM, so at every boot, with no registry,
+/// at its pinned digest; no unit failed (Debian's podman has no quadlet
+/// generator, so the NFS container itself does not run).
+const NFS_IMAGE_CHECKS: &str = r#"
+nfs_image_at_pin() { (. /etc/mkstick/nfs-image.env; test "$(podman image inspect "${NFS_IMAGE%@*}" | jq -r '.[0].Digest')" = "${NFS_IMAGE##*@}"); }
+check nfs-image-loaded-from-stick journalctl -b -o cat -u mkstick-nfs-image.service --grep "from the stick into podman's store, digest sha256:.* checked"
+check nfs-image-at-pin nfs_image_at_pin
+check nfs-image-not-in-containerd not sh -c 'ctr -n k8s.io images ls -q | grep -q coreos-assembler/nfs'
+check nfs-quadlet-by-digest grep -qx "Image=.*/coreos-assembler/nfs@sha256:[0-9a-f]*" /etc/containers/systemd/mkstick-nfs.container
+check nfs-stick-unmounted not findmnt /run/mkstick/nfs-image-stick
 "#;
 
 const INIT_CHECKS: &str = r#"
@@ -390,7 +413,7 @@ check images-imported journalctl -b -o cat -u mkstick-images.service --grep "imp
     stick(
         "1.36.4",
         CERTS_DUE,
-        &format!("{INIT_CHECKS}{KEPT_IMAGES}{CERT_CHECKS}"),
+        &format!("{INIT_CHECKS}{KEPT_IMAGES}{CERT_CHECKS}{NFS_IMAGE_CHECKS}"),
     );
     let c1 = boot_vm(&s, "mkstick.img", &[&d0], "k8s-1-init");
     let kubelet = |v: &str| format!("kubelet version={v} config=yes");
@@ -434,6 +457,16 @@ check images-imported journalctl -b -o cat -u mkstick-images.service --grep "imp
         c2.contains("all 13 images are already in containerd; nothing imported"),
         "boot 2: nothing imported anew"
     );
+    // podman's store is in RAM: the NFS server's image is loaded from the
+    // stick again, at every boot, with no registry (NFS_IMAGE_CHECKS ran
+    // in the guest again too).
+    for (boot, console) in [(1, &c1), (2, &c2)] {
+        assert!(
+            console.contains("mkstick-nfs-image: loaded ")
+                && console.contains("from the stick into podman's store, digest sha256:"),
+            "boot {boot}: the NFS server's image is loaded from the stick"
+        );
+    }
     // The test OS states 1024 MiB, Kubernetes adds 2048; the boots get 1024.
     assert!(
         c2.contains("mkstick: WARNING: this server has")
