@@ -212,10 +212,19 @@ impl StoragePlan {
                     .get_ref()
                     .parse()
                     .map_err(|e| at(v.span(), format!("{e:#}; {how}")))?;
-                if r.tag.is_none() || r.digest.is_none() {
+                if r.digest.is_none() {
                     return Err(at(
                         v.span(),
                         format!("`{}` is not pinned: {how}", v.get_ref()),
+                    ));
+                }
+                if r.tag.is_none() {
+                    return Err(at(
+                        v.span(),
+                        format!(
+                            "`{}` names no tag, which podman names the loaded image by: {how}",
+                            v.get_ref()
+                        ),
                     ));
                 }
                 let line =
@@ -680,7 +689,7 @@ mod tests {
             format!("Image={NFS_CONTAINER_REPOSITORY}@sha256:{digest}\n"),
             "Pull=never\n".to_string(),
             "Requires=mkstick-nfs-image.service\nAfter=mkstick-nfs-image.service\n".to_string(),
-            "RequiresMountsFor=/var/lib/containers\n".to_string(),
+            "RequiresMountsFor=/var/lib/containers/storage\n".to_string(),
         ] {
             assert!(quadlet.contains(&line), "{line} in {quadlet}");
         }

@@ -280,10 +280,19 @@ check images-imported journalctl -b -o cat -u mkstick-images.service --grep "imp
 /// at its pinned digest; no unit failed (Debian's podman has no quadlet
 /// generator, so the NFS container itself does not run).
 const NFS_IMAGE_CHECKS: &str = r#"
-nfs_image_at_pin() { (. /etc/mkstick/nfs-image.env; test "$(podman image inspect "${NFS_IMAGE%@*}" | jq -r '.[0].Digest')" = "${NFS_IMAGE##*@}"); }
+image_id() { podman image inspect "$1" | jq -r '.[0].Id'; }
+# NAME@DIGEST (what the quadlet's Image= names) and NAME:TAG are one image.
+nfs_image_at_pin() {
+    local tagged by_digest
+    . /etc/mkstick/nfs-image.env
+    tagged=$(image_id "${NFS_IMAGE%@*}") && by_digest=$(image_id "${NFS_IMAGE%:*@*}@${NFS_IMAGE##*@}") &&
+        [ -n "$tagged" ] && [ "$tagged" = "$by_digest" ]
+}
+nfs_image_not_in_containerd() { local refs; refs=$(ctr -n k8s.io images ls -q) && [ -n "$refs" ] && ! echo "$refs" | grep -q coreos-assembler/nfs; }
 check nfs-image-loaded-from-stick journalctl -b -o cat -u mkstick-nfs-image.service --grep "from the stick into podman's store, digest sha256:.* checked"
 check nfs-image-at-pin nfs_image_at_pin
-check nfs-image-not-in-containerd not sh -c 'ctr -n k8s.io images ls -q | grep -q coreos-assembler/nfs'
+check nfs-image-not-in-containerd nfs_image_not_in_containerd
+check podman-units-off not systemctl is-enabled --quiet podman-auto-update.service
 check nfs-quadlet-by-digest grep -qx "Image=.*/coreos-assembler/nfs@sha256:[0-9a-f]*" /etc/containers/systemd/mkstick-nfs.container
 check nfs-stick-unmounted not findmnt /run/mkstick/nfs-image-stick
 "#;

@@ -318,6 +318,45 @@ fn the_nfs_server_image_is_carried_pinned_and_loads_into_real_podman_offline() {
     );
     assert!(!calls.contains("mount"), "{calls}");
 
+    // Another image under the name (not at the pin): loaded anyway, and
+    // the name then is the pinned image's.
+    let node = Node::new(&img, &podman);
+    std::fs::create_dir_all(&node.store).unwrap();
+    let other = node.store.join("other.tar");
+    std::fs::write(&other, crate::images::tar_one("other", b"other\n")).unwrap();
+    let imported = node.podman(&["import", other.to_str().unwrap(), nametag]);
+    assert!(imported.status.success(), "{imported:?}");
+    let (ok_, out, err, _) = node.load();
+    assert!(
+        ok_ && out.contains(&format!("loaded {nametag} from the stick")),
+        "{out}\n{err}"
+    );
+    let id = |reference: &str| {
+        let o = node.podman(&["image", "inspect", reference]);
+        serde_json::from_slice::<serde_json::Value>(&o.stdout).unwrap()[0]["Id"].clone()
+    };
+    assert_eq!(id(nametag), id(&by_digest));
+
+    // A stick whose layout is not the image NFS_IMAGE pins: loaded, then
+    // refused.
+    let node = Node::new(&img, &podman);
+    let env_file = node.root.join("etc/mkstick/nfs-image.env");
+    let env_text = std::fs::read_to_string(&env_file).unwrap();
+    std::fs::write(
+        &env_file,
+        env_text.replace(&nfs.top.digest.to_string(), &"0".repeat(64)),
+    )
+    .unwrap();
+    let (ok_, out, err, _) = node.load();
+    assert!(!ok_, "{out}");
+    assert!(
+        err.contains(&format!(
+            "after loading, podman holds no {nametag} at the pinned sha256:{}",
+            "0".repeat(64)
+        )),
+        "{err}"
+    );
+
     // A damaged index.json: refused before podman sees it.
     let node = Node::new(&img, &podman);
     let index_path = node.stick_file("mkstick/nfs-image/index.json");
@@ -442,6 +481,18 @@ fn storage_nfs_image_pins_it_and_a_cached_rebuild_needs_no_registry() {
         e.contains("mkstick.toml:10:")
             && e.contains(&format!("`{nametag}` is not pinned"))
             && e.contains("NAME:TAG@sha256:DIGEST"),
+        "{e}"
+    );
+    assert!(!cache.exists(), "nothing was fetched");
+    let by_digest = format!(
+        "{}@sha256:{}",
+        nametag.rsplit_once(':').unwrap().0,
+        nfs.top.digest
+    );
+    s.write("mkstick.toml", &config(&by_digest));
+    let e = fails(s.run_env(&["plan"], &env));
+    assert!(
+        e.contains("mkstick.toml:10:") && e.contains(&format!("`{by_digest}` names no tag")),
         "{e}"
     );
     assert!(!cache.exists(), "nothing was fetched");
