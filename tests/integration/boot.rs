@@ -332,7 +332,10 @@ fn free_port() -> u16 {
 /// an SSH server's identification line (RFC 4253 4.2). QEMU accepts on
 /// the forwarded port at once and closes when nothing in the guest listens
 /// yet, so it tries again every half second. Having read it, it sends its
-/// own and hangs up, so sshd logs the connection.
+/// own and hangs up, so sshd logs the connection. It waits up to 110 s for
+/// the line: the guest powers off once sshd logs a connection from the
+/// host, so giving up on a slow sshd (a TCG guest beside other boots)
+/// ended the boot with no line read.
 fn read_ssh_identification(
     port: u16,
     stop: Arc<AtomicBool>,
@@ -340,7 +343,7 @@ fn read_ssh_identification(
     std::thread::spawn(move || {
         while !stop.load(Ordering::Relaxed) {
             if let Ok(mut conn) = TcpStream::connect(("127.0.0.1", port)) {
-                conn.set_read_timeout(Some(Duration::from_secs(20)))
+                conn.set_read_timeout(Some(Duration::from_secs(110)))
                     .unwrap();
                 let mut line = String::new();
                 let _ = BufReader::new(&conn).read_line(&mut line);
