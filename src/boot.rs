@@ -447,6 +447,11 @@ pub fn run(a: &BootArgs, progress: &Progress) -> Result<ExitCode> {
     let watching = a.expect.is_some() || !a.fail_on.is_empty() || a.timeout > 0;
     let mut cmd = Command::new(QEMU);
     cmd.args(&args);
+    // QEMU keeps the stick's snapshot (snapshot=on) in a file of its own
+    // under $TMPDIR (block.c, bdrv_append_temp_snapshot), removed only when
+    // QEMU closes it: in our temporary directory, a signal that kills QEMU
+    // removes it too.
+    cmd.env("TMPDIR", tmp.path());
     if !watching {
         progress.note("boot: the serial console follows; press Ctrl-A then X to stop QEMU");
         let mut child = cmd

@@ -83,14 +83,18 @@ fn on_signal(sig: i32) {
     }
     // Held until the process ends: no registration or persist runs after.
     let held = items();
+    // The children first, so that none writes into a directory being
+    // removed.
+    for item in held.values() {
+        if let Item::Child(pid) = item {
+            let pid = nix::unistd::Pid::from_raw(*pid as i32);
+            let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGKILL);
+            let _ = nix::sys::wait::waitpid(pid, None);
+        }
+    }
     for item in held.values() {
         match item {
-            Item::Child(pid) => {
-                let _ = nix::sys::signal::kill(
-                    nix::unistd::Pid::from_raw(*pid as i32),
-                    nix::sys::signal::Signal::SIGKILL,
-                );
-            }
+            Item::Child(_) => {}
             Item::File(p) => {
                 let _ = std::fs::remove_file(p);
             }
